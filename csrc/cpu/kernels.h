@@ -1,0 +1,101 @@
+// Public interface of the torch-free CPU kernel core: raw pointers and sizes only.
+//
+// Every forward kernel computes, for one output slice [o0, o1) of one batch row,
+//     y[o] = bias[o] (or 0) + sum_a xv[a] * W[o, idx[a]]
+// where (idx, xv) is the compacted list of the row's nonzero inputs. Weights are stored input-major,
+// so the weights one input neuron sends out are contiguous:
+//   dense-gather : wt[in, ld] (the transpose of W; ld >= out), row j = input j's weights;
+//   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz].
+// Threads split the outputs, so no reduction is needed; the caller picks the slices.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "types.h"
+
+namespace evsparse::cpu {
+
+template <class A, class W>
+using DenseGatherFn = void (*)(const A* xv, const int32_t* idx, int64_t n_active, const W* wt,
+                               int64_t ld, const A* bias, A* y, int64_t o0, int64_t o1);
+
+template <class A, class I, class W>
+using SparseGatherFn = void (*)(const A* xv, const int32_t* idx, int64_t n_active,
+                                const int64_t* col_ptr, const I* rows, const W* vals,
+                                const A* bias, A* y, int64_t o0, int64_t o1);
+
+enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
+
+// One instruction set's float32-accumulating kernels.
+struct KernelTable {
+  Isa isa;
+  const char* name;
+  DenseGatherFn<float, float> dense_f32;
+  DenseGatherFn<float, f16> dense_f16;
+  DenseGatherFn<float, bf16> dense_bf16;
+  SparseGatherFn<float, int16_t, float> sparse_i16_f32;
+  SparseGatherFn<float, int16_t, f16> sparse_i16_f16;
+  SparseGatherFn<float, int16_t, bf16> sparse_i16_bf16;
+  SparseGatherFn<float, int32_t, float> sparse_i32_f32;
+  SparseGatherFn<float, int32_t, f16> sparse_i32_f16;
+  SparseGatherFn<float, int32_t, bf16> sparse_i32_bf16;
+
+  DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
+  DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
+  DenseGatherFn<float, bf16> dense(const bf16*) const { return dense_bf16; }
+  SparseGatherFn<float, int16_t, float> sparse(const int16_t*, const float*) const { return sparse_i16_f32; }
+  SparseGatherFn<float, int16_t, f16> sparse(const int16_t*, const f16*) const { return sparse_i16_f16; }
+  SparseGatherFn<float, int16_t, bf16> sparse(const int16_t*, const bf16*) const { return sparse_i16_bf16; }
+  SparseGatherFn<float, int32_t, float> sparse(const int32_t*, const float*) const { return sparse_i32_f32; }
+  SparseGatherFn<float, int32_t, f16> sparse(const int32_t*, const f16*) const { return sparse_i32_f16; }
+  SparseGatherFn<float, int32_t, bf16> sparse(const int32_t*, const bf16*) const { return sparse_i32_bf16; }
+};
+
+// Per-ISA tables, each defined in its own translation unit (gather_<isa>.cpp).
+const KernelTable& kernels_scalar();
+#if defined(__x86_64__) || defined(_M_X64)
+const KernelTable& kernels_avx2();
+const KernelTable& kernels_avx512();
+#endif
+#if defined(__aarch64__)
+const KernelTable& kernels_neon();
+#endif
+
+// float64 kernels (portable; used for gradcheck-grade accuracy, not speed).
+void dense_gather_f64(const double* xv, const int32_t* idx, int64_t n_active, const double* wt,
+                      int64_t ld, const double* bias, double* y, int64_t o0, int64_t o1);
+void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                       const int64_t* col_ptr, const int16_t* rows, const double* vals,
+                       const double* bias, double* y, int64_t o0, int64_t o1);
+void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                       const int64_t* col_ptr, const int32_t* rows, const double* vals,
+                       const double* bias, double* y, int64_t o0, int64_t o1);
+
+// The table in use: the best instruction set this CPU supports, unless set_isa() chose another.
+const KernelTable& active_kernels();
+// Selects an instruction set; returns false (and changes nothing) if it is not compiled in or not
+// supported by this CPU.
+bool set_isa(Isa isa);
+Isa best_supported_isa();
+bool isa_supported(Isa isa);
+bool isa_compiled(Isa isa);
+const char* isa_name(Isa isa);
+std::vector<std::string> detected_cpu_features();
+
+// Compacts the nonzero entries of x[0, n) (NaN counts as nonzero) into idx/xv; returns their count.
+// Branch-free so its cost does not depend on the activity pattern.
+template <class A>
+inline int64_t compact_active(const A* x, int64_t n, int32_t* idx, A* xv) {
+  int64_t c = 0;
+  for (int64_t j = 0; j < n; ++j) {
+    const A v = x[j];
+    idx[c] = static_cast<int32_t>(j);
+    xv[c] = v;
+    c += (v != A(0));
+  }
+  return c;
+}
+
+}  // namespace evsparse::cpu

@@ -1,0 +1,108 @@
+// A minimal float-vector abstraction, one definition per instruction set. Each gather_<isa>.cpp
+// defines exactly one EVSPARSE_ISA_* macro before including this file, and is compiled with the
+// matching -m flags, so one binary carries every variant and picks one at run time.
+#pragma once
+
+#include "types.h"
+
+#if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
+#include <immintrin.h>
+#elif defined(EVSPARSE_ISA_NEON)
+#include <arm_neon.h>
+#endif
+
+namespace evsparse::cpu {
+namespace {  // internal linkage: each ISA translation unit keeps its own copy
+
+// Scalar "vector" of width 1; used for the portable fallback and for float64.
+template <class A>
+struct ScalarVec {
+  using reg = A;
+  static constexpr int W = 1;
+  static reg zero() { return A(0); }
+  static reg set1(A v) { return v; }
+  static reg load(const A* p) { return *p; }
+  template <class T>
+  static reg loadw(const T* p) { return static_cast<A>(to_float(*p)); }
+  static void store(A* p, reg v) { *p = v; }
+  static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static void prefetch(const void*) {}
+};
+
+#if defined(EVSPARSE_ISA_AVX2)
+struct FloatVec {
+  using reg = __m256;
+  static constexpr int W = 8;
+  static reg zero() { return _mm256_setzero_ps(); }
+  static reg set1(float v) { return _mm256_set1_ps(v); }
+  static reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static reg loadw(const float* p) { return _mm256_loadu_ps(p); }
+  static reg loadw(const f16* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static reg loadw(const bf16* p) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+  static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+};
+inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
+
+#elif defined(EVSPARSE_ISA_AVX512)
+struct FloatVec {
+  using reg = __m512;
+  static constexpr int W = 16;
+  static reg zero() { return _mm512_setzero_ps(); }
+  static reg set1(float v) { return _mm512_set1_ps(v); }
+  static reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static reg loadw(const float* p) { return _mm512_loadu_ps(p); }
+  static reg loadw(const f16* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static reg loadw(const bf16* p) {
+    const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+  }
+  static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
+  static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+};
+inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
+
+#elif defined(EVSPARSE_ISA_NEON)
+struct FloatVec {
+  using reg = float32x4_t;
+  static constexpr int W = 4;
+  static reg zero() { return vdupq_n_f32(0.f); }
+  static reg set1(float v) { return vdupq_n_f32(v); }
+  static reg load(const float* p) { return vld1q_f32(p); }
+  static reg loadw(const float* p) { return vld1q_f32(p); }
+  static reg loadw(const f16* p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p))));
+  }
+  static reg loadw(const bf16* p) {
+    return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p)), 16));
+  }
+  static void store(float* p, reg v) { vst1q_f32(p, v); }
+  static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+  static void prefetch(const void* p) { __builtin_prefetch(p); }
+};
+inline float widen(f16 v) {
+  __fp16 h;
+  std::memcpy(&h, &v.bits, sizeof h);
+  return static_cast<float>(h);
+}
+
+#else
+using FloatVec = ScalarVec<float>;
+inline float widen(f16 v) { return to_float(v); }
+#endif
+
+inline float widen(float v) { return v; }
+inline double widen(double v) { return v; }
+inline float widen(bf16 v) { return to_float(v); }
+
+}  // namespace
+}  // namespace evsparse::cpu

@@ -1,0 +1,158 @@
+// Argument checking, active-input compaction and output-slice threading shared by the op bindings.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <optional>
+#include <type_traits>
+#include <vector>
+
+#include "../cpu/kernels.h"
+
+namespace evsparse {
+
+using at::ScalarType;
+using at::Tensor;
+
+// Below this many multiply-accumulates one thread finishes before a parallel region would pay off.
+constexpr int64_t kMinParallelMacs = 1 << 15;
+// Output slices are whole cache lines of float32 so threads never share a line.
+constexpr int64_t kSliceAlign = 16;
+
+inline void check_tensor(const Tensor& t, const char* op, const char* name, const Tensor& like) {
+  TORCH_CHECK_VALUE(t.defined(), op, ": argument '", name, "' is undefined");
+  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": argument '", name, "' is on ", t.device(),
+                    " but x is on ", like.device(), "; move both to the same device");
+  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": argument '", name,
+                    "' must be contiguous (call .contiguous() first)");
+  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": argument '", name, "' must be a strided tensor");
+}
+
+inline bool is_half(ScalarType t) { return t == ScalarType::Half || t == ScalarType::BFloat16; }
+
+// The accumulation dtype of x * w: float32 unless both are float64. Supported combinations:
+// x f32 with f32/f16/bf16 weights; x f64 with f64; x f16/bf16 with weights of the same dtype.
+inline ScalarType accumulation_dtype(const char* op, ScalarType x, ScalarType w) {
+  const bool ok = (x == w && (x == ScalarType::Float || x == ScalarType::Double || is_half(x))) ||
+                  (x == ScalarType::Float && is_half(w));
+  TORCH_CHECK_VALUE(ok, op, ": unsupported dtypes x=", x, ", weight=", w,
+                    "; use x float32 with float32/float16/bfloat16 weights, float64 with float64, "
+                    "or float16/bfloat16 x with weights of the same dtype");
+  return x == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+}
+
+struct PreparedInput {
+  Tensor x;        // x (same shape) in the accumulation dtype, contiguous
+  Tensor bias;     // [out] in the accumulation dtype, or undefined
+  ScalarType out_dtype;
+  int64_t batch;   // rows of x (1 for a 1-D x)
+
+  // Output in the accumulation dtype with x's rank; no reshape/squeeze on the per-step path.
+  Tensor new_output(int64_t out) const {
+    return x.dim() == 1 ? at::empty({out}, x.options()) : at::empty({batch, out}, x.options());
+  }
+};
+
+inline PreparedInput prepare_input(const char* op, const Tensor& x, int64_t in, int64_t out,
+                                   ScalarType w_dtype, const std::optional<Tensor>& bias) {
+  TORCH_CHECK_VALUE(x.dim() == 1 || x.dim() == 2, op, ": x must be 1-D [in] or 2-D [B, in], got ",
+                    x.dim(), "-D with shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.size(-1) == in, op, ": x has ", x.size(-1),
+                    " features but the weight expects in_features=", in);
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
+  const ScalarType acc = accumulation_dtype(op, x.scalar_type(), w_dtype);
+  PreparedInput p;
+  p.out_dtype = x.scalar_type();
+  p.x = x.scalar_type() == acc ? x : x.to(acc);
+  p.batch = x.dim() == 2 ? x.size(0) : 1;
+  if (bias.has_value() && bias->defined()) {
+    const Tensor& b = *bias;
+    check_tensor(b, op, "bias", x);
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, op, ": bias must have shape [", out,
+                      "], got ", b.sizes());
+    TORCH_CHECK_VALUE(b.scalar_type() == x.scalar_type() || b.scalar_type() == w_dtype, op,
+                      ": bias dtype ", b.scalar_type(), " matches neither x (", x.scalar_type(),
+                      ") nor the weight (", w_dtype, ")");
+    p.bias = b.scalar_type() == acc ? b : b.to(acc);
+  }
+  return p;
+}
+
+inline Tensor finish_output(const PreparedInput& p, const Tensor& y) {
+  return y.scalar_type() == p.out_dtype ? y : y.to(p.out_dtype);
+}
+
+// Active inputs of every batch row, compacted once per call on the calling thread and shared
+// read-only by the worker threads.
+template <class A>
+struct ActiveSet {
+  std::vector<int32_t> idx;
+  std::vector<A> xv;
+  std::vector<int64_t> count;
+  int64_t in = 0;
+
+  void compute(const A* x, int64_t B, int64_t n_in) {
+    in = n_in;
+    idx.resize(static_cast<size_t>(B * in));
+    xv.resize(static_cast<size_t>(B * in));
+    count.resize(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) {
+      count[b] = cpu::compact_active(x + b * in, in, idx.data() + b * in, xv.data() + b * in);
+    }
+  }
+  const int32_t* idx_row(int64_t b) const { return idx.data() + b * in; }
+  const A* xv_row(int64_t b) const { return xv.data() + b * in; }
+};
+
+template <class A>
+ActiveSet<A>& scratch_active_set() {
+  // Reused across calls to keep allocation off the per-step path.
+  thread_local ActiveSet<A> set;
+  return set;
+}
+
+// Runs kernel(b, o0, o1) for every batch row over output slices, in parallel when the work is big.
+template <class Kernel>
+void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& kernel) {
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || macs < kMinParallelMacs || out < 2 * kSliceAlign) {
+    for (int64_t b = 0; b < B; ++b) kernel(b, 0, out);
+    return;
+  }
+  const int64_t per = (out + threads - 1) / threads;
+  const int64_t slice = (per + kSliceAlign - 1) / kSliceAlign * kSliceAlign;
+  const int64_t n_slices = (out + slice - 1) / slice;
+  at::parallel_for(0, n_slices, 1, [&](int64_t s0, int64_t s1) {
+    for (int64_t s = s0; s < s1; ++s) {
+      const int64_t o0 = s * slice, o1 = std::min(out, o0 + slice);
+      for (int64_t b = 0; b < B; ++b) kernel(b, o0, o1);
+    }
+  });
+}
+
+template <class A>
+const A* data_or_null(const Tensor& t) {
+  return t.defined() ? t.const_data_ptr<A>() : nullptr;
+}
+
+// Reinterprets half/bfloat16 storage as the kernel core's 16-bit element types.
+template <class W>
+const W* weight_ptr(const Tensor& t) {
+  return static_cast<const W*>(t.const_data_ptr());
+}
+
+template <class Fn>
+void dispatch_weight_type(ScalarType t, const Fn& fn) {
+  switch (t) {
+    case ScalarType::Float: fn(static_cast<const float*>(nullptr)); break;
+    case ScalarType::Double: fn(static_cast<const double*>(nullptr)); break;
+    case ScalarType::Half: fn(static_cast<const cpu::f16*>(nullptr)); break;
+    case ScalarType::BFloat16: fn(static_cast<const cpu::bf16*>(nullptr)); break;
+    default: TORCH_CHECK_VALUE(false, "evsparse: unsupported weight dtype ", t);
+  }
+}
+
+}  // namespace evsparse

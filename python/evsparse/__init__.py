@@ -1,0 +1,36 @@
+"""evsparse: activity- and weight-sparse kernels for event-based RNNs at batch size 1.
+
+Loading the package registers the ``torch.ops.evsparse`` operators (C++), their fake kernels and
+autograd formulas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _C  # noqa: F401  (registers torch.ops.evsparse.*)
+from . import _ops  # noqa: F401  (fake kernels, autograd)
+from . import nn
+from .functional import sparse_linear
+from .packed import AUTO_SPARSE_MAX_DENSITY, PackedWeight, pack
+
+__version__ = "0.1.0"
+__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "build_info", "set_isa", "AUTO_SPARSE_MAX_DENSITY"]
+
+torch.serialization.add_safe_globals([PackedWeight])
+
+
+def build_info() -> dict:
+    """How the extension was built and what this CPU runs: compiler, flags, the instruction sets compiled
+    in / supported here / in use, CPU features detected at run time, torch versions and thread count."""
+    info = dict(_C.build_info())
+    info["torch_runtime_version"] = torch.__version__
+    info["num_threads"] = torch.get_num_threads()
+    return info
+
+
+def set_isa(name: str) -> None:
+    """Selects the kernels' instruction set: 'scalar', 'avx2', 'avx512' or 'neon' (must be supported
+    here). The default is the best this CPU supports; the EVSPARSE_ISA environment variable sets it
+    at import."""
+    _C.set_isa(name)

@@ -1,0 +1,46 @@
+"""Fake (meta) kernels for the C++ ``torch.ops.evsparse`` operators, so ``torch.compile`` can trace them.
+
+The operators, their CPU kernels and their autograd formulas are registered in C++ (``csrc/ops``):
+autograd lives there because a Python-registered formula costs several microseconds on every call,
+more than a small recurrent step.
+"""
+
+from __future__ import annotations
+
+import torch
+
+def _out_dtype(x: torch.Tensor) -> torch.dtype:
+    return x.dtype
+
+
+# --------------------------------------------------------------------------------------------
+# Fake kernels: shapes and dtypes only.
+
+
+@torch.library.register_fake("evsparse::gather_linear")
+def _gather_linear_fake(x, weight_t, bias=None):
+    torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
+    torch._check(x.shape[-1] == weight_t.shape[0], lambda: "x and weight_t disagree on in_features")
+    return x.new_empty((*x.shape[:-1], weight_t.shape[1]), dtype=_out_dtype(x))
+
+
+@torch.library.register_fake("evsparse::sparse_gather_linear")
+def _sparse_gather_linear_fake(x, col_ptr, row_idx, values, out_features, bias=None):
+    torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
+    torch._check(x.shape[-1] == col_ptr.shape[0] - 1, lambda: "x and col_ptr disagree on in_features")
+    return x.new_empty((*x.shape[:-1], out_features), dtype=_out_dtype(x))
+
+
+@torch.library.register_fake("evsparse::gather_linear_grad_weight")
+def _gather_linear_grad_weight_fake(grad_out, x):
+    return grad_out.new_empty((x.shape[-1], grad_out.shape[-1]))
+
+
+@torch.library.register_fake("evsparse::sparse_gather_linear_grad_values")
+def _sparse_grad_values_fake(grad_out, x, col_ptr, row_idx):
+    return grad_out.new_empty(row_idx.shape)
+
+
+@torch.library.register_fake("evsparse::sparse_gather_linear_grad_input")
+def _sparse_grad_input_fake(grad_out, col_ptr, row_idx, values):
+    return grad_out.new_empty((*grad_out.shape[:-1], col_ptr.shape[0] - 1))

@@ -1,0 +1,31 @@
+"""Functional interface: the gather-by-active-neuron linear product."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .packed import PackedWeight
+
+__all__ = ["sparse_linear"]
+
+
+def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``F.linear(x, W, bias)`` for a packed ``W``, skipping every exact zero of ``x``.
+
+    ``x``: ``[in]`` or ``[B, in]``, contiguous; float32/float64, or float16/bfloat16 with weights of the
+    same dtype (float32 ``x`` also takes float16/bfloat16 weights; accumulation is float32).
+    Returns ``[out]`` or ``[B, out]`` in ``x``'s dtype. NaN/Inf in ``x`` propagate exactly as in
+    ``F.linear`` on the dense matrix (a NaN input is active). Differentiable with respect to ``x``,
+    ``bias`` and ``weight.values``.
+    """
+    if not isinstance(weight, PackedWeight):
+        raise ValueError(
+            f"evsparse.sparse_linear: weight must be a PackedWeight (see evsparse.pack), got {type(weight).__name__}"
+        )
+    if weight.layout == "dense":
+        return torch.ops.evsparse.gather_linear(x, weight.values, bias)
+    return torch.ops.evsparse.sparse_gather_linear(
+        x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias
+    )

@@ -1,0 +1,58 @@
+"""``SparseLinear``: an ``nn.Linear`` whose product runs on the gather kernels."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..functional import sparse_linear
+from ..packed import PackedWeight, pack
+
+__all__ = ["SparseLinear"]
+
+
+class SparseLinear(nn.Module):
+    """Holds a :class:`~evsparse.PackedWeight` (its values as the parameter ``weight_values``, its
+    index arrays as buffers) and an optional bias; ``forward(x) == F.linear(x, W * mask, bias)``.
+
+    Build it from a trained layer with :meth:`from_linear`.
+    """
+
+    def __init__(self, weight: PackedWeight, bias: Optional[torch.Tensor] = None):
+        super().__init__()
+        if not isinstance(weight, PackedWeight):
+            raise ValueError(f"SparseLinear: weight must be a PackedWeight, got {type(weight).__name__}")
+        if bias is not None and tuple(bias.shape) != (weight.out_features,):
+            raise ValueError(f"SparseLinear: bias must have shape [{weight.out_features}], got {list(bias.shape)}")
+        self.in_features = weight.in_features
+        self.out_features = weight.out_features
+        self.layout = weight.layout
+        self.weight_values = nn.Parameter(weight.values.detach(), requires_grad=True)
+        self.register_buffer("col_ptr", weight.col_ptr)
+        self.register_buffer("row_idx", weight.row_idx)
+        self.bias = None if bias is None else nn.Parameter(bias.detach())
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto") -> "SparseLinear":
+        """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`) and copies the bias."""
+        if not isinstance(linear, nn.Linear):
+            raise ValueError(f"SparseLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+        bias = None if linear.bias is None else linear.bias.detach().clone()
+        return cls(pack(linear.weight, mask=mask, layout=layout), bias)
+
+    @property
+    def packed(self) -> PackedWeight:
+        """The packed weight, sharing this module's parameter and buffers."""
+        return PackedWeight._trusted(
+            self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr, self.row_idx
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sparse_linear(x, self.packed, self.bias)
+
+    def extra_repr(self) -> str:
+        pw = self.packed
+        return (f"in_features={self.in_features}, out_features={self.out_features}, layout={self.layout!r}, "
+                f"density={pw.density:.4f}, bias={self.bias is not None}")

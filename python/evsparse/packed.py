@@ -1,0 +1,251 @@
+"""Input-major packed weights: the storage the gather-by-active-neuron kernels read."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+__all__ = ["PackedWeight", "pack", "LAYOUTS", "AUTO_SPARSE_MAX_DENSITY"]
+
+LAYOUTS = ("dense", "sparse", "auto")
+_VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+_INT16_MAX_OUT = 32767
+
+# "auto" picks the sparse layout at or below this weight density. The sparse kernel reads an index
+# and a value per nonzero and scatters them; the dense-gather kernel streams whole rows with SIMD
+# FMAs. See README ("Choosing a layout") for the measurement behind the number.
+AUTO_SPARSE_MAX_DENSITY = 0.3
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(f"evsparse.PackedWeight: {msg}")
+
+
+class PackedWeight:
+    """A weight matrix ``W`` of shape ``[out, in]`` stored input-major.
+
+    Layouts
+      * ``"dense"``: ``values`` is ``W.T`` (``[in, out]``, contiguous); the kernel reads the rows of
+        the inputs that are nonzero.
+      * ``"sparse"``: CSC of ``W``: ``col_ptr`` (int64, ``in + 1``), ``row_idx`` (int16 when
+        ``out <= 32767``, else int32; sorted within each column) and ``values`` (``[nnz]``); the kernel
+        reads only the nonzeros of the active inputs' columns.
+
+    ``values`` is a leaf tensor: ``pw.requires_grad_()`` makes the packed weight trainable through
+    :func:`evsparse.sparse_linear`. The index structure is validated once, here; the kernels trust it.
+    """
+
+    def __init__(
+        self,
+        layout: str,
+        shape: tuple[int, int],
+        values: torch.Tensor,
+        col_ptr: Optional[torch.Tensor] = None,
+        row_idx: Optional[torch.Tensor] = None,
+    ):
+        if layout not in ("dense", "sparse"):
+            _fail(f"layout must be 'dense' or 'sparse', got {layout!r}")
+        if len(shape) != 2 or any(int(s) < 0 for s in shape):
+            _fail(f"shape must be (out_features, in_features), got {tuple(shape)}")
+        self.layout = layout
+        self._shape = (int(shape[0]), int(shape[1]))
+        self.values = values
+        self.col_ptr = col_ptr
+        self.row_idx = row_idx
+        self._validate()
+
+    @classmethod
+    def _trusted(cls, layout, shape, values, col_ptr=None, row_idx=None) -> "PackedWeight":
+        """Builds without validation, from parts that come from an already validated pack."""
+        pw = cls.__new__(cls)
+        pw.layout, pw._shape, pw.values, pw.col_ptr, pw.row_idx = layout, tuple(shape), values, col_ptr, row_idx
+        return pw
+
+    # ---- validation (once, at construction) -----------------------------------------------
+    def _validate(self) -> None:
+        out, inp = self._shape
+        v = self.values
+        if not isinstance(v, torch.Tensor):
+            _fail("values must be a tensor")
+        if v.dtype not in _VALUE_DTYPES:
+            _fail(f"values dtype must be one of {_VALUE_DTYPES}, got {v.dtype}")
+        if not v.is_contiguous():
+            _fail("values must be contiguous")
+        if self.layout == "dense":
+            if self.col_ptr is not None or self.row_idx is not None:
+                _fail("the dense layout takes no col_ptr/row_idx")
+            if tuple(v.shape) != (inp, out):
+                _fail(f"dense values must have shape [in, out] = [{inp}, {out}], got {list(v.shape)}")
+            return
+        cp, ri = self.col_ptr, self.row_idx
+        if cp is None or ri is None:
+            _fail("the sparse layout needs col_ptr and row_idx")
+        for name, t in (("col_ptr", cp), ("row_idx", ri)):
+            if t.device != v.device:
+                _fail(f"{name} is on {t.device} but values are on {v.device}")
+            if not t.is_contiguous() or t.dim() != 1:
+                _fail(f"{name} must be a contiguous 1-D tensor")
+        if cp.dtype != torch.int64:
+            _fail(f"col_ptr must be int64, got {cp.dtype}")
+        if ri.dtype not in (torch.int16, torch.int32):
+            _fail(f"row_idx must be int16 or int32, got {ri.dtype}")
+        if ri.dtype == torch.int16 and out > _INT16_MAX_OUT:
+            _fail(f"int16 row_idx cannot address out_features={out} (> {_INT16_MAX_OUT}); use int32")
+        nnz = ri.numel()
+        if v.dim() != 1 or v.numel() != nnz:
+            _fail(f"values must be 1-D with one entry per row index ({nnz}), got shape {list(v.shape)}")
+        if cp.numel() != inp + 1:
+            _fail(f"col_ptr must have in_features + 1 = {inp + 1} entries, got {cp.numel()}")
+        cp_cpu = cp.cpu()
+        if int(cp_cpu[0]) != 0 or int(cp_cpu[-1]) != nnz:
+            _fail(f"col_ptr must start at 0 and end at nnz={nnz}, got {int(cp_cpu[0])}..{int(cp_cpu[-1])}")
+        counts = cp_cpu[1:] - cp_cpu[:-1]
+        if bool((counts < 0).any()):
+            bad = int(torch.nonzero(counts < 0)[0])
+            _fail(f"col_ptr is not monotone (decreases at column {bad})")
+        if nnz == 0:
+            return
+        rows = ri.cpu().to(torch.int64)
+        if bool((rows < 0).any()) or bool((rows >= out).any()):
+            _fail(f"row_idx out of range [0, {out}): min {int(rows.min())}, max {int(rows.max())}")
+        # Within a column, indices must strictly increase; a new column may start anywhere.
+        starts = torch.zeros(nnz, dtype=torch.bool)
+        starts[cp_cpu[:-1][counts > 0]] = True
+        ok = (rows[1:] > rows[:-1]) | starts[1:]
+        if not bool(ok.all()):
+            pos = int(torch.nonzero(~ok)[0]) + 1
+            col = int(torch.searchsorted(cp_cpu, torch.tensor([pos]), right=True)[0]) - 1
+            _fail(f"row_idx is not strictly increasing within column {col} (position {pos})")
+
+    # ---- properties ---------------------------------------------------------------------------
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size(self._shape)
+
+    @property
+    def out_features(self) -> int:
+        return self._shape[0]
+
+    @property
+    def in_features(self) -> int:
+        return self._shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.values.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    @property
+    def index_dtype(self) -> Optional[torch.dtype]:
+        return None if self.row_idx is None else self.row_idx.dtype
+
+    @property
+    def nnz(self) -> int:
+        """Number of nonzero weights (explicitly stored zeros, e.g. after training, not counted)."""
+        return int(torch.count_nonzero(self.values.detach()))
+
+    @property
+    def density(self) -> float:
+        total = self._shape[0] * self._shape[1]
+        return self.nnz / total if total else 0.0
+
+    @property
+    def requires_grad(self) -> bool:
+        return self.values.requires_grad
+
+    def requires_grad_(self, requires_grad: bool = True) -> "PackedWeight":
+        self.values.requires_grad_(requires_grad)
+        return self
+
+    # ---- conversions --------------------------------------------------------------------------
+    def to_dense(self) -> torch.Tensor:
+        """The ``[out, in]`` weight (differentiable with respect to ``values``)."""
+        out, inp = self._shape
+        if self.layout == "dense":
+            return self.values.t().contiguous()
+        counts = (self.col_ptr[1:] - self.col_ptr[:-1]).to(self.values.device)
+        cols = torch.repeat_interleave(torch.arange(inp, device=self.values.device), counts)
+        dense = self.values.new_zeros((out, inp))
+        return dense.index_put((self.row_idx.to(torch.int64), cols), self.values)
+
+    def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "PackedWeight":
+        """A copy on ``device`` and/or with values of ``dtype`` (indices keep their dtype)."""
+        if dtype is not None and dtype not in _VALUE_DTYPES:
+            _fail(f"dtype must be one of {_VALUE_DTYPES}, got {dtype}")
+        values = self.values.to(device=device, dtype=dtype)
+        move = (lambda t: None if t is None else t.to(device=device)) if device is not None else (lambda t: t)
+        return PackedWeight._trusted(self.layout, self._shape, values, move(self.col_ptr), move(self.row_idx))
+
+    def __repr__(self) -> str:
+        extra = f", index_dtype={self.index_dtype}" if self.layout == "sparse" else ""
+        return (
+            f"PackedWeight(layout={self.layout!r}, shape={tuple(self._shape)}, nnz={self.nnz}, "
+            f"density={self.density:.4f}, dtype={self.dtype}, device={self.device}{extra})"
+        )
+
+    # Pickle as plain tensors and a tuple so torch.load(weights_only=True) can rebuild it (the class
+    # is registered as a safe global in evsparse/__init__.py).
+    def __getstate__(self):
+        return {
+            "layout": self.layout,
+            "shape": tuple(self._shape),
+            "values": self.values,
+            "col_ptr": self.col_ptr,
+            "row_idx": self.row_idx,
+        }
+
+    def __setstate__(self, state):
+        self.layout = state["layout"]
+        self._shape = tuple(state["shape"])
+        self.values = state["values"]
+        self.col_ptr = state["col_ptr"]
+        self.row_idx = state["row_idx"]
+        self._validate()
+
+
+def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto") -> PackedWeight:
+    """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
+
+    ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
+    ``layout``: ``"dense"``, ``"sparse"`` or ``"auto"`` (sparse when the density of ``weight * mask``
+    is at most :data:`AUTO_SPARSE_MAX_DENSITY`). Non-finite weights are rejected. The packed values are
+    a detached copy; call ``.requires_grad_()`` on the result to train them.
+    """
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError(f"evsparse.pack: weight must be a 2-D [out, in] tensor, got {type(weight).__name__} "
+                         f"with shape {getattr(weight, 'shape', None)}")
+    if weight.dtype not in _VALUE_DTYPES:
+        raise ValueError(f"evsparse.pack: weight dtype must be one of {_VALUE_DTYPES}, got {weight.dtype}")
+    if layout not in LAYOUTS:
+        raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
+    w = weight.detach()
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(w.shape):
+            raise ValueError(f"evsparse.pack: mask must be a tensor of shape {list(w.shape)}, "
+                             f"got {getattr(mask, 'shape', None)}")
+        if mask.device != w.device:
+            raise ValueError(f"evsparse.pack: mask is on {mask.device} but weight is on {w.device}")
+        w = torch.where(mask.to(torch.bool), w, torch.zeros((), dtype=w.dtype, device=w.device))
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError("evsparse.pack: weight contains NaN or Inf; the kernels skip inactive inputs, so "
+                         "non-finite weights would not propagate as in F.linear")
+    out, inp = w.shape
+    if layout == "auto":
+        total = out * inp
+        density = int(torch.count_nonzero(w)) / total if total else 1.0
+        layout = "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
+    wt = w.t().contiguous()  # [in, out]: row j = input j's outgoing weights
+    if layout == "dense":
+        return PackedWeight._trusted("dense", (out, inp), wt)
+    nz = torch.nonzero(wt)  # row-major over [in, out]: sorted by input, then by output = CSC order
+    counts = torch.bincount(nz[:, 0], minlength=inp)
+    col_ptr = torch.zeros(inp + 1, dtype=torch.int64, device=w.device)
+    torch.cumsum(counts, 0, out=col_ptr[1:])
+    index_dtype = torch.int16 if out <= _INT16_MAX_OUT else torch.int32
+    row_idx = nz[:, 1].to(index_dtype).contiguous()
+    values = wt[nz[:, 0], nz[:, 1]].contiguous()
+    return PackedWeight._trusted("sparse", (out, inp), values, col_ptr, row_idx)
