@@ -92,13 +92,22 @@ void scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, int
 }
 
 // Sparse-gather: for each active input, scatter its stored nonzeros into the output slice. When the
-// slice is not the whole output, binary-search the column's sorted row indices for the slice.
+// slice is not the whole output, binary-search the column's sorted row indices for the slice (the
+// op layer avoids that at batch 1 by splitting columns, not outputs, across threads).
 template <class A, class I, class W>
 void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr,
-                   const I* rows, const W* vals, const A* bias, A* y, int64_t o0, int64_t o1) {
+                   const I* __restrict rows, const W* __restrict vals, const A* bias, A* __restrict y,
+                   int64_t o0, int64_t o1) {
   init_slice(bias, y, o0, o1);
   const auto less = [](I r, int64_t v) { return int64_t(r) < v; };
+  constexpr int64_t kPrefetchAhead = 2;  // columns: start their first cache lines early
   for (int64_t a = 0; a < na; ++a) {
+    if (a + kPrefetchAhead < na) {
+      const int64_t kn = col_ptr[idx[a + kPrefetchAhead]];
+      __builtin_prefetch(rows + kn);
+      __builtin_prefetch(vals + kn);
+      __builtin_prefetch(reinterpret_cast<const char*>(vals + kn) + 64);
+    }
     const int64_t j = idx[a];
     int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
     // O(1) checks first: a column entirely inside the slice needs no search.

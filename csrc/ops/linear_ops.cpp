@@ -108,16 +108,16 @@ Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor
     const A* bp = data_or_null<A>(p.bias);
     A* yp = y.mutable_data_ptr<A>();
     const auto run = [&](const auto* rows) {
-      if constexpr (std::is_same_v<A, double>) {
-        for_each_output_slice(B, out, touched, [&](int64_t b, int64_t o0, int64_t o1) {
-          cpu::sparse_gather_f64(act.xv_row(b), act.idx_row(b), act.count[b], cp, rows, v, bp, yp + b * out, o0, o1);
-        });
-      } else {
-        const auto fn = cpu::active_kernels().sparse(rows, v);
-        for_each_output_slice(B, out, touched, [&](int64_t b, int64_t o0, int64_t o1) {
-          fn(act.xv_row(b), act.idx_row(b), act.count[b], cp, rows, v, bp, yp + b * out, o0, o1);
-        });
-      }
+      const auto columns = [&](int64_t b, int64_t a0, int64_t a1, const A* bias_or_null, A* dst) {
+        if constexpr (std::is_same_v<A, double>) {
+          cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v, bias_or_null,
+                                 dst, 0, out);
+        } else {
+          cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
+                                                bias_or_null, dst, 0, out);
+        }
+      };
+      for_each_column_group(B, out, act, cp, touched, bp, yp, columns);
     };
     if (row_idx.scalar_type() == ScalarType::Short) {
       run(row_idx.const_data_ptr<int16_t>());

@@ -133,6 +133,61 @@ void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& k
   });
 }
 
+// Sparse layout: a thread split that needs no search inside columns. With B >= threads, threads take
+// whole batch rows. Otherwise each row's active columns are cut into groups of about equal nonzero
+// count; group t scatters into its own fp32 buffer (thread 0 into y itself), and the buffers are
+// summed afterwards: O(out * threads), small next to the scatter once the work is worth threading.
+// kernel(b, a0, a1, bias_or_null, dst) must write dst[0, out) = bias + columns a0..a1 of row b.
+template <class A, class Kernel>
+void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, const int64_t* col_ptr,
+                           int64_t touched, const A* bias, A* y, const Kernel& kernel) {
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || touched < kMinParallelMacs) {
+    for (int64_t b = 0; b < B; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
+    return;
+  }
+  if (B >= threads) {
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
+    });
+    return;
+  }
+  thread_local std::vector<A> partial;
+  thread_local std::vector<int64_t> bounds;
+  partial.resize(static_cast<size_t>((threads - 1) * out));
+  bounds.resize(static_cast<size_t>(threads + 1));
+  // Lambdas do not capture thread_locals (a worker would see its own, empty, copy): use pointers.
+  int64_t* cut = bounds.data();
+  A* part = partial.data();
+  for (int64_t b = 0; b < B; ++b) {
+    const int32_t* idx = act.idx_row(b);
+    const int64_t na = act.count[b];
+    int64_t row_work = 0;
+    for (int64_t a = 0; a < na; ++a) row_work += col_ptr[idx[a] + 1] - col_ptr[idx[a]];
+    // Cut points at equal shares of the row's nonzeros.
+    cut[0] = 0;
+    int64_t a = 0, acc = 0;
+    for (int64_t t = 1; t < threads; ++t) {
+      const int64_t target = row_work * t / threads;
+      while (a < na && acc < target) acc += col_ptr[idx[a] + 1] - col_ptr[idx[a]], ++a;
+      cut[t] = a;
+    }
+    cut[threads] = na;
+    A* yb = y + b * out;
+    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) {
+        kernel(b, cut[t], cut[t + 1], t == 0 ? bias : nullptr, t == 0 ? yb : part + (t - 1) * out);
+      }
+    });
+    at::parallel_for(0, out, std::max<int64_t>(kSliceAlign, out / threads), [&](int64_t o0, int64_t o1) {
+      for (int64_t t = 1; t < threads; ++t) {
+        const A* src = part + (t - 1) * out;
+        for (int64_t o = o0; o < o1; ++o) yb[o] += src[o];
+      }
+    });
+  }
+}
+
 template <class A>
 const A* data_or_null(const Tensor& t) {
   return t.defined() ? t.const_data_ptr<A>() : nullptr;

@@ -24,6 +24,8 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         raise ValueError(
             f"evsparse.sparse_linear: weight must be a PackedWeight (see evsparse.pack), got {type(weight).__name__}"
         )
+    if x.device != weight.device:
+        raise ValueError(f"evsparse.sparse_linear: x is on {x.device} but the weight is on {weight.device}")
     if weight.layout == "dense":
         return torch.ops.evsparse.gather_linear(x, weight.values, bias)
     return torch.ops.evsparse.sparse_gather_linear(

@@ -1,0 +1,129 @@
+"""sparse_linear against the dense F.linear reference: shapes, activity, density, dtypes, layouts."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+import evsparse
+from reference import DTYPE_COMBOS, assert_matches, random_problem
+
+sizes = st.one_of(st.integers(1, 40), st.integers(1, 2048))
+fractions = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
+
+
+@given(
+    out=sizes,
+    inp=sizes,
+    activity=fractions,
+    density=fractions,
+    batch=st.sampled_from([None, 1, 2, 7]),
+    dtypes=st.sampled_from(DTYPE_COMBOS),
+    layout=st.sampled_from(["dense", "sparse", "auto"]),
+    with_bias=st.booleans(),
+    n_threads=st.sampled_from([1, 2]),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_matches_dense_reference(isa, threads, out, inp, activity, density, batch, dtypes, layout, with_bias,
+                                 n_threads, seed):
+    threads(n_threads)
+    x_dtype, w_dtype = dtypes
+    gen = torch.Generator().manual_seed(seed)
+    w, mask, x, bias = random_problem(gen, out, inp, activity, density, batch, x_dtype, w_dtype)
+    bias = bias.to(w_dtype) if with_bias else None
+    pw = evsparse.pack(w, mask, layout)
+    y = evsparse.sparse_linear(x, pw, bias)
+    assert_matches(y, x, w, mask, bias)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("dtypes", DTYPE_COMBOS, ids=lambda d: f"{d[0]}-{d[1]}".replace("torch.", ""))
+@pytest.mark.parametrize("pattern", ["none", "all", "one_first", "one_last", "odd"])
+def test_edge_patterns(isa, layout, dtypes, pattern):
+    x_dtype, w_dtype = dtypes
+    out, inp = 131, 97  # odd sizes: exercise every SIMD remainder path
+    gen = torch.Generator().manual_seed(1)
+    w, mask, x, bias = random_problem(gen, out, inp, 1.0, 0.4, 3, x_dtype, w_dtype)
+    keep = torch.zeros(inp, dtype=torch.bool)
+    if pattern == "all":
+        keep[:] = True
+    elif pattern == "one_first":
+        keep[0] = True
+    elif pattern == "one_last":
+        keep[-1] = True
+    elif pattern == "odd":
+        keep[1::2] = True
+    x = x * keep
+    bias = bias.to(w_dtype)
+    y = evsparse.sparse_linear(x, evsparse.pack(w, mask, layout), bias)
+    assert_matches(y, x, w, mask, bias)
+    if pattern == "none":  # nothing active: exactly the bias
+        assert torch.equal(y, bias.to(x_dtype).expand_as(y))
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_exact_zero_weights_and_empty_columns(isa, layout):
+    w = torch.zeros(64, 48)
+    w[:, 5] = torch.randn(64)  # one nonzero column; every other column empty
+    x = torch.randn(2, 48)
+    y = evsparse.sparse_linear(x, evsparse.pack(w, layout=layout))
+    assert_matches(y, x, w, None, None)
+
+
+def test_int32_row_indices_for_large_out(isa):
+    out, inp = 40000, 3
+    gen = torch.Generator().manual_seed(2)
+    w, mask, x, bias = random_problem(gen, out, inp, 1.0, 0.05, 2, torch.float32, torch.float32)
+    pw = evsparse.pack(w, mask, "sparse")
+    assert pw.index_dtype == torch.int32
+    assert_matches(evsparse.sparse_linear(x, pw, bias), x, w, mask, bias)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_nan_inf_propagate_as_in_f_linear(isa, layout):
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(40, 30, generator=gen)
+    mask = torch.rand(40, 30, generator=gen) < 0.5
+    mask[:, 7] = False  # an input whose column is empty: Inf * (pruned zero) must still be NaN
+    x = torch.zeros(4, 30)
+    x[0, 3] = float("nan")
+    x[1, 7] = float("inf")
+    x[2, 9] = float("-inf")
+    x[3, 11] = 2.0
+    y = evsparse.sparse_linear(x, evsparse.pack(w, mask, layout))
+    ref = F.linear(x, w * mask)
+    torch.testing.assert_close(y, ref, equal_nan=True)
+    assert bool(torch.isnan(y[0]).all())
+
+
+def test_nothing_active_is_cheap_and_exact():
+    pw = evsparse.pack(torch.randn(256, 128), layout="sparse")
+    assert torch.equal(evsparse.sparse_linear(torch.zeros(128), pw), torch.zeros(256))
+
+
+def test_every_isa_gives_the_same_result():
+    """The SIMD variants reorder nothing within a row, so all ISAs must agree to float rounding."""
+    gen = torch.Generator().manual_seed(4)
+    w, mask, x, bias = random_problem(gen, 300, 200, 0.3, 0.5, 2, torch.float32, torch.float16)
+    pw = evsparse.pack(w, mask, "dense")
+    previous = evsparse._C.get_isa()
+    try:
+        results = {}
+        for name in evsparse.build_info()["isa_supported"]:
+            evsparse.set_isa(name)
+            results[name] = evsparse.sparse_linear(x, pw, bias)
+    finally:
+        evsparse.set_isa(previous)
+    base = results["scalar"]
+    for name, y in results.items():
+        torch.testing.assert_close(y, base, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_set_isa_rejects_unknown_and_unsupported():
+    with pytest.raises(ValueError, match="unknown instruction set"):
+        evsparse.set_isa("sse9")
+    unsupported = [i for i in ("avx2", "avx512", "neon") if i not in evsparse.build_info()["isa_supported"]]
+    if unsupported:
+        with pytest.raises(ValueError, match="not supported"):
+            evsparse.set_isa(unsupported[0])
