@@ -12,10 +12,11 @@ LAYOUTS = ("dense", "sparse", "auto")
 _VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INT16_MAX_OUT = 32767
 
-# "auto" picks the sparse layout at or below this weight density. The sparse kernel reads an index
+# "auto" picks the sparse layout at or below this weight density (measured crossover with
+# evsparse-bench, see README "Choosing a layout"). The sparse kernel reads an index
 # and a value per nonzero and scatters them; the dense-gather kernel streams whole rows with SIMD
 # FMAs. See README ("Choosing a layout") for the measurement behind the number.
-AUTO_SPARSE_MAX_DENSITY = 0.3
+AUTO_SPARSE_MAX_DENSITY = 0.2
 
 
 def _fail(msg: str) -> None:

@@ -1,0 +1,397 @@
+"""``evsparse-bench``: measured speedup against theoretical MAC reduction at batch 1.
+
+Every method of one sweep point is timed *interleaved* (one call of each method per round, inputs
+rotating through a pool of different activity patterns), so machine noise hits them alike and the
+ratios are side by side. Reported per point: the theoretical MAC speedup (dense MACs / MACs on
+nonzero inputs x nonzero weights), evsparse's measured speedup over dense ``F.linear``, their ratio
+("realisation"), the speedup over each baseline and evsparse's effective bandwidth (bytes it must
+read / time). Writes Markdown, JSON and a PNG plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+import evsparse
+
+DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
+DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
+DEFAULT_DENSITY = [1.0, 0.5, 0.15, 0.05]
+POOL = 8  # distinct inputs per point: an RNN's active set changes every step
+
+
+def parse_size(s: str) -> tuple[int, int]:
+    a, b = s.lower().split("x")
+    return int(a), int(b)
+
+
+@dataclass
+class Case:
+    """One sweep point: weight W [out, in] with the given density, inputs with the given activity."""
+
+    n_in: int
+    n_out: int
+    activity: float
+    density: float
+    dtype: torch.dtype = torch.float32
+    seed: int = 0
+    w: torch.Tensor = field(init=False)
+    xs: list = field(init=False)
+
+    def __post_init__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        w = torch.randn(self.n_out, self.n_in, generator=g)
+        if self.density < 1.0:
+            w = w * (torch.rand(self.n_out, self.n_in, generator=g) < self.density)
+        self.w = w.to(self.dtype)
+        xs = []
+        for _ in range(POOL):
+            k = max(1, round(self.activity * self.n_in))
+            x = torch.zeros(self.n_in)
+            x[torch.randperm(self.n_in, generator=g)[:k]] = torch.randn(k, generator=g)
+            xs.append(x)
+        self.xs = xs
+
+    def mean_macs(self) -> float:
+        """MACs on nonzero inputs x nonzero weights, averaged over the input pool."""
+        col_nnz = (self.w != 0).sum(0).double()
+        return float(statistics.mean(float(col_nnz[x != 0].sum()) for x in self.xs))
+
+
+def build_methods(case: Case, include_baselines: bool = True) -> dict[str, tuple[Callable, list]]:
+    """name -> (fn, inputs). Each fn takes one input of its list (inputs prepared ahead, untimed)."""
+    w = case.w
+    pw_auto = evsparse.pack(w)
+    pw_dense = evsparse.pack(w, layout="dense")
+    pw_sparse = evsparse.pack(w, layout="sparse")
+    wf = w.float()
+    methods: dict[str, tuple[Callable, list]] = {
+        "evsparse": (lambda x: evsparse.sparse_linear(x, pw_auto), case.xs),
+        "evs_dense_gather": (lambda x: evsparse.sparse_linear(x, pw_dense), case.xs),
+        "evs_sparse_gather": (lambda x: evsparse.sparse_linear(x, pw_sparse), case.xs),
+        "dense_F.linear": (lambda x: F.linear(x, wf), case.xs),
+    }
+    if include_baselines:
+        import scipy.sparse
+
+        csr = wf.to_sparse_csr()
+        sp = scipy.sparse.csr_matrix(wf.numpy())
+        wt = wf.t().contiguous()
+        methods["torch_csr_mv"] = (lambda x: torch.mv(csr, x), case.xs)
+        methods["scipy_csr"] = (lambda x: sp @ x, [x.numpy() for x in case.xs])
+
+        def naive_gather(x):
+            idx = x.nonzero().squeeze(1)
+            return x[idx] @ wt[idx]
+
+        methods["naive_gather"] = (naive_gather, case.xs)
+    return methods, pw_auto
+
+
+def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3) -> dict:
+    """Median seconds per call of each method, timed in interleaved blocks.
+
+    Each round runs every method for one block of calls (about ``block_seconds``, inputs rotating),
+    so a method is timed in its steady state (its weights warm in cache as in a step loop) while the
+    rounds alternate methods so that machine noise is shared between them.
+    """
+    names = list(methods)
+    calls = {}
+    for name in names:  # warm-up and block calibration
+        fn, inputs = methods[name]
+        for x in inputs:
+            fn(x)
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(x)
+        per_call = (time.perf_counter() - t0) / len(inputs)
+        calls[name] = max(1, min(10_000, round(block_seconds / max(per_call, 1e-9))))
+    samples = {n: [] for n in names}
+    with torch.inference_mode():
+        for r in range(rounds):
+            for name in names:
+                fn, inputs = methods[name]
+                n, k = calls[name], len(inputs)
+                t0 = time.perf_counter_ns()
+                for i in range(n):
+                    fn(inputs[(r + i) % k])
+                samples[name].append((time.perf_counter_ns() - t0) / n)
+    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
+
+
+def bytes_needed(case: Case, pw) -> float:
+    """Bytes evsparse must read for one call: the active rows (dense layout) or the active columns'
+    indices and values (sparse layout), averaged over the input pool."""
+    esize = case.w.element_size()
+    if pw.layout == "dense":
+        return statistics.mean(float((x != 0).sum()) for x in case.xs) * case.n_out * esize
+    isize = pw.row_idx.element_size()
+    return case.mean_macs() * (esize + isize)
+
+
+def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
+    """This machine's copy bandwidth in GB/s (bytes read + written), with torch's threaded copy."""
+    src = torch.ones(mb * 2**20 // 4)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def overhead_section(reps: int = 15) -> dict:
+    """Fixed cost of one call: a 256x768 weight with nothing active, and a tiny 8x8 product."""
+    pw = evsparse.pack(torch.randn(768, 256), layout="dense")
+    x0 = torch.zeros(256)
+    tiny_w = torch.randn(8, 8)
+    tiny_pw = evsparse.pack(tiny_w, layout="dense")
+    tiny_x = torch.randn(8)
+    methods = {
+        "sparse_linear(nothing active, 256x768)": (lambda x: evsparse.sparse_linear(x, pw), [x0]),
+        "raw op (nothing active, 256x768)": (lambda x: torch.ops.evsparse.gather_linear(x, pw.values, None), [x0]),
+        "sparse_linear(8x8, all active)": (lambda x: evsparse.sparse_linear(x, tiny_pw), [tiny_x]),
+        "F.linear(8x8)": (lambda x: F.linear(x, tiny_w), [tiny_x]),
+    }
+    return {k: v * 1e6 for k, v in time_interleaved(methods, reps).items()}
+
+
+def run_sweep(sizes, activities, densities, reps, dtype, progress=True, include_baselines=True) -> list[dict]:
+    points = [(s, a, d) for s in sizes for d in densities for a in activities]
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(points), desc="evsparse-bench", unit="point")
+        except ImportError:  # pragma: no cover - tqdm is in the bench extra
+            bar = None
+    rows = []
+    for size in sizes:
+        n_in, n_out = parse_size(size)
+        for d in densities:
+            for a in activities:
+                case = Case(n_in, n_out, a, d, dtype=dtype)
+                methods, pw = build_methods(case, include_baselines)
+                n_reps = reps
+                t = time_interleaved(methods, n_reps)
+                theo = case.n_in * case.n_out / max(case.mean_macs(), 1.0)
+                ev = t["evsparse"]
+                row = {
+                    "size": size,
+                    "in": n_in,
+                    "out": n_out,
+                    "activity": a,
+                    "density": d,
+                    "layout": pw.layout,
+                    "theoretical_speedup": theo,
+                    "times_us": {k: v * 1e6 for k, v in t.items()},
+                    "speedup_vs_dense": t["dense_F.linear"] / ev,
+                    "realisation": (t["dense_F.linear"] / ev) / theo,
+                    "speedup_vs": {k: v / ev for k, v in t.items() if k != "evsparse"},
+                    "effective_GBps": bytes_needed(case, pw) / ev / 1e9,
+                    "reps": n_reps,
+                }
+                rows.append(row)
+                if bar is not None:
+                    bar.update(1)
+    if bar is not None:
+        bar.close()
+    return rows
+
+
+def crossover_section(sizes, activity: float, densities, reps: int) -> list[dict]:
+    """dense-gather vs sparse-gather time over weight density: where "auto" should switch."""
+    out = []
+    for size in sizes:
+        n_in, n_out = parse_size(size)
+        for d in densities:
+            case = Case(n_in, n_out, activity, d, seed=1)
+            methods, _ = build_methods(case, include_baselines=False)
+            methods = {k: methods[k] for k in ("evs_dense_gather", "evs_sparse_gather")}
+            t = time_interleaved(methods, reps)
+            out.append({"size": size, "density": d, "activity": activity,
+                        "dense_gather_us": t["evs_dense_gather"] * 1e6, "sparse_gather_us": t["evs_sparse_gather"] * 1e6,
+                        "sparse_over_dense": t["evs_dense_gather"] / t["evs_sparse_gather"]})
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Targets of the CPU-kernel issue, checked on the measured rows.
+
+
+def check_targets(rows: list[dict], copy_gbps: float) -> list[dict]:
+    res = []
+
+    def find(size, a, d):
+        return next((r for r in rows if r["size"] == size and r["activity"] == a and r["density"] == d), None)
+
+    act_only = [r for r in rows if r["density"] == 1.0 and r["size"] in ("2048x6144", "1024x3072")
+                and 0.05 <= r["activity"] <= 0.5]
+    if act_only:
+        worst = min(act_only, key=lambda r: r["realisation"])
+        res.append({"target": "activity only, 1024x3072 & 2048x6144, 5-50%: realisation >= 0.8",
+                    "measured": f"min {worst['realisation']:.2f} ({worst['size']}, {worst['activity']:.0%})",
+                    "met": worst["realisation"] >= 0.8})
+    p = find("2048x6144", 0.1, 0.15)
+    if p is not None:
+        s = p["speedup_vs"]
+        res.append({"target": "10% x 15% at 2048x6144: >= 25x vs F.linear",
+                    "measured": f"{p['speedup_vs_dense']:.1f}x", "met": p["speedup_vs_dense"] >= 25})
+        for k in ("torch_csr_mv", "scipy_csr"):
+            if k in s:
+                res.append({"target": f"10% x 15% at 2048x6144: >= 10x vs {k}", "measured": f"{s[k]:.1f}x",
+                            "met": s[k] >= 10})
+    slowest = min(rows, key=lambda r: r["speedup_vs_dense"])
+    res.append({"target": "every point at least as fast as dense F.linear",
+                "measured": f"min {slowest['speedup_vs_dense']:.2f}x ({slowest['size']}, act {slowest['activity']:.0%}, "
+                            f"dens {slowest['density']:.0%})",
+                "met": slowest["speedup_vs_dense"] >= 1.0})
+    big = [r for r in rows if r["size"] == "2048x6144" and r["density"] == 1.0 and r["activity"] >= 0.5]
+    if big:
+        b = max(big, key=lambda r: r["effective_GBps"])
+        res.append({"target": "large dense-gather bandwidth >= 70% of copy bandwidth",
+                    "measured": f"{b['effective_GBps']:.1f} GB/s vs copy {copy_gbps:.1f} GB/s "
+                                f"({b['effective_GBps'] / copy_gbps:.0%}, act {b['activity']:.0%})",
+                    "met": b["effective_GBps"] >= 0.7 * copy_gbps})
+    return res
+
+
+# ------------------------------------------------------------------------------------------------
+# Output.
+
+BASELINES = ["dense_F.linear", "torch_csr_mv", "scipy_csr", "naive_gather"]
+
+
+def to_markdown(report: dict) -> str:
+    m = report["meta"]
+    lines = [f"# evsparse benchmark — batch 1, {m['dtype']}",
+             "",
+             f"{m['date']} · {m['cpu']} · {m['threads']} threads · torch {m['torch']} · kernels: {m['isa']} · "
+             f"copy bandwidth {m['copy_GBps']:.1f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks per method",
+             "",
+             "| size (in x out) | activity | density | layout | theoretical | measured vs dense | realisation | "
+             "evsparse us | F.linear us | vs torch CSR | vs scipy | vs naive gather | GB/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        s = r["speedup_vs"]
+        opt = lambda k: f"{s[k]:.1f}x" if k in s else "-"  # noqa: E731
+        lines.append(
+            f"| {r['size']} | {r['activity']:.0%} | {r['density']:.0%} | {r['layout']} | {r['theoretical_speedup']:.1f}x "
+            f"| {r['speedup_vs_dense']:.1f}x | {r['realisation']:.2f} | {r['times_us']['evsparse']:.1f} "
+            f"| {r['times_us']['dense_F.linear']:.1f} | {opt('torch_csr_mv')} | {opt('scipy_csr')} | {opt('naive_gather')} "
+            f"| {r['effective_GBps']:.1f} |")
+    if report.get("crossover"):
+        lines += ["", "## Layout crossover (dense-gather vs sparse-gather)", "",
+                  "| size | activity | density | dense-gather us | sparse-gather us | sparse faster by |", "|---|---|---|---|---|---|"]
+        for c in report["crossover"]:
+            lines.append(f"| {c['size']} | {c['activity']:.0%} | {c['density']:.0%} | {c['dense_gather_us']:.1f} | "
+                         f"{c['sparse_gather_us']:.1f} | {c['sparse_over_dense']:.2f}x |")
+    lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
+    for k, v in report["overhead_us"].items():
+        lines.append(f"| {k} | {v:.2f} |")
+    if report.get("targets"):
+        lines += ["", "## Targets", "", "| target | measured | met |", "|---|---|---|"]
+        for t in report["targets"]:
+            lines.append(f"| {t['target']} | {t['measured']} | {'yes' if t['met'] else '**no**'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict, path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 5))
+    rows = report["rows"]
+    for size in dict.fromkeys(r["size"] for r in rows):
+        pts = sorted((r["theoretical_speedup"], r["speedup_vs_dense"]) for r in rows if r["size"] == size)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=size, alpha=0.8)
+    lim = max(max(r["theoretical_speedup"] for r in rows), max(r["speedup_vs_dense"] for r in rows)) * 1.3
+    ax.plot([1, lim], [1, lim], "k--", lw=1, label="measured = theoretical")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("theoretical MAC speedup (1 / (activity x density))")
+    ax.set_ylabel("measured speedup over dense F.linear")
+    ax.set_title(f"evsparse, batch 1, {report['meta']['dtype']}, {report['meta']['threads']} threads")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="evsparse-bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="in x out, e.g. 2048x6144")
+    ap.add_argument("--activity", nargs="+", type=float, default=DEFAULT_ACTIVITY)
+    ap.add_argument("--density", nargs="+", type=float, default=DEFAULT_DENSITY)
+    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="weight dtype")
+    ap.add_argument("--reps", type=int, default=7, help="interleaved rounds (blocks of ~2 ms per method) per point")
+    ap.add_argument("--no-baselines", action="store_true", help="skip torch CSR, scipy and the naive gather")
+    ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
+    ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    t_start = time.perf_counter()
+    copy_gbps = copy_bandwidth()
+    rows = run_sweep(args.sizes, args.activity, args.density, args.reps, dtype, not args.quiet, not args.no_baselines)
+    crossover = [] if args.no_crossover else crossover_section(
+        args.sizes[-1:], 0.1, [1.0, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1], args.reps)
+    info = evsparse.build_info()
+    report = {
+        "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
+                 "threads": torch.get_num_threads(), "torch": torch.__version__, "isa": info["isa_active"],
+                 "dtype": args.dtype, "copy_GBps": copy_gbps, "pool": POOL, "reps": args.reps,
+                 "evsparse": evsparse.__version__},
+        "rows": rows,
+        "crossover": crossover,
+        "overhead_us": overhead_section(),
+        "targets": check_targets(rows, copy_gbps) if not args.no_baselines else [],
+    }
+    report["meta"]["seconds"] = time.perf_counter() - t_start
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(report)
+    (args.out / "report.md").write_text(md)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    has_png = plot(report, args.out / "report.png")
+    print(md)
+    print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'}" + (f", {args.out / 'report.png'}" if has_png else "")
+          + f" in {report['meta']['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
