@@ -213,19 +213,18 @@ def run_sweep(sizes, activities, densities, reps, dtype, progress=True, include_
     return rows
 
 
-def crossover_section(sizes, activity: float, densities, reps: int) -> list[dict]:
+def crossover_section(sizes, activities, densities, reps: int) -> list[dict]:
     """dense-gather vs sparse-gather time over weight density: where "auto" should switch."""
     out = []
-    for size in sizes:
+    for size, activity, d in ((s, a, d) for s in sizes for a in activities for d in densities):
         n_in, n_out = parse_size(size)
-        for d in densities:
-            case = Case(n_in, n_out, activity, d, seed=1)
-            methods, _ = build_methods(case, include_baselines=False)
-            methods = {k: methods[k] for k in ("evs_dense_gather", "evs_sparse_gather")}
-            t = time_interleaved(methods, reps)
-            out.append({"size": size, "density": d, "activity": activity,
-                        "dense_gather_us": t["evs_dense_gather"] * 1e6, "sparse_gather_us": t["evs_sparse_gather"] * 1e6,
-                        "sparse_over_dense": t["evs_dense_gather"] / t["evs_sparse_gather"]})
+        case = Case(n_in, n_out, activity, d, seed=1)
+        methods, _ = build_methods(case, include_baselines=False)
+        methods = {k: methods[k] for k in ("evs_dense_gather", "evs_sparse_gather")}
+        t = time_interleaved(methods, reps)
+        out.append({"size": size, "density": d, "activity": activity,
+                    "dense_gather_us": t["evs_dense_gather"] * 1e6, "sparse_gather_us": t["evs_sparse_gather"] * 1e6,
+                    "sparse_over_dense": t["evs_dense_gather"] / t["evs_sparse_gather"]})
     return out
 
 
@@ -318,11 +317,20 @@ def plot(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = plt.subplots(figsize=(8, 5.5))
     rows = report["rows"]
-    for size in dict.fromkeys(r["size"] for r in rows):
-        pts = sorted((r["theoretical_speedup"], r["speedup_vs_dense"]) for r in rows if r["size"] == size)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=size, alpha=0.8)
+    markers = "osD^vP*X"
+    sizes = list(dict.fromkeys(r["size"] for r in rows))
+    densities = sorted(set(r["density"] for r in rows), reverse=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for si, size in enumerate(sizes):  # colour: size; marker: weight density; line: activity sweep
+        for di, d in enumerate(densities):
+            pts = sorted((r["theoretical_speedup"], r["speedup_vs_dense"]) for r in rows
+                         if r["size"] == size and r["density"] == d)
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[di % len(markers)],
+                        color=colors[si % len(colors)], alpha=0.8,
+                        label=f"{size}, density {d:.0%}")
     lim = max(max(r["theoretical_speedup"] for r in rows), max(r["speedup_vs_dense"] for r in rows)) * 1.3
     ax.plot([1, lim], [1, lim], "k--", lw=1, label="measured = theoretical")
     ax.set_xscale("log")
@@ -331,7 +339,7 @@ def plot(report: dict, path: Path) -> bool:
     ax.set_ylabel("measured speedup over dense F.linear")
     ax.set_title(f"evsparse, batch 1, {report['meta']['dtype']}, {report['meta']['threads']} threads")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -355,7 +363,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--density", nargs="+", type=float, default=DEFAULT_DENSITY)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="weight dtype")
-    ap.add_argument("--reps", type=int, default=7, help="interleaved rounds (blocks of ~2 ms per method) per point")
+    ap.add_argument("--reps", type=int, default=9, help="interleaved rounds (blocks of ~2 ms per method) per point")
     ap.add_argument("--no-baselines", action="store_true", help="skip torch CSR, scipy and the naive gather")
     ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
@@ -369,7 +377,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     copy_gbps = copy_bandwidth()
     rows = run_sweep(args.sizes, args.activity, args.density, args.reps, dtype, not args.quiet, not args.no_baselines)
     crossover = [] if args.no_crossover else crossover_section(
-        args.sizes[-1:], 0.1, [1.0, 0.7, 0.5, 0.4, 0.3, 0.2, 0.1], args.reps)
+        args.sizes[-2:], [1.0, 0.1], [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1], args.reps)
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
