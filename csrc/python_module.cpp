@@ -14,6 +14,9 @@
 #ifndef EVSPARSE_BUILD_TYPE
 #define EVSPARSE_BUILD_TYPE ""
 #endif
+#ifndef EVSPARSE_ISA_FLAGS
+#define EVSPARSE_ISA_FLAGS ""
+#endif
 #ifndef EVSPARSE_TORCH_VERSION
 #define EVSPARSE_TORCH_VERSION ""
 #endif
@@ -44,6 +47,7 @@ py::dict build_info() {
   py::dict info;
   info["compiler"] = compiler();
   info["cxx_flags"] = std::string(EVSPARSE_CXX_FLAGS);
+  info["isa_flags"] = std::string(EVSPARSE_ISA_FLAGS);
   info["build_type"] = std::string(EVSPARSE_BUILD_TYPE);
   info["torch_version"] = std::string(EVSPARSE_TORCH_VERSION);
 #if defined(__x86_64__) || defined(_M_X64)
