@@ -119,11 +119,7 @@ Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor
       };
       for_each_column_group(B, out, act, cp, touched, bp, yp, columns);
     };
-    if (row_idx.scalar_type() == ScalarType::Short) {
-      run(row_idx.const_data_ptr<int16_t>());
-    } else {
-      run(row_idx.const_data_ptr<int32_t>());
-    }
+    dispatch_row_index(row_idx, run);
   });
   return finish_output(p, y);
 }
@@ -194,8 +190,7 @@ Tensor sparse_gather_linear_grad_values(const Tensor& grad_out, const Tensor& x,
         cpu::sparse_grad_values<scalar_t>(xp, gp, B, in, out, cp, rows, vp, j0, j1);
       });
     };
-    if (row_idx.scalar_type() == ScalarType::Short) run(row_idx.const_data_ptr<int16_t>());
-    else run(row_idx.const_data_ptr<int32_t>());
+    dispatch_row_index(row_idx, run);
   });
   return gv;
 }
@@ -222,8 +217,7 @@ Tensor sparse_gather_linear_grad_input(const Tensor& grad_out, const Tensor& col
         cpu::sparse_grad_input<scalar_t>(gp, B, in, out, cp, rows, vp, xp, j0, j1);
       });
     };
-    if (row_idx.scalar_type() == ScalarType::Short) run(row_idx.const_data_ptr<int16_t>());
-    else run(row_idx.const_data_ptr<int32_t>());
+    dispatch_row_index(row_idx, run);
   });
   return grad_out.dim() == 1 ? gx.squeeze(0) : gx;
 }

@@ -199,6 +199,16 @@ const W* weight_ptr(const Tensor& t) {
   return static_cast<const W*>(t.const_data_ptr());
 }
 
+// Calls fn(const int16_t*) or fn(const int32_t*) with the row indices of a sparse packed weight.
+template <class Fn>
+void dispatch_row_index(const Tensor& row_idx, const Fn& fn) {
+  if (row_idx.scalar_type() == ScalarType::Short) {
+    fn(row_idx.const_data_ptr<int16_t>());
+  } else {
+    fn(row_idx.const_data_ptr<int32_t>());
+  }
+}
+
 template <class Fn>
 void dispatch_weight_type(ScalarType t, const Fn& fn) {
   switch (t) {
