@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out="$1"; cxx="${2:-g++}"
 tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
-common=(-O3 -std=c++17 -Icsrc -Wall)
+common=(-O3 -std=c++17 -Icsrc -Wall -fno-trapping-math -fno-math-errno)
 srcs=(csrc/cpu/dispatch.cpp csrc/cpu/gather_scalar.cpp tests/cpp/kernel_selftest.cpp)
 objs=()
 for s in "${srcs[@]}"; do o="$tmp/$(basename "$s").o"; "$cxx" "${common[@]}" -c "$s" -o "$o"; objs+=("$o"); done

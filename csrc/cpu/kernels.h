@@ -26,6 +26,10 @@ using SparseGatherFn = void (*)(const A* xv, const int32_t* idx, int64_t n_activ
                                 const int64_t* col_ptr, const I* rows, const W* vals,
                                 const A* bias, A* y, int64_t o0, int64_t o1);
 
+// EGRU cell update: gi, gh [3H] pre-activations (gate blocks [z, r, g]) -> c_out, y_out [H].
+using EgruUpdateFn = void (*)(const float* gi, const float* gh, const float* thr, const float* c_prev,
+                              float* c_out, float* y_out, int64_t H);
+
 enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
 // One instruction set's float32-accumulating kernels.
@@ -41,6 +45,7 @@ struct KernelTable {
   SparseGatherFn<float, int32_t, float> sparse_i32_f32;
   SparseGatherFn<float, int32_t, f16> sparse_i32_f16;
   SparseGatherFn<float, int32_t, bf16> sparse_i32_bf16;
+  EgruUpdateFn egru_update;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }

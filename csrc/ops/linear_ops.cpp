@@ -2,12 +2,11 @@
 //
 // This file is the thin layer between ATen and the torch-free kernel core (csrc/cpu): it checks
 // arguments, compacts the active inputs, splits the outputs across at::parallel_for threads and
-// calls the kernels on raw pointers. Fake kernels and autograd formulas are registered from Python
-// (python/evsparse/_ops.py).
+// calls the kernels on raw pointers. Autograd: linear_autograd.cpp; fake kernels: python/evsparse/_ops.py.
 #include <torch/library.h>
 
 #include "../cpu/backward.h"
-#include "op_utils.h"
+#include "packed_product.h"
 
 namespace evsparse {
 namespace {
@@ -16,72 +15,28 @@ using at::ScalarType;
 using at::Tensor;
 
 // ---------------------------------------------------------------------------------------------
+// Forward products.
+
+Tensor run_product(const char* op, const Tensor& x, const PackedArgs& w, const std::optional<Tensor>& bias) {
+  PreparedInput p = prepare_input(op, x, w.in, w.out, w.values.scalar_type(), bias);
+  Tensor y = p.new_output(w.out);
+  if (p.x.scalar_type() == ScalarType::Double) {
+    packed_product<double>(op, w, p.x.const_data_ptr<double>(), p.batch, data_or_null<double>(p.bias),
+                           y.mutable_data_ptr<double>());
+  } else {
+    packed_product<float>(op, w, p.x.const_data_ptr<float>(), p.batch, data_or_null<float>(p.bias),
+                          y.mutable_data_ptr<float>());
+  }
+  return finish_output(p, y);
+}
+
 // gather_linear(Tensor x, Tensor weight_t, Tensor? bias=None) -> Tensor
 Tensor gather_linear(const Tensor& x, const Tensor& weight_t, const std::optional<Tensor>& bias) {
   constexpr const char* op = "evsparse.gather_linear";
   TORCH_CHECK_VALUE(weight_t.dim() == 2, op, ": weight_t must be 2-D [in, out], got shape ",
                     weight_t.sizes());
   check_tensor(weight_t, op, "weight_t", x);
-  const int64_t in = weight_t.size(0), out = weight_t.size(1);
-  PreparedInput p = prepare_input(op, x, in, out, weight_t.scalar_type(), bias);
-  const int64_t B = p.batch;
-  Tensor y = p.new_output(out);
-
-  dispatch_weight_type(weight_t.scalar_type(), [&](auto tag) {
-    using W = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-    using A = std::conditional_t<std::is_same_v<W, double>, double, float>;
-    ActiveSet<A>& act = scratch_active_set<A>();
-    act.compute(p.x.const_data_ptr<A>(), B, in);
-    int64_t macs = 0;
-    for (int64_t b = 0; b < B; ++b) macs += act.count[b] * out;
-    const W* w = weight_ptr<W>(weight_t);
-    const A* bp = data_or_null<A>(p.bias);
-    A* yp = y.mutable_data_ptr<A>();
-    if constexpr (std::is_same_v<A, double>) {
-      for_each_output_slice(B, out, macs, [&](int64_t b, int64_t o0, int64_t o1) {
-        cpu::dense_gather_f64(act.xv_row(b), act.idx_row(b), act.count[b], w, out, bp, yp + b * out, o0, o1);
-      });
-    } else {
-      const auto fn = cpu::active_kernels().dense(w);
-      for_each_output_slice(B, out, macs, [&](int64_t b, int64_t o0, int64_t o1) {
-        fn(act.xv_row(b), act.idx_row(b), act.count[b], w, out, bp, yp + b * out, o0, o1);
-      });
-    }
-  });
-  return finish_output(p, y);
-}
-
-void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
-               const Tensor& values, int64_t out) {
-  check_tensor(col_ptr, op, "col_ptr", x);
-  check_tensor(row_idx, op, "row_idx", x);
-  check_tensor(values, op, "values", x);
-  TORCH_CHECK_VALUE(col_ptr.dim() == 1 && col_ptr.scalar_type() == ScalarType::Long, op,
-                    ": col_ptr must be a 1-D int64 tensor, got ", col_ptr.scalar_type(), " ", col_ptr.sizes());
-  TORCH_CHECK_VALUE(col_ptr.size(0) >= 1, op, ": col_ptr must have in_features + 1 entries");
-  TORCH_CHECK_VALUE(row_idx.dim() == 1 && (row_idx.scalar_type() == ScalarType::Short ||
-                                           row_idx.scalar_type() == ScalarType::Int),
-                    op, ": row_idx must be a 1-D int16 or int32 tensor, got ", row_idx.scalar_type());
-  TORCH_CHECK_VALUE(values.dim() == 1 && values.size(0) == row_idx.size(0), op,
-                    ": values must be 1-D with one entry per row index (", row_idx.size(0), "), got ",
-                    values.sizes());
-  TORCH_CHECK_VALUE(out >= 0, op, ": out_features must be >= 0, got ", out);
-  TORCH_CHECK_VALUE(row_idx.scalar_type() == ScalarType::Int || out <= 32768, op,
-                    ": int16 row indices cannot address ", out, " outputs; use int32");
-}
-
-// Active columns' pointer ranges are checked on every call (O(active), cheap), so a corrupted
-// pointer array cannot make the kernel read out of bounds. Row indices are validated once, when
-// the PackedWeight is built (O(nnz)), as the kernels trust them.
-void check_active_columns(const char* op, const int64_t* col_ptr, const int32_t* idx, int64_t na,
-                          int64_t nnz, int64_t* touched) {
-  for (int64_t a = 0; a < na; ++a) {
-    const int64_t j = idx[a];
-    const int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
-    TORCH_CHECK_VALUE(0 <= k0 && k0 <= k1 && k1 <= nnz, op, ": col_ptr is inconsistent at column ",
-                      j, " ([", k0, ", ", k1, ") with nnz=", nnz, ")");
-    *touched += k1 - k0;
-  }
+  return run_product(op, x, PackedArgs{weight_t, nullptr, nullptr, weight_t.size(0), weight_t.size(1)}, bias);
 }
 
 // sparse_gather_linear(Tensor x, Tensor col_ptr, Tensor row_idx, Tensor values, int out_features,
@@ -90,38 +45,7 @@ Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor
                             const Tensor& values, int64_t out, const std::optional<Tensor>& bias) {
   constexpr const char* op = "evsparse.sparse_gather_linear";
   check_csc(op, x, col_ptr, row_idx, values, out);
-  const int64_t in = col_ptr.size(0) - 1;
-  const int64_t nnz = row_idx.size(0);
-  PreparedInput p = prepare_input(op, x, in, out, values.scalar_type(), bias);
-  const int64_t B = p.batch;
-  Tensor y = p.new_output(out);
-  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
-
-  dispatch_weight_type(values.scalar_type(), [&](auto tag) {
-    using W = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-    using A = std::conditional_t<std::is_same_v<W, double>, double, float>;
-    ActiveSet<A>& act = scratch_active_set<A>();
-    act.compute(p.x.const_data_ptr<A>(), B, in);
-    int64_t touched = 0;
-    for (int64_t b = 0; b < B; ++b) check_active_columns(op, cp, act.idx_row(b), act.count[b], nnz, &touched);
-    const W* v = weight_ptr<W>(values);
-    const A* bp = data_or_null<A>(p.bias);
-    A* yp = y.mutable_data_ptr<A>();
-    const auto run = [&](const auto* rows) {
-      const auto columns = [&](int64_t b, int64_t a0, int64_t a1, const A* bias_or_null, A* dst) {
-        if constexpr (std::is_same_v<A, double>) {
-          cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v, bias_or_null,
-                                 dst, 0, out);
-        } else {
-          cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
-                                                bias_or_null, dst, 0, out);
-        }
-      };
-      for_each_column_group(B, out, act, cp, touched, bp, yp, columns);
-    };
-    dispatch_row_index(row_idx, run);
-  });
-  return finish_output(p, y);
+  return run_product(op, x, PackedArgs{values, &col_ptr, &row_idx, col_ptr.size(0) - 1, out}, bias);
 }
 
 // ---------------------------------------------------------------------------------------------

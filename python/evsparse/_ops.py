@@ -52,3 +52,16 @@ def _sparse_grad_values_fake(grad_out, x, col_ptr, row_idx):
 @torch.library.register_fake("evsparse::sparse_gather_linear_grad_input")
 def _sparse_grad_input_fake(grad_out, col_ptr, row_idx, values):
     return grad_out.new_empty((*grad_out.shape[:-1], col_ptr.shape[0] - 1))
+
+
+@torch.library.register_fake("evsparse::egru_step")
+def _egru_step_fake(x, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr):
+    _same_device("egru_step", x, c, y, w_ih, w_hh, b_ih, b_hh, thr)
+    return torch.empty_like(c), torch.empty_like(y)
+
+
+@torch.library.register_fake("evsparse::egru_sequence")
+def _egru_sequence_fake(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh,
+                        thr):
+    _same_device("egru_sequence", xs, c, y, w_ih, w_hh, b_ih, b_hh, thr)
+    return xs.new_empty((xs.shape[0], xs.shape[1], thr.shape[0])), torch.empty_like(c), torch.empty_like(y)

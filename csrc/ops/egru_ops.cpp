@@ -1,0 +1,179 @@
+// torch.ops.evsparse.egru_step / egru_sequence: one EGRU layer's inference on packed weights.
+//
+// One call does the gathered input product, the gathered recurrent product (only the units that
+// fired last step are read), the gate nonlinearities, the event and the soft reset. The two [B, 3H]
+// pre-activation buffers are per-thread scratch reused across calls, not tensors. Inference only:
+// no autograd (train with evsparse.nn.EGRU, then sparsify()).
+#include <torch/library.h>
+
+#include <tuple>
+#include <vector>
+
+#include "packed_product.h"
+
+namespace evsparse {
+namespace {
+
+using at::ScalarType;
+using at::Tensor;
+
+struct EgruLayer {
+  PackedArgs w_ih;
+  PackedArgs w_hh;
+  const float* b_ih;
+  const float* b_hh;
+  const float* thr;
+  int64_t in;
+  int64_t H;
+};
+
+PackedArgs packed_args(const char* op, const char* name, const Tensor& values, const std::optional<Tensor>& col_ptr,
+                       const std::optional<Tensor>& row_idx, int64_t in, int64_t out, const Tensor& like) {
+  const bool sparse = col_ptr.has_value() && col_ptr->defined();
+  TORCH_CHECK_VALUE(sparse == (row_idx.has_value() && row_idx->defined()), op, ": ", name,
+                    " needs both col_ptr and row_idx (sparse layout) or neither (dense layout)");
+  TORCH_CHECK_VALUE(values.scalar_type() == ScalarType::Float || is_half(values.scalar_type()), op, ": ", name,
+                    " must be float32, float16 or bfloat16, got ", values.scalar_type());
+  if (!sparse) {
+    check_tensor(values, op, name, like);
+    TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == in && values.size(1) == out, op, ": ", name,
+                      " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
+    return PackedArgs{values, nullptr, nullptr, in, out};
+  }
+  check_csc(op, like, *col_ptr, *row_idx, values, out);
+  TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
+                    col_ptr->size(0));
+  return PackedArgs{values, &*col_ptr, &*row_idx, in, out};
+}
+
+void check_vector(const char* op, const char* name, const Tensor& t, int64_t n, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must have shape [", n, "], got ", t.sizes());
+}
+
+void check_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == B && t.size(1) == H, op, ": ", name, " must have shape [", B, ", ",
+                    H, "], got ", t.sizes());
+}
+
+EgruLayer make_layer(const char* op, const Tensor& like, int64_t in, const Tensor& w_ih,
+                     const std::optional<Tensor>& w_ih_col_ptr, const std::optional<Tensor>& w_ih_row_idx,
+                     const Tensor& w_hh, const std::optional<Tensor>& w_hh_col_ptr,
+                     const std::optional<Tensor>& w_hh_row_idx, const Tensor& b_ih, const Tensor& b_hh,
+                     const Tensor& thr) {
+  TORCH_CHECK_VALUE(thr.dim() == 1, op, ": thr must be 1-D [H], got ", thr.sizes());
+  const int64_t H = thr.size(0);
+  check_vector(op, "thr", thr, H, like);
+  check_vector(op, "b_ih", b_ih, 3 * H, like);
+  check_vector(op, "b_hh", b_hh, 3 * H, like);
+  return EgruLayer{packed_args(op, "w_ih", w_ih, w_ih_col_ptr, w_ih_row_idx, in, 3 * H, like),
+                   packed_args(op, "w_hh", w_hh, w_hh_col_ptr, w_hh_row_idx, H, 3 * H, like),
+                   b_ih.const_data_ptr<float>(),
+                   b_hh.const_data_ptr<float>(),
+                   thr.const_data_ptr<float>(),
+                   in,
+                   H};
+}
+
+// One step for B rows: (x [B, in], c_prev, y_prev [B, H]) -> (c_out, y_out).
+void step(const char* op, const EgruLayer& L, const float* x, const float* c_prev, const float* y_prev, int64_t B,
+          float* c_out, float* y_out) {
+  thread_local std::vector<float> gi, gh;
+  gi.resize(static_cast<size_t>(B * 3 * L.H));
+  gh.resize(static_cast<size_t>(B * 3 * L.H));
+  packed_product<float>(op, L.w_ih, x, B, L.b_ih, gi.data());
+  packed_product<float>(op, L.w_hh, y_prev, B, L.b_hh, gh.data());
+  const auto update = cpu::active_kernels().egru_update;
+  for (int64_t b = 0; b < B; ++b) {
+    update(gi.data() + b * 3 * L.H, gh.data() + b * 3 * L.H, L.thr, c_prev + b * L.H, c_out + b * L.H,
+           y_out + b * L.H, L.H);
+  }
+}
+
+void check_input(const char* op, const Tensor& x, int64_t expected_dim) {
+  TORCH_CHECK_VALUE(x.dim() == expected_dim, op, ": x must be ", expected_dim, "-D, got shape ", x.sizes());
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
+  TORCH_CHECK_VALUE(x.scalar_type() == ScalarType::Float, op, ": x must be float32, got ", x.scalar_type());
+}
+
+// egru_step(Tensor x, Tensor c, Tensor y, Tensor w_ih, Tensor? w_ih_col_ptr, Tensor? w_ih_row_idx,
+//           Tensor w_hh, Tensor? w_hh_col_ptr, Tensor? w_hh_row_idx, Tensor b_ih, Tensor b_hh,
+//           Tensor thr) -> (Tensor c_out, Tensor y_out)
+std::tuple<Tensor, Tensor> egru_step(const Tensor& x, const Tensor& c, const Tensor& y, const Tensor& w_ih,
+                                     const std::optional<Tensor>& w_ih_col_ptr,
+                                     const std::optional<Tensor>& w_ih_row_idx, const Tensor& w_hh,
+                                     const std::optional<Tensor>& w_hh_col_ptr,
+                                     const std::optional<Tensor>& w_hh_row_idx, const Tensor& b_ih,
+                                     const Tensor& b_hh, const Tensor& thr) {
+  constexpr const char* op = "evsparse.egru_step";
+  check_input(op, x, 2);
+  const int64_t B = x.size(0);
+  const EgruLayer L = make_layer(op, x, x.size(1), w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr,
+                                 w_hh_row_idx, b_ih, b_hh, thr);
+  check_state(op, "c", c, B, L.H, x);
+  check_state(op, "y", y, B, L.H, x);
+  Tensor c_out = at::empty_like(c);
+  Tensor y_out = at::empty_like(y);
+  step(op, L, x.const_data_ptr<float>(), c.const_data_ptr<float>(), y.const_data_ptr<float>(), B,
+       c_out.mutable_data_ptr<float>(), y_out.mutable_data_ptr<float>());
+  return {c_out, y_out};
+}
+
+// egru_sequence(Tensor xs, Tensor c, Tensor y, ...) -> (Tensor ys, Tensor c_out, Tensor y_out)
+// xs [T, B, in]; ys [T, B, H] are the event outputs of every step.
+std::tuple<Tensor, Tensor, Tensor> egru_sequence(const Tensor& xs, const Tensor& c, const Tensor& y,
+                                                 const Tensor& w_ih, const std::optional<Tensor>& w_ih_col_ptr,
+                                                 const std::optional<Tensor>& w_ih_row_idx, const Tensor& w_hh,
+                                                 const std::optional<Tensor>& w_hh_col_ptr,
+                                                 const std::optional<Tensor>& w_hh_row_idx, const Tensor& b_ih,
+                                                 const Tensor& b_hh, const Tensor& thr) {
+  constexpr const char* op = "evsparse.egru_sequence";
+  check_input(op, xs, 3);
+  const int64_t T = xs.size(0), B = xs.size(1), in = xs.size(2);
+  const EgruLayer L =
+      make_layer(op, xs, in, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr);
+  check_state(op, "c", c, B, L.H, xs);
+  check_state(op, "y", y, B, L.H, xs);
+  Tensor ys = at::empty({T, B, L.H}, xs.options());
+  Tensor c_out = c.clone();
+  Tensor c_tmp = at::empty_like(c);
+  float* cur = c_out.mutable_data_ptr<float>();
+  float* nxt = c_tmp.mutable_data_ptr<float>();
+  const float* y_prev = y.const_data_ptr<float>();
+  const float* x = xs.const_data_ptr<float>();
+  float* ys_p = ys.mutable_data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    float* y_t = ys_p + t * B * L.H;
+    step(op, L, x + t * B * in, cur, y_prev, B, nxt, y_t);
+    std::swap(cur, nxt);
+    y_prev = y_t;
+  }
+  Tensor c_final = cur == c_out.mutable_data_ptr<float>() ? c_out : c_tmp;
+  Tensor y_final = T > 0 ? ys[T - 1].clone() : y.clone();
+  return {ys, c_final, y_final};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(evsparse, m) {
+  // One EGRU layer step on packed weights (w_* = dense [in, 3H] / [H, 3H], or CSC values with
+  // col_ptr and row_idx). Gate blocks [z, r, g]; returns the new cell state and event output.
+  m.def("egru_step(Tensor x, Tensor c, Tensor y, Tensor w_ih, Tensor? w_ih_col_ptr, Tensor? w_ih_row_idx, "
+        "Tensor w_hh, Tensor? w_hh_col_ptr, Tensor? w_hh_row_idx, Tensor b_ih, Tensor b_hh, Tensor thr) "
+        "-> (Tensor, Tensor)");
+  // A whole sequence of one layer: xs [T, B, in] -> (ys [T, B, H], c, y).
+  m.def("egru_sequence(Tensor xs, Tensor c, Tensor y, Tensor w_ih, Tensor? w_ih_col_ptr, Tensor? w_ih_row_idx, "
+        "Tensor w_hh, Tensor? w_hh_col_ptr, Tensor? w_hh_row_idx, Tensor b_ih, Tensor b_hh, Tensor thr) "
+        "-> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
+  m.impl("egru_step", &egru_step);
+  m.impl("egru_sequence", &egru_sequence);
+}
+
+}  // namespace evsparse

@@ -1,0 +1,349 @@
+"""The event-based GRU (EGRU): a trainable layer and its inference twin on the fused sparse kernels.
+
+Per step (gate blocks [z, r, g] in the 3H dimension, reset gate after the recurrent product)::
+
+    z  = sigmoid(W_z x + b_iz + R_z y_prev + b_hz)
+    r  = sigmoid(W_r x + b_ir + R_r y_prev + b_hr)
+    g  = tanh   (W_g x + b_ig + r * (R_g y_prev + b_hg))
+    c~ = z * c_prev + (1 - z) * g
+    o  = heaviside(c~ - thr)      # 0 at equality; thr per unit, clamped to [0, 1]
+    y  = o * c~                   # the event output; only y feeds back through R
+    c  = c~ - o * thr             # soft reset
+
+Backward replaces d heaviside / dv by ``dampening * max(0, 1 - support * |v|)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional, Sequence, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..packed import PackedWeight, pack
+
+__all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
+
+State = tuple[torch.Tensor, torch.Tensor]
+
+
+class _SpikeSurrogate(torch.autograd.Function):
+    """Heaviside forward, triangular pseudo-derivative backward."""
+
+    @staticmethod
+    def forward(ctx, v, dampening: float, support: float):
+        ctx.save_for_backward(v)
+        ctx.dampening, ctx.support = dampening, support
+        return (v > 0).to(v.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        pseudo = ctx.dampening * torch.clamp(1.0 - ctx.support * v.abs(), min=0.0)
+        return grad * pseudo, None, None
+
+
+def spike(v: torch.Tensor, dampening: float = 0.7, support: float = 1.0) -> torch.Tensor:
+    """Heaviside step of ``v`` (0 at 0) with the EGRU's surrogate gradient."""
+    return _SpikeSurrogate.apply(v, dampening, support)
+
+
+def egru_cell(gi: torch.Tensor, gh: torch.Tensor, c_prev: torch.Tensor, thr: torch.Tensor,
+              spike_fn: Callable[[torch.Tensor], torch.Tensor]):
+    """One EGRU update from the pre-activations ``gi = W x + b_i`` and ``gh = R y_prev + b_h``
+    (``[B, 3H]``, gate blocks [z, r, g]). Returns ``(c, y, o)``."""
+    gi_z, gi_r, gi_g = gi.chunk(3, dim=-1)
+    gh_z, gh_r, gh_g = gh.chunk(3, dim=-1)
+    z = torch.sigmoid(gi_z + gh_z)
+    r = torch.sigmoid(gi_r + gh_r)
+    g = torch.tanh(gi_g + r * gh_g)
+    c_tilde = z * c_prev + (1.0 - z) * g
+    t = thr.clamp(0.0, 1.0)
+    o = spike_fn(c_tilde - t)
+    return c_tilde - o * t, o * c_tilde, o
+
+
+def _check_input(x: torch.Tensor, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
+                         f"got shape {getattr(x, 'shape', None)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
+    return x.transpose(0, 1) if batch_first else x
+
+
+def _initial_state(state: Optional[State], num_layers: int, batch: int, hidden: int, like: torch.Tensor,
+                   who: str) -> State:
+    if state is None:
+        z = like.new_zeros((num_layers, batch, hidden))
+        return z, z.clone()
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise ValueError(f"{who}: state must be a tuple (c, y), each [num_layers, B, hidden_size]")
+    c, y = state
+    expected = (num_layers, batch, hidden)
+    for name, t in (("c", c), ("y", y)):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+            raise ValueError(f"{who}: state {name} must have shape {list(expected)}, got {getattr(t, 'shape', None)}")
+    return c, y
+
+
+class EGRU(nn.Module):
+    """Event-based GRU, a drop-in recurrent layer in the style of ``torch.nn.GRU``.
+
+    Args:
+        input_size, hidden_size, num_layers, batch_first, bias: as in ``nn.GRU``.
+        dropout: variational dropout between layers (one mask per sequence, as in AWD-LSTM).
+        dropconnect: DropConnect probability on the recurrent weights while training.
+        thr_mean: initial mean of the per-unit thresholds (initialised N(thr_mean, 0.05), clamped to [0, 1]).
+        dampening, support: the surrogate gradient ``dampening * max(0, 1 - support * |c~ - thr|)``.
+
+    Parameters (layer ``k``): ``weight_ih_l{k}`` [3H, in], ``weight_hh_l{k}`` [3H, H], ``bias_ih_l{k}``,
+    ``bias_hh_l{k}`` [3H], ``thr_l{k}`` [H]. Gate blocks are [z, r, g] (EvNN's order; ``nn.GRU`` uses
+    [r, z, n]).
+
+    ``y, (c, y_last) = egru(x, state)``: ``x`` [T, B, in] (or [B, T, in]), ``y`` the last layer's event
+    outputs [T, B, H]; the state is ``(c, y)`` of the last step, each [num_layers, B, H]. The cell
+    state ``c`` is carried across calls, so a stream processed in chunks equals one long call.
+    The training forward uses dense products; :meth:`sparsify` gives the inference module on the
+    sparse kernels.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = False,
+                 dropout: float = 0.0, thr_mean: float = 0.3, dampening: float = 0.7, support: float = 1.0,
+                 bias: bool = True, dropconnect: float = 0.0):
+        super().__init__()
+        if input_size < 1 or hidden_size < 1 or num_layers < 1:
+            raise ValueError("EGRU: input_size, hidden_size and num_layers must be >= 1")
+        for name, p in (("dropout", dropout), ("dropconnect", dropconnect)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"EGRU: {name} must be in [0, 1), got {p}")
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.batch_first, self.dropout, self.dropconnect = batch_first, dropout, dropconnect
+        self.thr_mean, self.dampening, self.support, self.bias = thr_mean, dampening, support, bias
+        H = hidden_size
+        for k in range(num_layers):
+            n_in = input_size if k == 0 else H
+            self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(3 * H, n_in)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(3 * H, H)))
+            if bias:
+                self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(3 * H)))
+                self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(3 * H)))
+            else:
+                self.register_parameter(f"bias_ih_l{k}", None)
+                self.register_parameter(f"bias_hh_l{k}", None)
+            self.register_parameter(f"thr_l{k}", nn.Parameter(torch.empty(H)))
+        self._activity: list[float] = []
+        self._event_rates: list[torch.Tensor] = []
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for name, p in self.named_parameters():
+            if name.startswith("thr"):
+                with torch.no_grad():
+                    p.normal_(self.thr_mean, 0.05).clamp_(0.0, 1.0)
+            else:
+                nn.init.uniform_(p, -bound, bound)
+
+    def layer_params(self, k: int):
+        """(weight_ih, weight_hh, bias_ih, bias_hh, thr) of layer k."""
+        return tuple(getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "thr"))
+
+    def _spike(self, v):
+        return spike(v, self.dampening, self.support)
+
+    def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
+        x = _check_input(x, self.input_size, self.batch_first, "EGRU")
+        T, B = x.shape[0], x.shape[1]
+        c0, y0 = _initial_state(state, self.num_layers, B, self.hidden_size, x, "EGRU")
+        inp = x
+        c_last, y_last, self._activity, self._event_rates = [], [], [], []
+        for k in range(self.num_layers):
+            w_ih, w_hh, b_ih, b_hh, thr = self.layer_params(k)
+            if self.training and self.dropconnect > 0:
+                w_hh = F.dropout(w_hh, self.dropconnect, training=True)
+            gi_all = F.linear(inp, w_ih, b_ih)  # the input product for every step at once
+            c, y = c0[k], y0[k]
+            ys, rate = [], 0.0
+            for t in range(T):
+                c, y, o = egru_cell(gi_all[t], F.linear(y, w_hh, b_hh), c, thr, self._spike)
+                ys.append(y)
+                rate = rate + o.mean()
+            inp = torch.stack(ys) if T > 0 else x.new_zeros((0, B, self.hidden_size))
+            c_last.append(c)
+            y_last.append(y)
+            self._activity.append(float((inp.detach() != 0).float().mean()) if T > 0 else 0.0)
+            self._event_rates.append(rate / max(T, 1))
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                # Variational dropout: one mask per sequence and unit, shared by all steps.
+                mask = F.dropout(inp.new_ones((1, B, self.hidden_size)), self.dropout, training=True)
+                inp = inp * mask
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, (torch.stack(c_last), torch.stack(y_last))
+
+    def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
+        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state)."""
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
+            raise ValueError(f"EGRU.step: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
+        seq = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
+        y, state = self.forward(seq, state)
+        return (y[:, 0] if self.batch_first else y[0]), state
+
+    def activity(self) -> list[float]:
+        """Per layer, the fraction of nonzero event outputs over the last forward."""
+        return list(self._activity)
+
+    def activity_loss(self) -> torch.Tensor:
+        """Sum over layers of the mean event rate of the last forward; differentiable through the
+        surrogate gradient. Add ``lambda * egru.activity_loss()`` to the loss to push activity down."""
+        if not self._event_rates:
+            raise RuntimeError("EGRU.activity_loss: run a forward pass first")
+        return torch.stack([torch.as_tensor(r) for r in self._event_rates]).sum()
+
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
+        """The inference module on the fused sparse kernels, with the same outputs (float32).
+
+        ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
+        weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``)."""
+        return SparseEGRU.from_egru(self, weight_masks, layout)
+
+    def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
+        """Loads EvNN ``EGRU`` weights: ``kernel`` [in, 3H], ``recurrent_kernel`` [H, 3H], ``bias``,
+        ``recurrent_bias`` [3H] and ``thr`` [H] per layer (same gate order [z, r, g]). Pass one dict
+        for a single layer, a list of dicts (one per layer), or one dict whose keys are prefixed
+        ``"{k}."`` or ``"layers.{k}."``."""
+        layers = _split_evnn_layers(state_dict, self.num_layers)
+        H = self.hidden_size
+        with torch.no_grad():
+            for k, sd in enumerate(layers):
+                n_in = self.input_size if k == 0 else H
+                expected = {"kernel": (n_in, 3 * H), "recurrent_kernel": (H, 3 * H), "bias": (3 * H,),
+                            "recurrent_bias": (3 * H,), "thr": (H,)}
+                for key, shape in expected.items():
+                    if key not in sd:
+                        raise ValueError(f"load_evnn_state_dict: layer {k} lacks '{key}'")
+                    if tuple(sd[key].shape) != shape:
+                        raise ValueError(f"load_evnn_state_dict: layer {k} '{key}' has shape {list(sd[key].shape)}, "
+                                         f"expected {list(shape)}")
+                w_ih, w_hh, b_ih, b_hh, thr = self.layer_params(k)
+                w_ih.copy_(sd["kernel"].t())
+                w_hh.copy_(sd["recurrent_kernel"].t())
+                thr.copy_(sd["thr"])
+                if self.bias:
+                    b_ih.copy_(sd["bias"])
+                    b_hh.copy_(sd["recurrent_bias"])
+                elif bool(sd["bias"].any()) or bool(sd["recurrent_bias"].any()):
+                    raise ValueError("load_evnn_state_dict: this EGRU has bias=False but the state dict has biases")
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first={self.batch_first}, "
+                f"dropout={self.dropout}, dropconnect={self.dropconnect}, thr_mean={self.thr_mean}, "
+                f"dampening={self.dampening}, support={self.support}, bias={self.bias}")
+
+
+def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
+    if isinstance(state_dict, (list, tuple)):
+        layers = list(state_dict)
+    elif "kernel" in state_dict:
+        layers = [state_dict]
+    else:
+        layers = []
+        for k in range(num_layers):
+            for prefix in (f"{k}.", f"layers.{k}."):
+                sub = {key[len(prefix):]: v for key, v in state_dict.items() if key.startswith(prefix)}
+                if sub:
+                    layers.append(sub)
+                    break
+    if len(layers) != num_layers:
+        raise ValueError(f"load_evnn_state_dict: found {len(layers)} layer(s), the model has {num_layers}")
+    return layers
+
+
+class SparseEGRU(nn.Module):
+    """Inference twin of :class:`EGRU` on ``torch.ops.evsparse.egru_sequence`` / ``egru_step``: each
+    step reads only the weight rows (or nonzeros) of the inputs and units that are nonzero. Same call
+    signature and state as :class:`EGRU`; float32; no autograd."""
+
+    def __init__(self, input_size: int, hidden_size: int, batch_first: bool, layers: list):
+        super().__init__()
+        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, len(layers)
+        self.batch_first = batch_first
+        self.layouts = []
+        for k, (w_ih, w_hh, b_ih, b_hh, thr) in enumerate(layers):
+            for name, pw in (("w_ih", w_ih), ("w_hh", w_hh)):
+                self.register_buffer(f"{name}_l{k}_values", pw.values)
+                self.register_buffer(f"{name}_l{k}_col_ptr", pw.col_ptr)
+                self.register_buffer(f"{name}_l{k}_row_idx", pw.row_idx)
+            self.register_buffer(f"b_ih_l{k}", b_ih)
+            self.register_buffer(f"b_hh_l{k}", b_hh)
+            self.register_buffer(f"thr_l{k}", thr)
+            self.layouts.append((w_ih.layout, w_hh.layout))
+        self._activity: list[float] = []
+
+    @classmethod
+    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
+        masks = dict(weight_masks or {})
+        known = {f"{n}_l{k}" for k in range(egru.num_layers) for n in ("weight_ih", "weight_hh")}
+        unknown = set(masks) - known
+        if unknown:
+            raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
+        layers = []
+        for k in range(egru.num_layers):
+            w_ih, w_hh, b_ih, b_hh, thr = (p.detach() if p is not None else None for p in egru.layer_params(k))
+            zeros = torch.zeros(3 * egru.hidden_size, dtype=torch.float32, device=w_ih.device)
+            layers.append((
+                pack(w_ih.float(), masks.get(f"weight_ih_l{k}"), layout),
+                pack(w_hh.float(), masks.get(f"weight_hh_l{k}"), layout),
+                zeros if b_ih is None else b_ih.float().contiguous().clone(),
+                zeros.clone() if b_hh is None else b_hh.float().contiguous().clone(),
+                thr.float().contiguous().clone(),
+            ))
+        return cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
+
+    def _args(self, k: int):
+        w = lambda name, part: getattr(self, f"{name}_l{k}_{part}")  # noqa: E731
+        return (w("w_ih", "values"), w("w_ih", "col_ptr"), w("w_ih", "row_idx"), w("w_hh", "values"),
+                w("w_hh", "col_ptr"), w("w_hh", "row_idx"), getattr(self, f"b_ih_l{k}"), getattr(self, f"b_hh_l{k}"),
+                getattr(self, f"thr_l{k}"))
+
+    def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
+        """Layer k's packed (input, recurrent) weights."""
+        H = self.hidden_size
+        n_in = self.input_size if k == 0 else H
+        a = self._args(k)
+        return (PackedWeight._trusted(self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]),
+                PackedWeight._trusted(self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
+
+    def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
+        x = _check_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
+        c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
+        inp, c_last, y_last, self._activity = x, [], [], []
+        for k in range(self.num_layers):
+            inp, c, y = torch.ops.evsparse.egru_sequence(inp, c0[k].contiguous(), y0[k].contiguous(), *self._args(k))
+            c_last.append(c)
+            y_last.append(y)
+            self._activity.append(float((inp != 0).float().mean()) if inp.numel() else 0.0)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, (torch.stack(c_last), torch.stack(y_last))
+
+    def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
+        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state)."""
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
+            raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}], got {getattr(x_t, 'shape', None)}")
+        c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "SparseEGRU.step")
+        inp, cs, ys = x_t.contiguous(), [], []
+        for k in range(self.num_layers):
+            c, inp = torch.ops.evsparse.egru_step(inp, c0[k], y0[k], *self._args(k))
+            cs.append(c)
+            ys.append(inp)
+        return inp, (torch.stack(cs), torch.stack(ys))
+
+    def activity(self) -> list[float]:
+        """Per layer, the fraction of nonzero event outputs over the last forward."""
+        return list(self._activity)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+                f"layouts={self.layouts}, batch_first={self.batch_first}")
