@@ -229,11 +229,79 @@ def crossover_section(sizes, activities, densities, reps: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------
+# EGRU per-step latency.
+
+DEFAULT_EGRU_HIDDEN = [256, 1024, 2048]
+
+
+def _magnitude_mask(w: torch.Tensor, density: float) -> torch.Tensor:
+    """Keeps the largest-magnitude fraction `density` of w (per tensor)."""
+    k = max(1, round(density * w.numel()))
+    thresh = w.abs().flatten().kthvalue(w.numel() - k + 1).values
+    return w.abs() >= thresh
+
+
+def build_egru_methods(hidden: int, activity: float, density: float, seed: int = 0):
+    """One-layer EGRU step at batch 1 (input size = hidden, as in a stack), inputs and previous events
+    with the given activity; weights dense or magnitude-pruned to `density`. Returns
+    (methods, theoretical speedup)."""
+    from .nn import EGRU
+
+    torch.manual_seed(seed)
+    egru = EGRU(hidden, hidden).eval()
+    masks = None
+    if density < 1.0:
+        masks = {n: _magnitude_mask(p.detach(), density) for n, p in egru.named_parameters() if n.startswith("weight")}
+        with torch.no_grad():
+            for n, mk in masks.items():
+                getattr(egru, n).mul_(mk)
+    sparse = egru.sparsify(masks)
+    cell = torch.nn.GRUCell(hidden, hidden).eval()
+    g = torch.Generator().manual_seed(seed)
+
+    def events():
+        v = torch.randn(1, hidden, generator=g)
+        return v * (torch.rand(1, hidden, generator=g) < activity)
+
+    pool = [(events(), (torch.randn(1, 1, hidden, generator=g) * 0.5, events().unsqueeze(0))) for _ in range(POOL)]
+    args = sparse._args(0)
+    methods = {
+        "evsparse egru_step (op)": (lambda a: torch.ops.evsparse.egru_step(a[0], a[1][0][0], a[1][1][0], *args), pool),
+        "evsparse SparseEGRU.step": (lambda a: sparse.step(a[0], a[1]), pool),
+        "torch.nn.GRUCell (dense)": (lambda a: cell(a[0], a[1][1][0]), pool),
+        "EvNN-style dense step": (lambda a: egru.step(a[0], a[1]), pool),
+    }
+    return methods, 1.0 / (activity * density)
+
+
+def egru_section(hidden_sizes, activity: float, densities, reps: int) -> list[dict]:
+    rows = []
+    for hidden in hidden_sizes:
+        for d in densities:
+            methods, theo = build_egru_methods(hidden, activity, d)
+            t = time_interleaved(methods, reps)
+            ev = t["evsparse egru_step (op)"]
+            rows.append({"hidden": hidden, "activity": activity, "density": d, "theoretical_speedup": theo,
+                         "times_us": {k: v * 1e6 for k, v in t.items()},
+                         "speedup_vs_grucell": t["torch.nn.GRUCell (dense)"] / ev,
+                         "speedup_vs_evnn_dense": t["EvNN-style dense step"] / ev,
+                         "module_speedup_vs_grucell": t["torch.nn.GRUCell (dense)"] / t["evsparse SparseEGRU.step"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------
 # Targets of the CPU-kernel issue, checked on the measured rows.
 
 
-def check_targets(rows: list[dict], copy_gbps: float) -> list[dict]:
+def check_targets(rows: list[dict], copy_gbps: float, egru_rows: Optional[list] = None) -> list[dict]:
     res = []
+    for r in egru_rows or []:
+        if r["hidden"] == 1024 and r["activity"] == 0.1 and r["density"] in (1.0, 0.15):
+            need = 5 if r["density"] == 1.0 else 20
+            res.append({"target": f"EGRU step H=1024, 10% activity, {'dense' if r['density'] == 1.0 else '85% pruned'}"
+                                  f": >= {need}x vs GRUCell",
+                        "measured": f"{r['speedup_vs_grucell']:.1f}x (op), {r['module_speedup_vs_grucell']:.1f}x (module)",
+                        "met": r["speedup_vs_grucell"] >= need})
 
     def find(size, a, d):
         return next((r for r in rows if r["size"] == size and r["activity"] == a and r["density"] == d), None)
@@ -299,6 +367,16 @@ def to_markdown(report: dict) -> str:
         for c in report["crossover"]:
             lines.append(f"| {c['size']} | {c['activity']:.0%} | {c['density']:.0%} | {c['dense_gather_us']:.1f} | "
                          f"{c['sparse_gather_us']:.1f} | {c['sparse_over_dense']:.2f}x |")
+    if report.get("egru"):
+        lines += ["", "## EGRU step, batch 1 (us per step; one layer, input size = hidden)", "",
+                  "| hidden | activity | weight density | theoretical | evsparse op | SparseEGRU.step | GRUCell | "
+                  "EvNN-style dense | vs GRUCell | vs EvNN dense |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in report["egru"]:
+            t = r["times_us"]
+            lines.append(f"| {r['hidden']} | {r['activity']:.0%} | {r['density']:.0%} | {r['theoretical_speedup']:.1f}x | "
+                         f"{t['evsparse egru_step (op)']:.1f} | {t['evsparse SparseEGRU.step']:.1f} | "
+                         f"{t['torch.nn.GRUCell (dense)']:.1f} | {t['EvNN-style dense step']:.1f} | "
+                         f"{r['speedup_vs_grucell']:.1f}x | {r['speedup_vs_evnn_dense']:.1f}x |")
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -366,6 +444,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--reps", type=int, default=9, help="interleaved rounds (blocks of ~2 ms per method) per point")
     ap.add_argument("--no-baselines", action="store_true", help="skip torch CSR, scipy and the naive gather")
     ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
+    ap.add_argument("--egru-hidden", nargs="*", type=int, default=DEFAULT_EGRU_HIDDEN,
+                    help="hidden sizes of the EGRU step section (none to skip)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -378,6 +458,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = run_sweep(args.sizes, args.activity, args.density, args.reps, dtype, not args.quiet, not args.no_baselines)
     crossover = [] if args.no_crossover else crossover_section(
         args.sizes[-2:], [1.0, 0.1], [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1], args.reps)
+    egru_rows = egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.reps) if args.egru_hidden else []
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -386,8 +467,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                  "evsparse": evsparse.__version__},
         "rows": rows,
         "crossover": crossover,
+        "egru": egru_rows,
         "overhead_us": overhead_section(),
-        "targets": check_targets(rows, copy_gbps) if not args.no_baselines else [],
+        "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],
     }
     report["meta"]["seconds"] = time.perf_counter() - t_start
     args.out.mkdir(parents=True, exist_ok=True)

@@ -281,6 +281,11 @@ class SparseEGRU(nn.Module):
             self.register_buffer(f"thr_l{k}", thr)
             self.layouts.append((w_ih.layout, w_hh.layout))
         self._activity: list[float] = []
+        self._cached_args: Optional[list] = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cached_args = None  # .to()/.float()/... replace the buffers
+        return super()._apply(fn, *args, **kwargs)
 
     @classmethod
     def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
@@ -303,6 +308,12 @@ class SparseEGRU(nn.Module):
         return cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
 
     def _args(self, k: int):
+        # Cached: nn.Module attribute lookups cost about a microsecond each, on every step.
+        if self._cached_args is None:
+            self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
+        return self._cached_args[k]
+
+    def _collect_args(self, k: int):
         w = lambda name, part: getattr(self, f"{name}_l{k}_{part}")  # noqa: E731
         return (w("w_ih", "values"), w("w_ih", "col_ptr"), w("w_ih", "row_idx"), w("w_hh", "values"),
                 w("w_hh", "col_ptr"), w("w_hh", "row_idx"), getattr(self, f"b_ih_l{k}"), getattr(self, f"b_hh_l{k}"),
@@ -333,7 +344,11 @@ class SparseEGRU(nn.Module):
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}], got {getattr(x_t, 'shape', None)}")
         c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "SparseEGRU.step")
-        inp, cs, ys = x_t.contiguous(), [], []
+        inp = x_t.contiguous()
+        if self.num_layers == 1:  # no stacking: views keep the per-step Python cost down
+            c, inp = torch.ops.evsparse.egru_step(inp, c0[0], y0[0], *self._args(0))
+            return inp, (c.unsqueeze(0), inp.unsqueeze(0))
+        cs, ys = [], []
         for k in range(self.num_layers):
             c, inp = torch.ops.evsparse.egru_step(inp, c0[k], y0[k], *self._args(k))
             cs.append(c)
