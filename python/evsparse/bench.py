@@ -440,7 +440,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--activity", nargs="+", type=float, default=DEFAULT_ACTIVITY)
     ap.add_argument("--density", nargs="+", type=float, default=DEFAULT_DENSITY)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32", help="weight dtype")
+    ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
+                    help="weight dtype of evsparse (x and the baselines stay float32)")
     ap.add_argument("--reps", type=int, default=9, help="interleaved rounds (blocks of ~2 ms per method) per point")
     ap.add_argument("--no-baselines", action="store_true", help="skip torch CSR, scipy and the naive gather")
     ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
