@@ -78,3 +78,15 @@ def test_raw_dense_op_rejects_bad_weight():
         ops.gather_linear(torch.ones(3), torch.ones(3), None)
     with pytest.raises(ValueError, match="'weight_t' must be contiguous"):
         ops.gather_linear(torch.ones(3), torch.ones(4, 3).t(), None)
+
+
+def test_gradient_ops_check_the_whole_structure():
+    g = torch.ones(2, 4)
+    good_ptr = torch.tensor([0, 2, 2, 3])
+    rows = torch.tensor([1, 3, 0], dtype=torch.int16)
+    with pytest.raises(ValueError, match="row_idx\\[1\\] = 9 is out of range"):
+        ops.sparse_gather_linear_grad_input(g, good_ptr, torch.tensor([1, 9, 0], dtype=torch.int16), torch.ones(3))
+    with pytest.raises(ValueError, match="not monotone at column 0"):
+        ops.sparse_gather_linear_grad_values(g, torch.ones(2, 3), torch.tensor([0, 3, 2, 3]), rows)
+    with pytest.raises(ValueError, match="end at nnz=3"):
+        ops.sparse_gather_linear_grad_values(g, torch.ones(2, 3), torch.tensor([0, 2, 2, 7]), rows)

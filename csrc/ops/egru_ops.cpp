@@ -40,7 +40,7 @@ PackedArgs packed_args(const char* op, const char* name, const Tensor& values, c
                       " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
     return PackedArgs{values, nullptr, nullptr, in, out};
   }
-  check_csc(op, like, *col_ptr, *row_idx, values, out);
+  check_csc(op, like, *col_ptr, *row_idx, &values, out);
   TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
                     col_ptr->size(0));
   return PackedArgs{values, &*col_ptr, &*row_idx, in, out};

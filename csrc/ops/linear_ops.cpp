@@ -44,7 +44,7 @@ Tensor gather_linear(const Tensor& x, const Tensor& weight_t, const std::optiona
 Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
                             const Tensor& values, int64_t out, const std::optional<Tensor>& bias) {
   constexpr const char* op = "evsparse.sparse_gather_linear";
-  check_csc(op, x, col_ptr, row_idx, values, out);
+  check_csc(op, x, col_ptr, row_idx, &values, out);
   return run_product(op, x, PackedArgs{values, &col_ptr, &row_idx, col_ptr.size(0) - 1, out}, bias);
 }
 
@@ -99,7 +99,8 @@ Tensor sparse_gather_linear_grad_values(const Tensor& grad_out, const Tensor& x,
   constexpr const char* op = "evsparse.sparse_gather_linear_grad_values";
   auto [g2, x2] = prepare_grad(op, grad_out, &x);
   const int64_t B = g2.size(0), out = g2.size(1), in = x2.size(1);
-  check_csc(op, grad_out, col_ptr, row_idx, row_idx, out);
+  check_csc(op, grad_out, col_ptr, row_idx, nullptr, out);
+  check_csc_bounds(op, col_ptr, row_idx, out);
   TORCH_CHECK_VALUE(col_ptr.size(0) == in + 1, op, ": col_ptr has ", col_ptr.size(0),
                     " entries, expected in_features + 1 = ", in + 1);
   Tensor gv = at::zeros({row_idx.size(0)}, g2.options());
@@ -125,7 +126,8 @@ Tensor sparse_gather_linear_grad_input(const Tensor& grad_out, const Tensor& col
   constexpr const char* op = "evsparse.sparse_gather_linear_grad_input";
   auto [g2, unused] = prepare_grad(op, grad_out, nullptr);
   const int64_t B = g2.size(0), out = g2.size(1);
-  check_csc(op, grad_out, col_ptr, row_idx, values, out);
+  check_csc(op, grad_out, col_ptr, row_idx, &values, out);
+  check_csc_bounds(op, col_ptr, row_idx, out);
   TORCH_CHECK_VALUE(values.scalar_type() == g2.scalar_type(), op, ": values dtype ", values.scalar_type(),
                     " differs from grad_out dtype ", g2.scalar_type());
   const int64_t in = col_ptr.size(0) - 1;

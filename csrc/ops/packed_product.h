@@ -6,23 +6,43 @@
 
 namespace evsparse {
 
+// Checks a CSC structure (col_ptr, row_idx) for out outputs, and its values when given.
 inline void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
-               const Tensor& values, int64_t out) {
+                      const Tensor* values, int64_t out) {
   check_tensor(col_ptr, op, "col_ptr", x);
   check_tensor(row_idx, op, "row_idx", x);
-  check_tensor(values, op, "values", x);
   TORCH_CHECK_VALUE(col_ptr.dim() == 1 && col_ptr.scalar_type() == ScalarType::Long, op,
                     ": col_ptr must be a 1-D int64 tensor, got ", col_ptr.scalar_type(), " ", col_ptr.sizes());
   TORCH_CHECK_VALUE(col_ptr.size(0) >= 1, op, ": col_ptr must have in_features + 1 entries");
   TORCH_CHECK_VALUE(row_idx.dim() == 1 && (row_idx.scalar_type() == ScalarType::Short ||
                                            row_idx.scalar_type() == ScalarType::Int),
                     op, ": row_idx must be a 1-D int16 or int32 tensor, got ", row_idx.scalar_type());
-  TORCH_CHECK_VALUE(values.dim() == 1 && values.size(0) == row_idx.size(0), op,
-                    ": values must be 1-D with one entry per row index (", row_idx.size(0), "), got ",
-                    values.sizes());
   TORCH_CHECK_VALUE(out >= 0, op, ": out_features must be >= 0, got ", out);
   TORCH_CHECK_VALUE(row_idx.scalar_type() == ScalarType::Int || out <= 32768, op,
                     ": int16 row indices cannot address ", out, " outputs; use int32");
+  if (values != nullptr) {
+    check_tensor(*values, op, "values", x);
+    TORCH_CHECK_VALUE(values->dim() == 1 && values->size(0) == row_idx.size(0), op,
+                      ": values must be 1-D with one entry per row index (", row_idx.size(0), "), got ",
+                      values->sizes());
+  }
+}
+
+// Full bounds check of a CSC structure, O(in + nnz): used by the gradient ops, whose work is O(nnz)
+// anyway, so a raw call with a corrupted structure is an error rather than an out-of-bounds read.
+inline void check_csc_bounds(const char* op, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
+  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
+  TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": col_ptr must start at 0 and end at nnz=", nnz);
+  for (int64_t j = 0; j < in; ++j) {
+    TORCH_CHECK_VALUE(cp[j] <= cp[j + 1], op, ": col_ptr is not monotone at column ", j);
+  }
+  dispatch_row_index(row_idx, [&](const auto* rows) {
+    for (int64_t k = 0; k < nnz; ++k) {
+      TORCH_CHECK_VALUE(rows[k] >= 0 && int64_t(rows[k]) < out, op, ": row_idx[", k, "] = ", int64_t(rows[k]),
+                        " is out of range [0, ", out, ")");
+    }
+  });
 }
 
 // Active columns' pointer ranges are checked on every call (O(active), cheap), so a corrupted
