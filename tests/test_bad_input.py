@@ -86,7 +86,7 @@ def test_gradient_ops_check_the_whole_structure():
     rows = torch.tensor([1, 3, 0], dtype=torch.int16)
     with pytest.raises(ValueError, match="row_idx\\[1\\] = 9 is out of range"):
         ops.sparse_gather_linear_grad_input(g, good_ptr, torch.tensor([1, 9, 0], dtype=torch.int16), torch.ones(3))
-    with pytest.raises(ValueError, match="not monotone at column 0"):
+    with pytest.raises(ValueError, match="not monotone at column 1"):
         ops.sparse_gather_linear_grad_values(g, torch.ones(2, 3), torch.tensor([0, 3, 2, 3]), rows)
     with pytest.raises(ValueError, match="end at nnz=3"):
         ops.sparse_gather_linear_grad_values(g, torch.ones(2, 3), torch.tensor([0, 2, 2, 7]), rows)
