@@ -11,11 +11,13 @@ import torch
 from . import _C  # noqa: F401  (registers torch.ops.evsparse.*)
 from . import _ops  # noqa: F401  (fake kernels, autograd)
 from . import nn
+from . import macs, prune
 from .functional import sparse_linear
 from .packed import AUTO_SPARSE_MAX_DENSITY, PackedWeight, pack
 
 __version__ = "0.1.0"
-__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "build_info", "set_isa", "AUTO_SPARSE_MAX_DENSITY"]
+__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa",
+           "AUTO_SPARSE_MAX_DENSITY"]
 
 torch.serialization.add_safe_globals([PackedWeight])
 

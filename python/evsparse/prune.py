@@ -1,0 +1,169 @@
+"""Unstructured magnitude pruning of recurrent models, with masks that survive training.
+
+    masks = prune.global_magnitude(model, 0.85)      # {parameter name: bool mask}, one global threshold
+    prune.apply_masks(model, masks)                  # zero the pruned weights
+    handle = prune.keep_applied(optimizer, model, masks)   # re-zero them after every optimizer step
+    sparse = model.egru.sparsify(prune.masks_for(model.egru, masks, prefix="egru."))
+
+By default the prunable weights are the input and recurrent weight matrices of recurrent layers
+(``evsparse.nn.EGRU``, ``torch.nn.LSTM``/``GRU``/``RNN``, ``evsparse.nn.SparseLinearRNN`` when present):
+embeddings, decoders (other ``nn.Linear``), biases and thresholds are excluded. Pass ``include`` to
+choose differently.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .nn.egru import EGRU
+
+__all__ = ["prunable_parameters", "global_magnitude", "apply_masks", "keep_applied", "masks_for",
+           "cubic_sparsity", "IterativePruner", "sparsity_of"]
+
+Include = Callable[[str, nn.Module, str, torch.Tensor], bool]
+
+
+def _recurrent_types() -> tuple:
+    types = [EGRU, nn.RNNBase]
+    try:  # the second model family, when present
+        from .nn import SparseLinearRNN  # type: ignore[attr-defined]
+
+        types.append(SparseLinearRNN)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def default_include(module_name: str, module: nn.Module, param_name: str, param: torch.Tensor) -> bool:
+    """Weight matrices of recurrent layers; no embeddings, decoders, biases or thresholds."""
+    return isinstance(module, _recurrent_types()) and param_name.startswith("weight") and param.dim() == 2
+
+
+def prunable_parameters(model: nn.Module, include: Optional[Include] = None) -> dict[str, nn.Parameter]:
+    """Full parameter name -> parameter, for the parameters ``include`` selects (default above)."""
+    include = include or default_include
+    out = {}
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if include(mod_name, module, p_name, p):
+                out[f"{mod_name}.{p_name}" if mod_name else p_name] = p
+    return out
+
+
+def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None) -> dict[str, torch.Tensor]:
+    """Masks keeping the ``1 - sparsity`` fraction of largest-magnitude weights across all selected
+    parameters together (one global threshold). Ties at the threshold are broken by position, so
+    exactly ``round(sparsity * total)`` weights are pruned."""
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"global_magnitude: sparsity must be in [0, 1], got {sparsity}")
+    params = prunable_parameters(model, include)
+    if not params:
+        raise ValueError("global_magnitude: no prunable parameters selected")
+    flat = torch.cat([p.detach().abs().flatten().float().cpu() for p in params.values()])
+    n_prune = int(round(sparsity * flat.numel()))
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    if n_prune > 0:
+        keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+    masks, offset = {}, 0
+    for name, p in params.items():
+        masks[name] = keep[offset:offset + p.numel()].view_as(p).to(p.device)
+        offset += p.numel()
+    return masks
+
+
+def _resolve(model: nn.Module, masks: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    params = dict(model.named_parameters())
+    pairs = []
+    for name, mask in masks.items():
+        if name not in params:
+            raise ValueError(f"masks name a parameter the model does not have: {name!r}")
+        if tuple(mask.shape) != tuple(params[name].shape):
+            raise ValueError(f"mask for {name!r} has shape {list(mask.shape)}, parameter {list(params[name].shape)}")
+        pairs.append((params[name], mask.to(device=params[name].device, dtype=torch.bool)))
+    return pairs
+
+
+@torch.no_grad()
+def apply_masks(model: nn.Module, masks: dict) -> None:
+    """Zeroes the pruned weights in place."""
+    for p, mask in _resolve(model, masks):
+        p.mul_(mask)
+
+
+def keep_applied(optimizer: torch.optim.Optimizer, model: nn.Module, masks: dict):
+    """Re-applies ``masks`` after every ``optimizer.step()`` so pruned weights stay exactly zero while
+    fine-tuning (zeroing gradients alone is not enough: Adam's moments and weight decay move them).
+    Returns a handle; ``handle.remove()`` stops it."""
+    pairs = _resolve(model, masks)
+
+    @torch.no_grad()
+    def reapply(opt, args, kwargs):
+        for p, mask in pairs:
+            p.mul_(mask)
+
+    apply_masks(model, masks)
+    return optimizer.register_step_post_hook(reapply)
+
+
+def masks_for(module: nn.Module, masks: dict, prefix: str) -> dict:
+    """The masks of a submodule, with ``prefix`` (its name in the model plus '.') stripped: what
+    ``EGRU.sparsify(weight_masks=...)`` expects."""
+    return {k[len(prefix):]: v for k, v in masks.items() if k.startswith(prefix)}
+
+
+def sparsity_of(model: nn.Module, include: Optional[Include] = None) -> float:
+    """Fraction of exact zeros among the selected weights."""
+    params = prunable_parameters(model, include)
+    total = sum(p.numel() for p in params.values())
+    zeros = sum(int((p.detach() == 0).sum()) for p in params.values())
+    return zeros / total if total else 0.0
+
+
+def cubic_sparsity(step: int, final_sparsity: float, start_step: int, end_step: int,
+                   initial_sparsity: float = 0.0) -> float:
+    """Zhu & Gupta's gradual schedule: ``s_f + (s_i - s_f) * (1 - progress)^3`` between start and end."""
+    if end_step <= start_step:
+        raise ValueError("cubic_sparsity: end_step must be after start_step")
+    if step <= start_step:
+        return initial_sparsity if step == start_step else 0.0
+    progress = min(1.0, (step - start_step) / (end_step - start_step))
+    return final_sparsity + (initial_sparsity - final_sparsity) * (1.0 - progress) ** 3
+
+
+class IterativePruner:
+    """Train -> prune -> fine-tune on a cubic schedule. Call :meth:`step` after each optimizer step
+    (or each epoch: ``step`` counts whatever unit the schedule uses). Every ``every`` steps between
+    ``start_step`` and ``end_step`` it recomputes global magnitude masks at the scheduled sparsity
+    (already pruned weights are zero, so they stay pruned) and keeps them applied through the
+    optimizer. ``pruner.masks`` is what ``sparsify()`` takes."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, final_sparsity: float,
+                 start_step: int, end_step: int, every: int = 1, include: Optional[Include] = None):
+        if every < 1:
+            raise ValueError("IterativePruner: every must be >= 1")
+        self.model, self.optimizer, self.include = model, optimizer, include
+        self.final_sparsity, self.start_step, self.end_step, self.every = final_sparsity, start_step, end_step, every
+        self.masks: dict = {}
+        self.sparsity = 0.0
+        self._handle = None
+
+    def step(self, step: int) -> float:
+        """Updates the masks when the schedule says so; returns the current target sparsity."""
+        due = self.start_step <= step and ((step - self.start_step) % self.every == 0 or step >= self.end_step)
+        target = cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step)
+        if due and target > self.sparsity:
+            self.masks = global_magnitude(self.model, target, self.include)
+            if self._handle is not None:
+                self._handle.remove()
+            self._handle = keep_applied(self.optimizer, self.model, self.masks)
+            self.sparsity = target
+        return self.sparsity
+
+    def remove(self) -> None:
+        """Stops re-applying the masks (the weights stay as they are)."""
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
