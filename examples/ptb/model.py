@@ -1,0 +1,88 @@
+"""Embedding -> EGRU stack -> (projection) -> decoder tied to the embedding: the PTB language model."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from evsparse import prune
+from evsparse.nn import EGRU
+
+CONFIGS = {
+    # Trains on 2 CPU cores in under an hour (see README for the recorded run).
+    "small": dict(emb=256, hidden=[384, 256], dropout=0.3, dropconnect=0.3, thr_mean=0.05),
+    # For the pipeline's test only.
+    "tiny": dict(emb=16, hidden=[24, 16], dropout=0.1, dropconnect=0.1, thr_mean=0.05),
+    # The paper-scale model (EvNN's PTB recipe: 3 layers 1350/1350/750, embedding 750, tied); for a GPU.
+    "paper": dict(emb=750, hidden=[1350, 1350, 750], dropout=0.4, dropconnect=0.7, thr_mean=0.3),
+}
+
+
+class EGRULanguageModel(nn.Module):
+    def __init__(self, vocab: int, emb: int, hidden: list[int], dropout: float = 0.0, dropconnect: float = 0.0,
+                 thr_mean: float = 0.3):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, emb)
+        sizes = [emb] + list(hidden)
+        self.layers = nn.ModuleList(
+            EGRU(sizes[k], sizes[k + 1], dropconnect=dropconnect, thr_mean=thr_mean) for k in range(len(hidden)))
+        self.drop = nn.Dropout(dropout)
+        self.decoder = nn.Linear(emb, vocab)
+        if hidden[-1] != emb:
+            raise ValueError("the last hidden size must equal the embedding size (tied decoder)")
+        self.decoder.weight = self.embedding.weight
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    def init_state(self):
+        return [None] * len(self.layers)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        state = state or self.init_state()
+        x = self.drop(self.embedding(tokens))
+        new_state = []
+        for layer, s in zip(self.layers, state):
+            x, s = layer(x, s)
+            x = self.drop(x)
+            new_state.append(s)
+        return self.decoder(x), new_state
+
+    def activity(self) -> list[float]:
+        return [layer.activity()[0] for layer in self.layers]
+
+    def activity_loss(self) -> torch.Tensor:
+        return sum(layer.activity_loss() for layer in self.layers)
+
+    def sparsify(self, masks: dict | None = None, layout: str = "auto") -> "SparseLanguageModel":
+        masks = masks or {}
+        layers = [layer.sparsify(prune.masks_for(layer, masks, f"layers.{k}."), layout)
+                  for k, layer in enumerate(self.layers)]
+        return SparseLanguageModel(self.embedding, layers, self.decoder)
+
+
+class SparseLanguageModel(nn.Module):
+    """Inference on the kernels: SparseEGRU layers; embedding and decoder as in the dense model."""
+
+    def __init__(self, embedding: nn.Embedding, layers: list, decoder: nn.Linear):
+        super().__init__()
+        self.embedding, self.layers, self.decoder = embedding, nn.ModuleList(layers), decoder
+
+    def init_state(self):
+        return [None] * len(self.layers)
+
+    def forward(self, tokens: torch.Tensor, state=None):
+        state = state or self.init_state()
+        x = self.embedding(tokens)
+        new_state = []
+        for layer, s in zip(self.layers, state):
+            x, s = layer(x, s)
+            new_state.append(s)
+        return self.decoder(x), new_state
+
+    def activity(self) -> list[float]:
+        return [layer.activity()[0] for layer in self.layers]
+
+
+def build(vocab: int, config: str | dict) -> EGRULanguageModel:
+    cfg = CONFIGS[config] if isinstance(config, str) else config
+    return EGRULanguageModel(vocab, **cfg)

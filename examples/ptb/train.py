@@ -1,0 +1,143 @@
+"""Train the EGRU language model on word-level Penn Treebank.
+
+    python examples/ptb/train.py --data ../shared/data/ptb --config small --epochs 8 --save runs/small.pt
+    python examples/ptb/train.py --data ... --resume runs/small.pt          # continue where it stopped
+
+Truncated BPTT (state carried, gradients cut every --bptt tokens), AdamW (weight decay is the
+activity knob), gradient clipping, an optional activity penalty, a checkpoint of the best validation
+perplexity each epoch (model, optimizer, epoch, arguments, history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import Corpus, batches, batchify, data_dir  # noqa: E402
+from model import CONFIGS, build  # noqa: E402
+
+
+def detach(state):
+    return [None if s is None else (s[0].detach(), s[1].detach()) for s in state]
+
+
+@torch.no_grad()
+def evaluate(model, source: torch.Tensor, bptt: int) -> float:
+    """Perplexity of the model (in its current mode) on a batchified source."""
+    model.eval()
+    state, total, count = model.init_state(), 0.0, 0
+    for _, x, y in batches(source, bptt):
+        logits, state = model(x, state)
+        total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1), reduction="sum").item()
+        count += y.numel()
+    return math.exp(total / max(count, 1))
+
+
+def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=None) -> dict:
+    model.train()
+    state, total, count, acts = model.init_state(), 0.0, 0, []
+    n_batches = max(1, (source.shape[0] - 1 + args.bptt - 1) // args.bptt)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n_batches, desc="train", unit="batch", leave=False)
+    for _, x, y in batches(source, args.bptt):
+        state = detach(state)
+        logits, state = model(x, state)
+        loss = F.cross_entropy(logits.view(-1, logits.shape[-1]), y.reshape(-1))
+        full = loss + args.activity_penalty * model.activity_loss() if args.activity_penalty else loss
+        opt.zero_grad(set_to_none=True)
+        full.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
+        opt.step()
+        if on_step is not None:
+            on_step()
+        total += loss.item() * y.numel()
+        count += y.numel()
+        acts.append(model.activity())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(ppl=f"{math.exp(total / count):.1f}", act=f"{sum(acts[-1]) / len(acts[-1]):.3f}")
+        if deadline is not None and time.time() > deadline:
+            break
+    if bar is not None:
+        bar.close()
+    layer_acts = [sum(a[k] for a in acts) / len(acts) for k in range(len(acts[0]))] if acts else []
+    return {"train_ppl": math.exp(total / max(count, 1)), "activity": layer_acts}
+
+
+def last_path(save: str) -> Path:
+    p = Path(save)
+    return p.with_name(p.stem + ".last" + p.suffix)
+
+
+def add_training_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--data", default=None, help="folder with ptb.{train,valid,test}.txt (or $EVSPARSE_DATA/ptb)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--bptt", type=int, default=35)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.1, help="AdamW; drives activity down")
+    ap.add_argument("--clip", type=float, default=0.25)
+    ap.add_argument("--activity-penalty", type=float, default=0.0)
+    ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    ap.add_argument("--max-train-tokens", type=int, default=None, help="use only the first N training tokens")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_training_args(ap)
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    ap.add_argument("--save", default="runs/ptb-small.pt")
+    ap.add_argument("--resume", default=None, help="checkpoint to continue from (train writes <save>.last.pt)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    corpus = Corpus(data_dir(args.data))
+    train = corpus.train[: args.max_train_tokens] if args.max_train_tokens else corpus.train
+    train_data, valid_data = batchify(train, args.batch_size), batchify(corpus.valid, 10)
+
+    model = build(corpus.vocab_size, args.config)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    start_epoch, history, best = 1, [], float("inf")
+    if args.resume:
+        ckpt = torch.load(args.resume, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        start_epoch, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_valid_ppl"]
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
+    Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start_epoch, args.epochs + 1):
+        t0 = time.time()
+        stats = train_epoch(model, opt, train_data, args, progress=not args.quiet, deadline=deadline)
+        valid = evaluate(model, valid_data, args.bptt)
+        stats.update(epoch=epoch, valid_ppl=valid, seconds=time.time() - t0)
+        history.append(stats)
+        print(json.dumps(stats), flush=True)
+        best = min(best, valid)
+        ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
+                "best_valid_ppl": best, "config": args.config, "vocab_size": corpus.vocab_size, "args": vars(args)}
+        torch.save(ckpt, last_path(args.save))  # what --resume continues from
+        if valid <= best:
+            torch.save(ckpt, args.save)
+        if deadline is not None and time.time() > deadline:
+            print(f"stopped: --max-minutes {args.max_minutes} reached after epoch {epoch}")
+            break
+    return best
+
+
+if __name__ == "__main__":
+    main()
