@@ -19,9 +19,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from data import Corpus, batchify, data_dir  # noqa: E402
 from model import build  # noqa: E402
-from train import add_training_args, evaluate, train_epoch  # noqa: E402
+from train import add_training_args, evaluate, setup, train_epoch  # noqa: E402
 
 from evsparse import prune  # noqa: E402
 
@@ -34,12 +33,7 @@ def main(argv=None):
     ap.add_argument("--save", required=True)
     ap.set_defaults(epochs=2, lr=1e-3)
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    corpus = Corpus(data_dir(args.data))
-    train = corpus.train[: args.max_train_tokens] if args.max_train_tokens else corpus.train
-    train_data, valid_data = batchify(train, args.batch_size), batchify(corpus.valid, 10)
+    _, train_data, valid_data = setup(args)
     ckpt = torch.load(args.checkpoint, weights_only=False)
     model = build(ckpt["vocab_size"], ckpt["config"])
     model.load_state_dict(ckpt["model"])

@@ -80,6 +80,16 @@ def last_path(save: str) -> Path:
     return p.with_name(p.stem + ".last" + p.suffix)
 
 
+def setup(args):
+    """Threads, seed and data shared by the training scripts: (corpus, train batches, valid batches)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    corpus = Corpus(data_dir(args.data))
+    train = corpus.train[: args.max_train_tokens] if args.max_train_tokens else corpus.train
+    return corpus, batchify(train, args.batch_size), batchify(corpus.valid, 10)
+
+
 def add_training_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--data", default=None, help="folder with ptb.{train,valid,test}.txt (or $EVSPARSE_DATA/ptb)")
     ap.add_argument("--epochs", type=int, default=8)
@@ -103,12 +113,7 @@ def main(argv=None):
     ap.add_argument("--save", default="runs/ptb-small.pt")
     ap.add_argument("--resume", default=None, help="checkpoint to continue from (train writes <save>.last.pt)")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    corpus = Corpus(data_dir(args.data))
-    train = corpus.train[: args.max_train_tokens] if args.max_train_tokens else corpus.train
-    train_data, valid_data = batchify(train, args.batch_size), batchify(corpus.valid, 10)
+    corpus, train_data, valid_data = setup(args)
 
     model = build(corpus.vocab_size, args.config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
