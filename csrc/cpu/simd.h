@@ -26,7 +26,6 @@ struct ScalarVec {
   static reg loadw(const T* p) { return static_cast<A>(to_float(*p)); }
   static void store(A* p, reg v) { *p = v; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
-  static void prefetch(const void*) {}
 };
 
 #if defined(EVSPARSE_ISA_AVX2)
@@ -46,7 +45,6 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
-  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -67,7 +65,6 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
-  static void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -87,7 +84,6 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { vst1q_f32(p, v); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
-  static void prefetch(const void* p) { __builtin_prefetch(p); }
 };
 inline float widen(f16 v) {
   __fp16 h;

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import torch
 
-def _out_dtype(x: torch.Tensor) -> torch.dtype:
-    return x.dtype
-
-
 def _same_device(op: str, x: torch.Tensor, *others) -> None:
     for t in others:
         if t is not None and t.device != x.device:
@@ -28,7 +24,7 @@ def _gather_linear_fake(x, weight_t, bias=None):
     _same_device("gather_linear", x, weight_t, bias)
     torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
     torch._check(x.shape[-1] == weight_t.shape[0], lambda: "x and weight_t disagree on in_features")
-    return x.new_empty((*x.shape[:-1], weight_t.shape[1]), dtype=_out_dtype(x))
+    return x.new_empty((*x.shape[:-1], weight_t.shape[1]), dtype=x.dtype)
 
 
 @torch.library.register_fake("evsparse::sparse_gather_linear")
@@ -36,7 +32,7 @@ def _sparse_gather_linear_fake(x, col_ptr, row_idx, values, out_features, bias=N
     _same_device("sparse_gather_linear", x, col_ptr, row_idx, values, bias)
     torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
     torch._check(x.shape[-1] == col_ptr.shape[0] - 1, lambda: "x and col_ptr disagree on in_features")
-    return x.new_empty((*x.shape[:-1], out_features), dtype=_out_dtype(x))
+    return x.new_empty((*x.shape[:-1], out_features), dtype=x.dtype)
 
 
 @torch.library.register_fake("evsparse::gather_linear_grad_weight")

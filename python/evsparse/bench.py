@@ -186,8 +186,7 @@ def run_sweep(sizes, activities, densities, reps, dtype, progress=True, include_
             for a in activities:
                 case = Case(n_in, n_out, a, d, dtype=dtype)
                 methods, pw = build_methods(case, include_baselines)
-                n_reps = reps
-                t = time_interleaved(methods, n_reps)
+                t = time_interleaved(methods, reps)
                 theo = case.n_in * case.n_out / max(case.mean_macs(), 1.0)
                 ev = t["evsparse"]
                 row = {
@@ -203,7 +202,7 @@ def run_sweep(sizes, activities, densities, reps, dtype, progress=True, include_
                     "realisation": (t["dense_F.linear"] / ev) / theo,
                     "speedup_vs": {k: v / ev for k, v in t.items() if k != "evsparse"},
                     "effective_GBps": bytes_needed(case, pw) / ev / 1e9,
-                    "reps": n_reps,
+                    "reps": reps,
                 }
                 rows.append(row)
                 if bar is not None:
