@@ -25,3 +25,26 @@ def test_egru_streaming(capsys):
     assert "stream == training module" in out
     diff = float(out.split("max diff ")[1].split(";")[0])
     assert diff < 1e-4
+
+
+def test_linear_rnn_denoiser_pipeline(tmp_path, capsys):
+    import json
+    import sys
+
+    sys.path.insert(0, str(EXAMPLES / "linear_rnn"))
+    try:
+        spec = importlib.util.spec_from_file_location("lrnn_run", EXAMPLES / "linear_rnn" / "run.py")
+        run = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(run)
+        run.main(["--config", "tiny", "--train-steps", "3", "--finetune-steps", "2", "--sparsities", "0.8",
+                  "--batch", "2", "--seconds", "0.5", "--test-clips", "2", "--test-seconds", "0.5", "--reps", "2",
+                  "--out", str(tmp_path)])
+    finally:
+        sys.path.remove(str(EXAMPLES / "linear_rnn"))
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [r["sparsity"] for r in rows] == [0.0, 0.8]
+    for r in rows:  # the kernels give the dense masked model's quality
+        assert abs(r["si_snri_dB"] - r["si_snri_kernels_dB"]) < 1e-3
+        assert r["macs_per_frame"]["combined"] <= r["macs_per_frame"]["dense"]
+    assert abs(rows[1]["measured_weight_sparsity"] - 0.8) < 0.01
+    assert "| 80% |" in (tmp_path / "results.md").read_text()

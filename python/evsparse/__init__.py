@@ -21,6 +21,11 @@ __all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "buil
 
 torch.serialization.add_safe_globals([PackedWeight])
 
+if torch.cuda.is_available():  # Triton kernels on the CUDA key; absent Triton, CUDA tensors get a clear error
+    from . import gpu
+
+    gpu.register()
+
 
 def build_info() -> dict:
     """How the extension was built and what this CPU runs: compiler, flags, the instruction sets compiled
@@ -28,6 +33,7 @@ def build_info() -> dict:
     info = dict(_C.build_info())
     info["torch_runtime_version"] = torch.__version__
     info["num_threads"] = torch.get_num_threads()
+    info["cuda_kernels"] = "triton" if "evsparse.gpu.cuda_ops" in __import__("sys").modules else None
     return info
 
 

@@ -61,3 +61,17 @@ def _egru_sequence_fake(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_c
                         thr):
     _same_device("egru_sequence", xs, c, y, w_ih, w_hh, b_ih, b_hh, thr)
     return xs.new_empty((xs.shape[0], xs.shape[1], thr.shape[0])), torch.empty_like(c), torch.empty_like(y)
+
+
+@torch.library.register_fake("evsparse::linear_rnn_step")
+def _linear_rnn_step_fake(x, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_im, w_out, w_out_col_ptr,
+                          w_out_row_idx, b_out, residual):
+    _same_device("linear_rnn_step", x, h, w_in, b_in, a_re, a_im, w_out, b_out)
+    return x.new_empty((x.shape[0], b_out.shape[0])), torch.empty_like(h)
+
+
+@torch.library.register_fake("evsparse::linear_rnn_sequence")
+def _linear_rnn_sequence_fake(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_im, w_out, w_out_col_ptr,
+                              w_out_row_idx, b_out, residual):
+    _same_device("linear_rnn_sequence", xs, h, w_in, b_in, a_re, a_im, w_out, b_out)
+    return xs.new_empty((xs.shape[0], xs.shape[1], b_out.shape[0])), torch.empty_like(h)

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 
 import evsparse
 
+from . import linear_rnn_bench
+
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
 DEFAULT_DENSITY = [1.0, 0.5, 0.15, 0.05]
@@ -376,6 +378,8 @@ def to_markdown(report: dict) -> str:
                          f"{t['evsparse egru_step (op)']:.1f} | {t['evsparse SparseEGRU.step']:.1f} | "
                          f"{t['torch.nn.GRUCell (dense)']:.1f} | {t['EvNN-style dense step']:.1f} | "
                          f"{r['speedup_vs_grucell']:.1f}x | {r['speedup_vs_evnn_dense']:.1f}x |")
+    if report.get("linear_rnn"):
+        lines += linear_rnn_bench.to_markdown(report["linear_rnn"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -446,6 +450,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
     ap.add_argument("--egru-hidden", nargs="*", type=int, default=DEFAULT_EGRU_HIDDEN,
                     help="hidden sizes of the EGRU step section (none to skip)")
+    ap.add_argument("--lrnn-width", nargs="*", type=int, default=linear_rnn_bench.DEFAULT_WIDTHS,
+                    help="widths of the sparse linear RNN step section (none to skip)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -459,6 +465,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     crossover = [] if args.no_crossover else crossover_section(
         args.sizes[-2:], [1.0, 0.1], [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1], args.reps)
     egru_rows = egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.reps) if args.egru_hidden else []
+    lrnn_rows = (linear_rnn_bench.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps, time_interleaved)
+                 if args.lrnn_width else [])
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -468,6 +476,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "rows": rows,
         "crossover": crossover,
         "egru": egru_rows,
+        "linear_rnn": lrnn_rows,
         "overhead_us": overhead_section(),
         "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],
     }

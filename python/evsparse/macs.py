@@ -10,6 +10,13 @@ of nonzero inputs) and output activity ``a`` (fraction of nonzero outputs, which
     activity_sparse = G H (a_in N + a H)
     combined        = G H (d_ih a_in N + d_hh a H)
 
+A ``SparseLinearRNN`` layer (state width ``W``: ``S``, or ``2S`` complex; output size ``O``) counts its input
+product, its diagonal recurrence (``S`` MACs real, ``4S`` complex; never skipped) and its output
+product, with ``d_ih``/``d_hh`` the densities of ``W_in``/``W_out``, ``a_in`` its input's activity and
+``a`` its state's::
+
+    combined = d_ih a_in N W + d_hh a W O + recurrence
+
 Only the input and recurrent products count (as for AWD-LSTM's 20.2M MACs per token); embedding
 lookups, other linear layers (decoders) and biases are reported separately. Activities are 1 unless
 ``inputs`` are given, in which case the model is run once and each layer's activity measured: the
@@ -26,8 +33,9 @@ import torch
 from torch import nn
 
 from .nn.egru import EGRU
+from .nn.linear_rnn import SparseLinearRNN
 
-__all__ = ["LayerMACs", "MACReport", "count"]
+__all__ = ["LayerMACs", "LinearRNNLayerMACs", "MACReport", "count"]
 
 
 @dataclass
@@ -66,6 +74,19 @@ class LayerMACs:
         d.update(dense=self.dense, weight_sparse=self.weight_sparse, activity_sparse=self.activity_sparse,
                  combined=self.combined)
         return d
+
+
+@dataclass
+class LinearRNNLayerMACs(LayerMACs):
+    """One ``SparseLinearRNN`` layer: ``hidden_size`` is the state width, ``density_hh`` the output
+    weight's density and ``activity`` the state's (see the module docstring)."""
+
+    output_size: int = 0
+    recurrence: float = 0.0
+
+    def _macs(self, d_ih, d_hh, a_in, a) -> float:
+        return (d_ih * a_in * self.input_size * self.hidden_size + d_hh * a * self.hidden_size * self.output_size
+                + self.recurrence)
 
 
 @dataclass
@@ -113,13 +134,13 @@ def _density(name: str, param: torch.Tensor, masks: Optional[dict]) -> float:
 
 
 def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) -> MACReport:
-    """Walks ``model``'s recurrent layers (``evsparse.nn.EGRU``, ``torch.nn.LSTM``/``GRU``/``RNN``) in
+    """Walks ``model``'s recurrent layers (``evsparse.nn.EGRU``, ``SparseLinearRNN``, ``torch.nn.LSTM``/``GRU``/``RNN``) in
     module order. ``inputs``: a tensor or tuple passed to ``model(...)`` once (under ``no_grad``) to
     measure activities. ``weight_masks``: {full parameter name: mask}; without it densities are the
     fraction of nonzero weights."""
-    recurrent = [(n, m) for n, m in model.named_modules() if isinstance(m, (EGRU, nn.RNNBase))]
+    recurrent = [(n, m) for n, m in model.named_modules() if isinstance(m, (EGRU, SparseLinearRNN, nn.RNNBase))]
     if not recurrent:
-        raise ValueError("macs.count: the model has no EGRU/LSTM/GRU/RNN layer")
+        raise ValueError("macs.count: the model has no EGRU/SparseLinearRNN/LSTM/GRU/RNN layer")
     measured_in: dict[str, float] = {}
     measured_out: dict[str, float] = {}
     if inputs is not None:
@@ -143,6 +164,9 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
     layers: list[LayerMACs] = []
     for name, mod in recurrent:
         prefix = f"{name}." if name else ""
+        if isinstance(mod, SparseLinearRNN):
+            layers += _linear_rnn_layers(prefix, mod, measured_in.get(name, 1.0), inputs is not None, weight_masks)
+            continue
         if isinstance(mod, EGRU):
             gates, kind, acts = 3, "EGRU", (mod.activity() if inputs is not None else [])
         else:
@@ -174,4 +198,22 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
     biases = sum(p.numel() for _, m in recurrent for n, p in m.named_parameters() if n.startswith("bias"))
     if biases:
         other["bias additions"] = float(biases)
+    residual = sum(m.output_size * sum(m.residual) for _, m in recurrent if isinstance(m, SparseLinearRNN))
+    if residual:
+        other["residual additions"] = float(residual)
     return MACReport(layers, other)
+
+
+def _linear_rnn_layers(prefix: str, mod: SparseLinearRNN, input_activity: float, measured: bool,
+                       masks: Optional[dict]) -> list[LinearRNNLayerMACs]:
+    out, a_in = [], input_activity
+    for k in range(mod.num_layers):
+        w_in, w_out = getattr(mod, f"weight_in_l{k}"), getattr(mod, f"weight_out_l{k}")
+        out.append(LinearRNNLayerMACs(
+            name=f"{prefix}l{k}", kind="LRNN", input_size=w_in.shape[1], hidden_size=mod.width, gates=1,
+            density_ih=_density(f"{prefix}weight_in_l{k}", w_in, masks),
+            density_hh=_density(f"{prefix}weight_out_l{k}", w_out, masks),
+            input_activity=a_in, activity=mod.state_activity()[k] if measured else 1.0,
+            output_size=mod.output_size, recurrence=float(4 * mod.state_size if mod.complex else mod.state_size)))
+        a_in = mod.activity()[k] if measured else 1.0
+    return out

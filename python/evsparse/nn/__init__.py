@@ -2,5 +2,6 @@
 
 from .egru import EGRU, SparseEGRU
 from .linear import SparseLinear
+from .linear_rnn import PackedLinearRNN, SparseLinearRNN
 
-__all__ = ["EGRU", "SparseEGRU", "SparseLinear"]
+__all__ = ["EGRU", "SparseEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN"]

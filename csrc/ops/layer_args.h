@@ -1,0 +1,50 @@
+// Argument checks shared by the fused recurrent-layer ops (egru_ops.cpp, linear_rnn_ops.cpp): a packed
+// weight given as (values, col_ptr?, row_idx?), float32 vectors and [B, n] states.
+#pragma once
+
+#include <optional>
+
+#include "packed_product.h"
+
+namespace evsparse {
+
+inline PackedArgs packed_args(const char* op, const char* name, const Tensor& values, const std::optional<Tensor>& col_ptr,
+                       const std::optional<Tensor>& row_idx, int64_t in, int64_t out, const Tensor& like) {
+  const bool sparse = col_ptr.has_value() && col_ptr->defined();
+  TORCH_CHECK_VALUE(sparse == (row_idx.has_value() && row_idx->defined()), op, ": ", name,
+                    " needs both col_ptr and row_idx (sparse layout) or neither (dense layout)");
+  TORCH_CHECK_VALUE(values.scalar_type() == ScalarType::Float || is_half(values.scalar_type()), op, ": ", name,
+                    " must be float32, float16 or bfloat16, got ", values.scalar_type());
+  if (!sparse) {
+    check_tensor(values, op, name, like);
+    TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == in && values.size(1) == out, op, ": ", name,
+                      " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
+    return PackedArgs{values, nullptr, nullptr, in, out};
+  }
+  check_csc(op, like, *col_ptr, *row_idx, &values, out);
+  TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
+                    col_ptr->size(0));
+  return PackedArgs{values, &*col_ptr, &*row_idx, in, out};
+}
+
+inline void check_vector(const char* op, const char* name, const Tensor& t, int64_t n, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must have shape [", n, "], got ", t.sizes());
+}
+
+inline void check_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == B && t.size(1) == H, op, ": ", name, " must have shape [", B, ", ",
+                    H, "], got ", t.sizes());
+}
+
+inline void check_input(const char* op, const Tensor& x, int64_t expected_dim) {
+  TORCH_CHECK_VALUE(x.dim() == expected_dim, op, ": x must be ", expected_dim, "-D, got shape ", x.sizes());
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
+  TORCH_CHECK_VALUE(x.scalar_type() == ScalarType::Float, op, ": x must be float32, got ", x.scalar_type());
+}
+
+}  // namespace evsparse

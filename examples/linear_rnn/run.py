@@ -1,0 +1,180 @@
+"""Streaming speech denoising with a SparseLinearRNN: train, prune, fine-tune, measure.
+
+    python examples/linear_rnn/run.py --out examples/linear_rnn/results            # ~25 min on 2 cores
+    python examples/linear_rnn/run.py --config tiny --train-steps 20 --finetune-steps 5 --out /tmp/lrnn
+
+1. Trains the dense model on freshly generated mixtures (negative SI-SNR of the masked, resynthesised
+   waveform, plus an L1 activity penalty on the ReLU outputs).
+2. For each sparsity: global magnitude pruning of the recurrent layers' weights
+   (:func:`evsparse.prune.global_magnitude`), masks kept through fine-tuning.
+3. Evaluates every model on a fixed seeded test set: SI-SNR improvement (dense masked model and the
+   same model on the kernels, ``rnn.sparsify()``), MACs per 16 ms frame (:func:`evsparse.macs.count`,
+   activities measured on the test set) and per-frame latency at batch 1 of the recurrent stack on the
+   kernels against a plain dense PyTorch step, timed side by side.
+Writes ``results.json`` and ``results.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model import CONFIGS, build  # noqa: E402
+from signals import mixtures, si_snr  # noqa: E402
+
+from evsparse import macs, prune  # noqa: E402
+from evsparse.bench import time_interleaved  # noqa: E402
+from evsparse.linear_rnn_bench import torch_dense_step  # noqa: E402
+
+
+def train(model, steps: int, args, masks=None, desc="train", seed=0) -> list[float]:
+    """Adam with a cosine learning rate; returns the SI-SNR (dB) of each logged step."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    handle = prune.keep_applied(opt, model, masks) if masks else None
+    log, t0 = [], time.time()
+    model.train()
+    for step in range(steps):
+        noisy, clean = mixtures(gen, args.batch, args.seconds)
+        quality = si_snr(model(noisy), clean).mean()
+        loss = -quality + args.activity_penalty * model.rnn.activity_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        sched.step()
+        if step % 25 == 0 or step == steps - 1:
+            log.append(float(quality))
+            print(f"{desc} step {step:5d}  SI-SNR {float(quality):6.2f} dB  activity "
+                  f"{[round(a, 3) for a in model.rnn.activity()]}  {time.time() - t0:6.0f} s", flush=True)
+    if handle is not None:
+        handle.remove()
+    model.eval()
+    return log
+
+
+@torch.no_grad()
+def evaluate(model, test, masks=None) -> dict:
+    noisy, clean = test
+    model.eval()
+    base = si_snr(noisy, clean)
+    dense_out = model(noisy)
+    packed = model.rnn.sparsify(prune.masks_for(model.rnn, masks, "rnn.") if masks else None)
+    kernel_out = model(noisy, rnn=packed)
+    _, feats = model.inputs(noisy)
+    report = macs.count(model.rnn, feats, prune.masks_for(model.rnn, masks, "rnn.") if masks else None)
+    return {
+        "si_snr_noisy_dB": float(base.mean()),
+        "si_snri_dB": float((si_snr(dense_out, clean) - base).mean()),
+        "si_snri_kernels_dB": float((si_snr(kernel_out, clean) - base).mean()),
+        "max_abs_diff_kernels_vs_dense": float((kernel_out - dense_out).abs().max()),
+        "activity": model.rnn.activity(),
+        "macs_per_frame": report.totals,
+        "macs_table": str(report),
+        "layouts": packed.layouts,
+    }, packed, feats
+
+
+def latency(model, packed, feats, reps: int) -> dict:
+    """us per 16 ms frame at batch 1 of the recurrent stack: kernels vs plain dense PyTorch, on a
+    recorded stream of real (frame, state) pairs."""
+    dense = torch_dense_step(model.rnn)
+    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
+    with torch.no_grad():
+        for t in range(min(64, feats.shape[1])):
+            x = feats[0, t:t + 1].contiguous()
+            pool.append((x, state))
+            _, state = packed.step(x, state)
+    t = time_interleaved({"kernels": (lambda a: packed.step(a[0], a[1]), pool),
+                          "dense": (lambda a: dense(a[0], a[1]), pool)}, reps)
+    return {"kernels_us": t["kernels"] * 1e6, "dense_us": t["dense"] * 1e6, "speedup": t["dense"] / t["kernels"]}
+
+
+def to_markdown(rows: list[dict], meta: dict) -> str:
+    lines = [f"# Sparse linear RNN denoiser — {meta['date']}, {meta['machine']}", "",
+             f"Config `{meta['config']}` ({meta['train_steps']} training steps, {meta['finetune_steps']} fine-tuning "
+             f"steps per sparsity, batch {meta['batch']} x {meta['seconds']} s). Test set: {meta['test_clips']} clips "
+             f"x {meta['test_seconds']} s, SNR -5..10 dB, input SI-SNR {rows[0]['si_snr_noisy_dB']:.2f} dB. "
+             "MACs per 16 ms frame of the recurrent stack (decoder excluded), activities measured on the test set; "
+             "latency per frame at batch 1, recurrent stack, median of interleaved blocks.", "",
+             "| weight sparsity | SI-SNRi dB (dense masked) | SI-SNRi dB (kernels) | activity per layer | dense MACs | "
+             "weight-sparse | activity-sparse | combined | theoretical | kernels us | dense PyTorch us | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        m = r["macs_per_frame"]
+        lines.append(f"| {r['sparsity']:.0%} | {r['si_snri_dB']:.2f} | {r['si_snri_kernels_dB']:.2f} | "
+                     f"{', '.join(f'{a:.1%}' for a in r['activity'])} | {m['dense'] / 1e3:.0f}K | "
+                     f"{m['weight_sparse'] / 1e3:.0f}K | {m['activity_sparse'] / 1e3:.0f}K | {m['combined'] / 1e3:.0f}K | "
+                     f"{m['dense'] / m['combined']:.1f}x | {r['latency']['kernels_us']:.1f} | "
+                     f"{r['latency']['dense_us']:.1f} | {r['latency']['speedup']:.1f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", choices=sorted(CONFIGS), default="small")
+    ap.add_argument("--complex", action="store_true", help="complex-diagonal recurrence")
+    ap.add_argument("--train-steps", type=int, default=1500)
+    ap.add_argument("--finetune-steps", type=int, default=300)
+    ap.add_argument("--sparsities", type=float, nargs="*", default=[0.5, 0.8, 0.9])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seconds", type=float, default=2.0, help="length of each training clip")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--activity-penalty", type=float, default=1.0)
+    ap.add_argument("--test-clips", type=int, default=64)
+    ap.add_argument("--test-seconds", type=float, default=4.0)
+    ap.add_argument("--reps", type=int, default=9, help="interleaved timing rounds")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    test = mixtures(torch.Generator().manual_seed(1234), args.test_clips, args.test_seconds)
+
+    model = build(args.config, args.complex)
+    history = {"dense": train(model, args.train_steps, args, seed=args.seed)}
+    rows = []
+    for sparsity in [0.0] + list(args.sparsities):
+        m, masks = model, None
+        if sparsity > 0:
+            m = copy.deepcopy(model)
+            masks = prune.global_magnitude(m, sparsity)
+            prune.apply_masks(m, masks)
+            history[f"s{sparsity}"] = train(m, args.finetune_steps, args, masks, desc=f"fine-tune {sparsity:.0%}",
+                                             seed=args.seed + 1 + len(rows))
+        res, packed, feats = evaluate(m, test, masks)
+        res["sparsity"] = sparsity
+        res["measured_weight_sparsity"] = prune.sparsity_of(m.rnn)
+        res["latency"] = latency(m, packed, feats, args.reps)
+        print(f"sparsity {sparsity:.0%}: SI-SNRi {res['si_snri_dB']:.2f} dB (kernels {res['si_snri_kernels_dB']:.2f}), "
+              f"combined MACs {res['macs_per_frame']['combined'] / 1e3:.0f}K, kernels {res['latency']['kernels_us']:.1f} us "
+              f"vs dense {res['latency']['dense_us']:.1f} us", flush=True)
+        rows.append(res)
+    import platform
+
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, "
+            f"torch {torch.__version__}", "config": args.config, "complex": args.complex,
+            "train_steps": args.train_steps, "finetune_steps": args.finetune_steps, "batch": args.batch,
+            "seconds": args.seconds, "test_clips": args.test_clips, "test_seconds": args.test_seconds,
+            "activity_penalty": args.activity_penalty}
+    (args.out / "results.json").write_text(json.dumps({"meta": meta, "rows": rows, "history": history}, indent=1))
+    md = to_markdown(rows, meta)
+    (args.out / "results.md").write_text(md)
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The sparse linear RNN section of ``evsparse-bench``: per-step latency at batch 1 of a stack on the
+fused kernels against the same stack stepped with dense PyTorch products, next to the theoretical
+MAC speedup counted by :mod:`evsparse.macs` with the activities measured on the stream."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from . import macs
+from .nn.linear_rnn import SparseLinearRNN
+
+DEFAULT_WIDTHS = [256, 1024]
+STREAM = 32  # recorded steps whose (input, state) pairs the timed calls rotate through
+
+
+def torch_dense_step(rnn: SparseLinearRNN) -> Callable:
+    """A lean plain-PyTorch step of ``rnn`` (dense ``F.linear`` products, pruned zeros included): the
+    baseline a user would write, without the training module's bookkeeping."""
+    layers, S = [], rnn.state_size
+    with torch.no_grad():
+        for k in range(rnn.num_layers):
+            w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
+            g = rnn.input_gain(k)
+            a_re, a_im = rnn.decay(k)
+            layers.append(((w_in * g[:, None]).contiguous(), None if b_in is None else b_in * g, a_re,
+                           a_im, w_out.contiguous(), b_out, rnn.residual[k]))
+
+    def step(x: torch.Tensor, state: torch.Tensor):
+        hs = []
+        for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers):
+            u, h = F.linear(x, w_in, b_in), state[k]
+            if a_im is None:
+                h = torch.addcmul(u, a_re, h)
+            else:
+                hr, hi = h[:, :S], h[:, S:]
+                h = torch.cat([a_re * hr - a_im * hi, a_im * hr + a_re * hi], dim=-1) + u
+            v = F.linear(h, w_out, b_out)
+            x = torch.relu(v + x if residual else v)
+            hs.append(h)
+        return x, torch.stack(hs)
+
+    return step
+
+
+def _magnitude_prune_(rnn: SparseLinearRNN, density: float) -> dict:
+    masks = {}
+    with torch.no_grad():
+        for name, p in rnn.named_parameters():
+            if name.startswith("weight") and density < 1.0:
+                k = max(1, round(density * p.numel()))
+                masks[name] = p.abs() >= p.abs().flatten().kthvalue(p.numel() - k + 1).values
+                p.mul_(masks[name])
+    return masks
+
+
+@torch.no_grad()
+def _calibrate_activity_(rnn: SparseLinearRNN, x: torch.Tensor, activity: float) -> None:
+    """Shifts each layer's output bias so each unit is active (ReLU input > 0) on about ``activity`` of
+    the steps of ``x``: a stand-in for the activity a trained model with an activity penalty has."""
+    inp = x
+    for k in range(rnn.num_layers):
+        w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
+        h = rnn._recurrence(k, F.linear(inp, w_in, b_in) * rnn.input_gain(k), inp.new_zeros(inp.shape[1], rnn.width))
+        v = F.linear(h, w_out, b_out) + (inp if rnn.residual[k] else 0)
+        shift = torch.quantile(v.reshape(-1, v.shape[-1]), 1.0 - activity, dim=0)
+        b_out.sub_(shift)
+        inp = torch.relu(v - shift)
+
+
+def build_linear_rnn_methods(width: int, activity: float, density: float, num_layers: int = 2, seed: int = 0):
+    """A ``num_layers`` stack (input = state = output = ``width``) pruned to ``density`` and calibrated
+    to ``activity``; the timed methods at batch 1 and the MAC report with measured activities."""
+    torch.manual_seed(seed)
+    rnn = SparseLinearRNN(width, width, width, num_layers).eval()
+    masks = _magnitude_prune_(rnn, density)
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.relu(torch.randn(256, 1, width, generator=g)) * (torch.rand(256, 1, width, generator=g) < activity / 0.5)
+    _calibrate_activity_(rnn, xs, activity)
+    report = macs.count(rnn, xs[:STREAM * 4], masks or None)
+    packed = rnn.sparsify(masks or None)
+    dense = torch_dense_step(rnn)
+    pool, state = [], torch.zeros(num_layers, 1, rnn.width)
+    with torch.no_grad():
+        for t in range(STREAM):
+            pool.append((xs[t], state))
+            _, state = packed.step(xs[t], state)
+    methods = {
+        "evsparse PackedLinearRNN.step": (lambda a: packed.step(a[0], a[1]), pool),
+        "PyTorch dense step": (lambda a: dense(a[0], a[1]), pool),
+    }
+    return methods, report
+
+
+def linear_rnn_section(widths, activity: float, densities, reps: int, time_interleaved) -> list[dict]:
+    rows = []
+    for width in widths:
+        for d in densities:
+            methods, report = build_linear_rnn_methods(width, activity, d)
+            t = time_interleaved(methods, reps)
+            tot = report.totals
+            rows.append({"width": width, "layers": len(report.layers), "target_activity": activity, "density": d,
+                         "activity": [layer.input_activity for layer in report.layers][1:]
+                         + [None], "macs": tot, "theoretical_speedup": tot["dense"] / tot["combined"],
+                         "times_us": {k: v * 1e6 for k, v in t.items()},
+                         "speedup": t["PyTorch dense step"] / t["evsparse PackedLinearRNN.step"]})
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> list[str]:
+    lines = ["", "## Sparse linear RNN step, batch 1 (two layers, input = state = output width; us per step)", "",
+             "Output activity calibrated to the target on a random stream (layer 1's measured activity in brackets); "
+             "theoretical = dense MACs / combined MACs from `evsparse.macs` (the elementwise recurrence and the "
+             "dense-state output product included).", "",
+             "| width | activity | weight density | dense MACs | combined MACs | theoretical | evsparse step | "
+             "PyTorch dense step | measured |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["times_us"]
+        lines.append(f"| {r['width']} | {r['target_activity']:.0%} ({r['activity'][0]:.1%}) | {r['density']:.0%} | "
+                     f"{r['macs']['dense'] / 1e3:.0f}K | {r['macs']['combined'] / 1e3:.0f}K | "
+                     f"{r['theoretical_speedup']:.1f}x | {t['evsparse PackedLinearRNN.step']:.1f} | "
+                     f"{t['PyTorch dense step']:.1f} | {r['speedup']:.1f}x |")
+    return lines

@@ -1,0 +1,365 @@
+"""The sparse linear RNN: a diagonal linear recurrence between pruned projections, with ReLU activity
+sparsity (the second model family, after Pierro et al. 2025's audio denoisers). Per layer ``k``::
+
+    u_t = gamma * (W_in x_t + b_in)          # W_in [width, in]; the input product
+    h_t = a * h_{t-1} + u_t                  # diagonal: a real [S], or complex [S] (width = 2S, [re | im])
+    y_t = relu(W_out h_t + b_out [+ x_t])    # W_out [out, width]; residual when in == out
+
+``|a| = exp(-exp(nu_log))`` keeps every eigenvalue inside the unit circle whatever the optimizer does;
+a complex ``a`` also has phase ``exp(theta_log)``. ``gamma = sqrt(1 - |a|^2)`` (``normalize=True``)
+keeps the state's scale independent of how slow a mode is. The ReLU after the residual sum makes each
+layer's output, the next layer's input, exactly zero for most units: the next input product skips them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..packed import PackedWeight, pack
+
+__all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan"]
+
+SCANS = ("parallel", "loop")
+
+
+def diagonal_scan(u: torch.Tensor, a: torch.Tensor, h0: Optional[torch.Tensor] = None,
+                  method: str = "parallel") -> torch.Tensor:
+    """All states of ``h_t = a * h_{t-1} + u_t`` for ``u`` [T, ...] (real or complex) and ``a`` broadcast
+    over the trailing dimensions; ``h_{-1} = h0`` (zeros if None).
+
+    ``"parallel"``: a Hillis-Steele scan, ``ceil(log2 T)`` vectorised steps of O(T) work each (at offset
+    ``d`` every ``h_t`` adds ``a^d h_{t-d}``), then ``a^(t+1) h0``. ``"loop"``: one step per time step.
+    Both are differentiable; the parallel one is the faster to train with at T >~ 16 on CPU.
+    """
+    if method not in SCANS:
+        raise ValueError(f"diagonal_scan: method must be one of {SCANS}, got {method!r}")
+    T = u.shape[0]
+    if T == 0:
+        return u.clone()
+    if method == "loop":
+        h = torch.zeros_like(u[0]) if h0 is None else h0.to(u.dtype)
+        states = []
+        for t in range(T):
+            h = a * h + u[t]
+            states.append(h)
+        return torch.stack(states)
+    h, a_d, d = u, a, 1
+    while d < T:
+        h = torch.cat([h[:d], h[d:] + a_d * h[:-d]])
+        a_d, d = a_d * a_d, 2 * d
+    if h0 is not None:
+        powers = torch.cumprod(a.unsqueeze(0).expand(T, *a.shape), dim=0)  # a^(t+1)
+        h = h + powers.reshape(T, *([1] * (u.dim() - 1 - a.dim())), *a.shape) * h0.to(u.dtype)
+    return h
+
+
+def _check_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
+                         f"got shape {getattr(x, 'shape', None)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
+    if not x.is_floating_point():
+        raise ValueError(f"{who}: input must be floating point, got {x.dtype}")
+    return x.transpose(0, 1) if batch_first else x
+
+
+def _initial_state(state, num_layers: int, batch: int, width: int, like: torch.Tensor, who: str) -> torch.Tensor:
+    if state is None:
+        return like.new_zeros((num_layers, batch, width))
+    expected = (num_layers, batch, width)
+    if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected:
+        raise ValueError(f"{who}: state must be a tensor of shape {list(expected)} "
+                         f"([num_layers, B, state width]), got {getattr(state, 'shape', None)}")
+    if state.device != like.device:
+        raise ValueError(f"{who}: state is on {state.device} but the input is on {like.device}")
+    return state
+
+
+class SparseLinearRNN(nn.Module):
+    """A stack of diagonal linear recurrent layers with pruned-able projections and ReLU outputs.
+
+    Args:
+        input_size: features of ``x``.
+        state_size: ``S``, the diagonal's size per layer (complex: ``S`` complex modes, ``2S`` floats).
+        output_size: features of every layer's output (and of the next layer's input).
+        num_layers: stacked layers.
+        complex: complex-diagonal recurrence (oscillating modes) instead of a real one.
+        residual: add each layer's input to its output before the ReLU where the widths agree
+            (every layer but the first when ``input_size != output_size``).
+        normalize: scale the input product by ``sqrt(1 - |a|^2)``.
+        r_min, r_max: initial ``|a|`` uniform in this range (the memory time scales).
+        max_phase: initial phases uniform in ``[0, max_phase]`` (complex only).
+        dropout: dropout on each layer's output but the last, while training.
+        scan: ``"parallel"`` (log-depth scan over time, default) or ``"loop"`` for the training forward.
+
+    Parameters (layer ``k``): ``weight_in_l{k}`` [width, in_k], ``bias_in_l{k}`` [width],
+    ``weight_out_l{k}`` [output_size, width], ``bias_out_l{k}`` [output_size], ``nu_log_l{k}`` [S] and,
+    complex, ``theta_log_l{k}`` [S]. The weights are what :mod:`evsparse.prune` prunes.
+
+    ``y, state = rnn(x, state=None)``: ``x`` [T, B, in] (or [B, T, in] with ``batch_first``), ``y`` the
+    last layer's outputs [T, B, output_size], ``state`` every layer's last ``h`` [num_layers, B, width]
+    (complex: ``[re | im]``). ``step`` does one time step; :meth:`sparsify` gives the inference module on
+    the fused sparse kernels.
+    """
+
+    def __init__(self, input_size: int, state_size: int, output_size: int, num_layers: int = 1,
+                 complex: bool = False, residual: bool = True, normalize: bool = True, bias: bool = True,
+                 r_min: float = 0.5, r_max: float = 0.99, max_phase: float = math.pi / 4, dropout: float = 0.0,
+                 batch_first: bool = False, scan: str = "parallel"):
+        super().__init__()
+        if min(input_size, state_size, output_size, num_layers) < 1:
+            raise ValueError("SparseLinearRNN: input_size, state_size, output_size and num_layers must be >= 1")
+        if not 0.0 < r_min <= r_max < 1.0:
+            raise ValueError(f"SparseLinearRNN: need 0 < r_min <= r_max < 1, got r_min={r_min}, r_max={r_max}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"SparseLinearRNN: dropout must be in [0, 1), got {dropout}")
+        if scan not in SCANS:
+            raise ValueError(f"SparseLinearRNN: scan must be one of {SCANS}, got {scan!r}")
+        self.input_size, self.state_size, self.output_size = input_size, state_size, output_size
+        self.num_layers, self.complex, self.normalize, self.bias = num_layers, complex, normalize, bias
+        self.r_min, self.r_max, self.max_phase = r_min, r_max, max_phase
+        self.dropout, self.batch_first, self.scan = dropout, batch_first, scan
+        self.width = 2 * state_size if complex else state_size
+        self.residual = [residual and self.layer_input_size(k) == output_size for k in range(num_layers)]
+        for k in range(num_layers):
+            n_in = self.layer_input_size(k)
+            self.register_parameter(f"weight_in_l{k}", nn.Parameter(torch.empty(self.width, n_in)))
+            self.register_parameter(f"weight_out_l{k}", nn.Parameter(torch.empty(output_size, self.width)))
+            self.register_parameter(f"bias_in_l{k}", nn.Parameter(torch.empty(self.width)) if bias else None)
+            self.register_parameter(f"bias_out_l{k}", nn.Parameter(torch.empty(output_size)) if bias else None)
+            self.register_parameter(f"nu_log_l{k}", nn.Parameter(torch.empty(state_size)))
+            self.register_parameter(f"theta_log_l{k}", nn.Parameter(torch.empty(state_size)) if complex else None)
+        self._activity: list[float] = []
+        self._state_activity: list[float] = []
+        self._output_means: list[torch.Tensor] = []
+        self.reset_parameters()
+
+    def layer_input_size(self, k: int) -> int:
+        return self.input_size if k == 0 else self.output_size
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        for k in range(self.num_layers):
+            n_in = self.layer_input_size(k)
+            nn.init.uniform_(getattr(self, f"weight_in_l{k}"), -1 / math.sqrt(n_in), 1 / math.sqrt(n_in))
+            nn.init.uniform_(getattr(self, f"weight_out_l{k}"), -1 / math.sqrt(self.width), 1 / math.sqrt(self.width))
+            for name in ("bias_in", "bias_out"):
+                b = getattr(self, f"{name}_l{k}")
+                if b is not None:
+                    b.zero_()
+            # |a| uniform on [r_min, r_max] in the ring's area, as in the LRU initialisation.
+            u = torch.rand(self.state_size)
+            r = torch.sqrt(u * (self.r_max ** 2 - self.r_min ** 2) + self.r_min ** 2)
+            getattr(self, f"nu_log_l{k}").copy_(torch.log(-torch.log(r)))
+            if self.complex:
+                phase = torch.rand(self.state_size) * self.max_phase
+                getattr(self, f"theta_log_l{k}").copy_(torch.log(phase.clamp_min(1e-4)))
+
+    def layer_params(self, k: int):
+        """(weight_in, bias_in, weight_out, bias_out, nu_log, theta_log) of layer k (biases and
+        theta_log may be None)."""
+        return tuple(getattr(self, f"{n}_l{k}") for n in
+                     ("weight_in", "bias_in", "weight_out", "bias_out", "nu_log", "theta_log"))
+
+    def decay(self, k: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Layer k's diagonal ``a`` as (real part, imaginary part or None), each [S]."""
+        nu_log, theta_log = getattr(self, f"nu_log_l{k}"), getattr(self, f"theta_log_l{k}")
+        mag = torch.exp(-torch.exp(nu_log))
+        if theta_log is None:
+            return mag, None
+        phase = torch.exp(theta_log)
+        return mag * torch.cos(phase), mag * torch.sin(phase)
+
+    def input_gain(self, k: int) -> torch.Tensor:
+        """The per-row factor ``gamma`` of layer k's input product, [width]."""
+        nu_log = getattr(self, f"nu_log_l{k}")
+        if not self.normalize:
+            return torch.ones(self.width, dtype=nu_log.dtype, device=nu_log.device)
+        gamma = torch.sqrt(-torch.expm1(-2.0 * torch.exp(nu_log)))  # sqrt(1 - |a|^2), exact near |a| = 1
+        return torch.cat([gamma, gamma]) if self.complex else gamma
+
+    def _recurrence(self, k: int, u: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        a_re, a_im = self.decay(k)
+        if a_im is None:
+            return diagonal_scan(u, a_re, h0, self.scan)
+        S = self.state_size
+        uc = torch.complex(u[..., :S], u[..., S:])
+        hc = diagonal_scan(uc, torch.complex(a_re, a_im), torch.complex(h0[..., :S], h0[..., S:]), self.scan)
+        return torch.cat([hc.real, hc.imag], dim=-1)
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _check_input(x, self.input_size, self.batch_first, "SparseLinearRNN")
+        T, B = x.shape[0], x.shape[1]
+        h0 = _initial_state(state, self.num_layers, B, self.width, x, "SparseLinearRNN")
+        inp, h_last, self._activity, self._output_means, self._state_activity = x, [], [], [], []
+        for k in range(self.num_layers):
+            w_in, b_in, w_out, b_out, _, _ = self.layer_params(k)
+            u = F.linear(inp, w_in, b_in) * self.input_gain(k)
+            h = self._recurrence(k, u, h0[k])
+            self._state_activity.append(float((h.detach() != 0).float().mean()) if h.numel() else 0.0)
+            v = F.linear(h, w_out, b_out)
+            y = F.relu(v + inp if self.residual[k] else v)
+            h_last.append(h[-1] if T > 0 else h0[k])
+            self._activity.append(float((y.detach() != 0).float().mean()) if y.numel() else 0.0)
+            self._output_means.append(y.mean() if y.numel() else y.new_zeros(()))
+            if self.training and self.dropout > 0 and k < self.num_layers - 1:
+                y = F.dropout(y, self.dropout, training=True)
+            inp = y
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, torch.stack(h_last)
+
+    def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state)."""
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
+            raise ValueError(f"SparseLinearRNN.step: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
+        seq = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
+        y, state = self.forward(seq, state)
+        return (y[:, 0] if self.batch_first else y[0]), state
+
+    def activity(self) -> list[float]:
+        """Per layer, the fraction of nonzero outputs over the last forward."""
+        return list(self._activity)
+
+    def state_activity(self) -> list[float]:
+        """Per layer, the fraction of nonzero state entries over the last forward (the input activity of
+        the output product; a linear state is rarely exactly zero)."""
+        return list(self._state_activity)
+
+    def activity_loss(self) -> torch.Tensor:
+        """Sum over layers of the mean output (an L1 penalty on the non-negative ReLU outputs) of the
+        last forward: add ``lambda * rnn.activity_loss()`` to the loss to make activity sparser."""
+        if not self._output_means:
+            raise RuntimeError("SparseLinearRNN.activity_loss: run a forward pass first")
+        return torch.stack(self._output_means).sum()
+
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto") -> "PackedLinearRNN":
+        """The inference module on the fused kernels (``torch.ops.evsparse.linear_rnn_*``), float32.
+
+        ``weight_masks`` maps ``weight_in_l{k}`` / ``weight_out_l{k}`` to masks; each weight is packed as
+        ``weight * mask`` (``gamma`` folded into the input weight's rows; see :func:`evsparse.pack`)."""
+        return PackedLinearRNN.from_module(self, weight_masks, layout)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.state_size}, {self.output_size}, num_layers={self.num_layers}, "
+                f"complex={self.complex}, residual={self.residual}, normalize={self.normalize}, bias={self.bias}, "
+                f"scan={self.scan!r}, batch_first={self.batch_first}")
+
+
+class PackedLinearRNN(nn.Module):
+    """Inference twin of :class:`SparseLinearRNN` on ``torch.ops.evsparse.linear_rnn_sequence`` /
+    ``linear_rnn_step``: one fused call per layer and step reads only the input-weight rows (or
+    nonzeros) of the nonzero inputs. Same call signature and state as the training module; float32;
+    no autograd."""
+
+    _PARTS = ("values", "col_ptr", "row_idx")
+
+    def __init__(self, input_size: int, state_size: int, output_size: int, complex: bool, batch_first: bool,
+                 layers: list):
+        super().__init__()
+        self.input_size, self.state_size, self.output_size = input_size, state_size, output_size
+        self.num_layers, self.complex, self.batch_first = len(layers), complex, batch_first
+        self.width = 2 * state_size if complex else state_size
+        self.layouts, self.residual = [], []
+        for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers):
+            for name, pw in (("w_in", w_in), ("w_out", w_out)):
+                for part in self._PARTS:
+                    self.register_buffer(f"{name}_l{k}_{part}", getattr(pw, part))
+            self.register_buffer(f"b_in_l{k}", b_in)
+            self.register_buffer(f"a_re_l{k}", a_re)
+            self.register_buffer(f"a_im_l{k}", a_im)
+            self.register_buffer(f"b_out_l{k}", b_out)
+            self.layouts.append((w_in.layout, w_out.layout))
+            self.residual.append(bool(residual))
+        self._activity: list[float] = []
+        self._cached_args: Optional[list] = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cached_args = None  # .to()/.float()/... replace the buffers
+        return super()._apply(fn, *args, **kwargs)
+
+    @classmethod
+    @torch.no_grad()
+    def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None,
+                    layout: str = "auto") -> "PackedLinearRNN":
+        masks = dict(weight_masks or {})
+        known = {f"{n}_l{k}" for k in range(rnn.num_layers) for n in ("weight_in", "weight_out")}
+        unknown = set(masks) - known
+        if unknown:
+            raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
+        layers = []
+        for k in range(rnn.num_layers):
+            w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
+            gamma = rnn.input_gain(k).detach().float()
+            a_re, a_im = rnn.decay(k)
+            zeros_in = torch.zeros(rnn.width, dtype=torch.float32, device=w_in.device)
+            layers.append((
+                pack((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}"), layout),
+                (zeros_in if b_in is None else b_in.detach().float() * gamma).contiguous(),
+                a_re.detach().float().contiguous(),
+                None if a_im is None else a_im.detach().float().contiguous(),
+                pack(w_out.detach().float(), masks.get(f"weight_out_l{k}"), layout),
+                (torch.zeros(rnn.output_size, device=w_in.device) if b_out is None
+                 else b_out.detach().float().contiguous().clone()),
+                rnn.residual[k],
+            ))
+        return cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
+
+    def _args(self, k: int):
+        # Cached: nn.Module attribute lookups cost about a microsecond each, on every step.
+        if self._cached_args is None:
+            self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
+        return self._cached_args[k]
+
+    def _collect_args(self, k: int):
+        g = lambda name: getattr(self, f"{name}_l{k}")  # noqa: E731
+        w = lambda name: tuple(getattr(self, f"{name}_l{k}_{part}") for part in self._PARTS)  # noqa: E731
+        return (*w("w_in"), g("b_in"), g("a_re"), g("a_im"), *w("w_out"), g("b_out"), self.residual[k])
+
+    def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
+        """Layer k's packed (input, output) weights."""
+        a = self._args(k)
+        n_in = self.input_size if k == 0 else self.output_size
+        return (PackedWeight._trusted(self.layouts[k][0], (self.width, n_in), a[0], a[1], a[2]),
+                PackedWeight._trusted(self.layouts[k][1], (self.output_size, self.width), a[6], a[7], a[8]))
+
+    def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _check_input(x, self.input_size, self.batch_first, "PackedLinearRNN").contiguous()
+        h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "PackedLinearRNN")
+        inp, h_last, self._activity = x, [], []
+        for k in range(self.num_layers):
+            inp, h = torch.ops.evsparse.linear_rnn_sequence(inp, h0[k].contiguous(), *self._args(k))
+            h_last.append(h)
+            self._activity.append(float((inp != 0).float().mean()) if inp.numel() else 0.0)
+        out = inp.transpose(0, 1) if self.batch_first else inp
+        return out, torch.stack(h_last)
+
+    def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state)."""
+        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
+            raise ValueError(f"PackedLinearRNN.step: x_t must be [B, {self.input_size}], "
+                             f"got {getattr(x_t, 'shape', None)}")
+        h0 = _initial_state(state, self.num_layers, x_t.shape[0], self.width, x_t, "PackedLinearRNN.step")
+        inp = x_t.contiguous()
+        if self.num_layers == 1:
+            inp, h = torch.ops.evsparse.linear_rnn_step(inp, h0[0], *self._args(0))
+            return inp, h.unsqueeze(0)
+        hs = []
+        for k in range(self.num_layers):
+            inp, h = torch.ops.evsparse.linear_rnn_step(inp, h0[k], *self._args(k))
+            hs.append(h)
+        return inp, torch.stack(hs)
+
+    def activity(self) -> list[float]:
+        """Per layer, the fraction of nonzero outputs over the last forward."""
+        return list(self._activity)
+
+    def extra_repr(self) -> str:
+        return (f"{self.input_size}, {self.state_size}, {self.output_size}, num_layers={self.num_layers}, "
+                f"complex={self.complex}, layouts={self.layouts}, residual={self.residual}, "
+                f"batch_first={self.batch_first}")

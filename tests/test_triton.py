@@ -1,0 +1,149 @@
+"""The Triton kernels and the CUDA implementations of the ops.
+
+Without a GPU they run on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set here
+before Triton is imported), against the dense reference and against the C++ CPU ops. ``pytest -m gpu``
+runs the same ops through the CUDA dispatch key on a real GPU.
+"""
+
+import os
+
+import pytest
+import torch
+from hypothesis import Phase, given, settings
+from hypothesis import strategies as st
+
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton")
+
+import evsparse  # noqa: E402
+from evsparse.gpu import cuda_ops, launch  # noqa: E402
+
+DEV = "cuda" if HAS_CUDA else "cpu"
+
+
+def problem(seed, B, n_in, n_out, activity, density):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n_out, n_in, generator=g) * (torch.rand(n_out, n_in, generator=g) < density)
+    x = torch.randn(B, n_in, generator=g) * (torch.rand(B, n_in, generator=g) < activity)
+    b = torch.randn(n_out, generator=g)
+    return x.to(DEV), w.to(DEV), b.to(DEV)
+
+
+# The interpreter runs every program instance in Python: few examples, no shrinking.
+@settings(max_examples=12, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(seed=st.integers(0, 2**16), B=st.integers(1, 2), n_in=st.sampled_from([1, 7, 33, 300]),
+       n_out=st.sampled_from([1, 5, 130]), activity=st.sampled_from([0.0, 0.05, 0.3, 1.0]),
+       density=st.sampled_from([0.1, 1.0]), one_d=st.booleans(), with_bias=st.booleans())
+def test_products_match_dense_reference(seed, B, n_in, n_out, activity, density, one_d, with_bias):
+    x, w, b = problem(seed, B, n_in, n_out, activity, density)
+    b = b if with_bias else None
+    if one_d:
+        x = x[0]
+    ref = x @ w.T + (0 if b is None else b)
+    b_before = None if b is None else b.clone()
+    dense = evsparse.pack(w.cpu(), layout="dense")
+    sparse = evsparse.pack(w.cpu(), layout="sparse")
+    wt = dense.values.to(DEV)
+    got = {
+        "dense-gather": launch.gather_linear(x, wt, b),
+        "sparse-gather": launch.sparse_gather_linear(x, sparse.col_ptr.to(DEV), sparse.row_idx.to(DEV),
+                                                     sparse.values.to(DEV), n_out, b),
+        "masked split-K": launch.masked_splitk_linear(x, wt, b),
+    }
+    for name, y in got.items():
+        assert y.shape == ref.shape, name
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=name)
+    if b is not None:  # the output starts as a copy of the bias, never the bias itself
+        assert torch.equal(b, b_before)
+
+
+def test_int32_row_indices_and_half_weights():
+    x, w, b = problem(1, 2, 40, 50, 0.3, 0.3)
+    sparse = evsparse.pack(w.cpu(), layout="sparse")
+    y = launch.sparse_gather_linear(x, sparse.col_ptr.to(DEV), sparse.row_idx.int().to(DEV), sparse.values.to(DEV), 50, b)
+    torch.testing.assert_close(y, x @ w.T + b, rtol=1e-4, atol=1e-4)
+    wt16 = evsparse.pack(w.cpu().half(), layout="dense").values.to(DEV)
+    y16 = launch.gather_linear(x, wt16, b)
+    torch.testing.assert_close(y16, x @ w.half().float().T + b, rtol=1e-3, atol=1e-3)
+
+
+def test_nan_input_propagates_like_dense():
+    x, w, b = problem(2, 1, 20, 8, 0.2, 1.0)
+    x[0, 3] = float("nan")
+    y = launch.gather_linear(x, evsparse.pack(w.cpu(), layout="dense").values.to(DEV), b)
+    assert torch.equal(torch.isnan(y), torch.isnan(x @ w.T + b))
+
+
+def test_gradient_ops_match_cpu_ops():
+    x, w, _ = problem(3, 3, 12, 9, 0.5, 0.4)
+    g = torch.randn(3, 9).to(DEV)
+    sp = evsparse.pack(w.cpu(), layout="sparse")
+    cp, ri, v = sp.col_ptr.to(DEV), sp.row_idx.to(DEV), sp.values.to(DEV)
+    ops = torch.ops.evsparse
+    torch.testing.assert_close(cuda_ops.gather_linear_grad_weight(g, x).cpu(),
+                               ops.gather_linear_grad_weight(g.cpu(), x.cpu()))
+    torch.testing.assert_close(cuda_ops.sparse_gather_linear_grad_values(g, x, cp, ri).cpu(),
+                               ops.sparse_gather_linear_grad_values(g.cpu(), x.cpu(), sp.col_ptr, sp.row_idx))
+    torch.testing.assert_close(cuda_ops.sparse_gather_linear_grad_input(g, cp, ri, v).cpu(),
+                               ops.sparse_gather_linear_grad_input(g.cpu(), sp.col_ptr, sp.row_idx, sp.values))
+    torch.testing.assert_close(cuda_ops.sparse_gather_linear_grad_input(g[0], cp, ri, v).cpu(),
+                               ops.sparse_gather_linear_grad_input(g[0].cpu(), sp.col_ptr, sp.row_idx, sp.values))
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_fused_egru_and_linear_rnn_match_cpu_ops(layout):
+    torch.manual_seed(0)
+    egru = evsparse.nn.EGRU(6, 8, thr_mean=0.0).eval()
+    sp = egru.sparsify(layout=layout)
+    xs = torch.randn(3, 2, 6) * (torch.rand(3, 2, 6) < 0.5)
+    c0, y0 = torch.randn(2, 8), torch.relu(torch.randn(2, 8))
+    args = sp._args(0)
+    ref = torch.ops.evsparse.egru_sequence(xs, c0, y0, *args)
+    dev_args = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+    got = cuda_ops.egru_sequence(xs.to(DEV), c0.to(DEV), y0.to(DEV), *dev_args)
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-5)
+
+    rnn = evsparse.nn.SparseLinearRNN(6, 5, 6, complex=True).eval()
+    packed = rnn.sparsify(layout=layout)
+    h0 = torch.randn(2, rnn.width)
+    args = packed._args(0)
+    ref = torch.ops.evsparse.linear_rnn_sequence(torch.relu(xs), h0, *args)
+    dev_args = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+    got = cuda_ops.linear_rnn_sequence(torch.relu(xs).to(DEV), h0.to(DEV), *dev_args)
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-5)
+
+
+def test_bad_input_is_a_clear_error():
+    x, w, b = problem(4, 1, 10, 4, 0.5, 1.0)
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    with pytest.raises(ValueError, match="x has 9 features"):
+        launch.gather_linear(x[:, :9].contiguous(), wt)
+    with pytest.raises(ValueError, match="1-D \\[in\\] or 2-D"):
+        launch.gather_linear(x[None], wt)
+    with pytest.raises(ValueError, match="contiguous"):
+        launch.gather_linear(torch.zeros(10, 2, device=DEV).T, wt)
+    with pytest.raises(ValueError, match="float32/float16/bfloat16"):
+        launch.gather_linear(x.double(), wt)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_ops_run_on_cuda_with_no_code_change():
+    x, w, b = problem(5, 1, 256, 96, 0.1, 1.0)
+    for layout in ("dense", "sparse"):
+        pw = evsparse.pack(w, layout=layout)
+        torch.testing.assert_close(evsparse.sparse_linear(x, pw, b), x @ w.T + b, rtol=1e-4, atol=1e-4)
+    pw = evsparse.pack(w, layout="sparse")
+    pw.values.requires_grad_()
+    xg = x.clone().requires_grad_()
+    evsparse.sparse_linear(xg, pw, b).sum().backward()
+    torch.testing.assert_close(xg.grad, w.sum(0, keepdim=True), rtol=1e-4, atol=1e-4)
+    egru = evsparse.nn.EGRU(16, 32).eval()
+    xs = torch.randn(5, 1, 16)
+    ref, _ = egru.sparsify()(xs)
+    got, _ = egru.sparsify().to("cuda")(xs.cuda())
+    torch.testing.assert_close(got.cpu(), ref, rtol=1e-4, atol=1e-4)
