@@ -31,6 +31,10 @@ def test_linear_rnn_denoiser_pipeline(tmp_path, capsys):
     import json
     import sys
 
+    # The example imports its siblings as top-level "model"/"signals" (as examples/ptb does): keep
+    # them out of sys.modules before and after, so neither example sees the other's modules.
+    for name in ("model", "signals"):
+        sys.modules.pop(name, None)
     sys.path.insert(0, str(EXAMPLES / "linear_rnn"))
     try:
         spec = importlib.util.spec_from_file_location("lrnn_run", EXAMPLES / "linear_rnn" / "run.py")
@@ -41,6 +45,8 @@ def test_linear_rnn_denoiser_pipeline(tmp_path, capsys):
                   "--out", str(tmp_path)])
     finally:
         sys.path.remove(str(EXAMPLES / "linear_rnn"))
+        for name in ("model", "signals"):
+            sys.modules.pop(name, None)
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert [r["sparsity"] for r in rows] == [0.0, 0.8]
     for r in rows:  # the kernels give the dense masked model's quality

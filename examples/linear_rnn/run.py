@@ -53,8 +53,8 @@ def train(model, steps: int, args, masks=None, desc="train", seed=0) -> list[flo
         opt.step()
         sched.step()
         if step % 25 == 0 or step == steps - 1:
-            log.append(float(quality))
-            print(f"{desc} step {step:5d}  SI-SNR {float(quality):6.2f} dB  activity "
+            log.append(quality.item())
+            print(f"{desc} step {step:5d}  SI-SNR {quality.item():6.2f} dB  activity "
                   f"{[round(a, 3) for a in model.rnn.activity()]}  {time.time() - t0:6.0f} s", flush=True)
     if handle is not None:
         handle.remove()
