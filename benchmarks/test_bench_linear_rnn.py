@@ -1,0 +1,38 @@
+"""pytest-benchmark: a two-layer sparse linear RNN step at batch 1, ReLU activity calibrated to 10%,
+dense and 85%-pruned weights.
+
+    pytest benchmarks/test_bench_linear_rnn.py --benchmark-group-by=param:width,param:density
+
+Each group: ``PackedLinearRNN.step`` on the fused ``linear_rnn_step`` op and a plain dense PyTorch
+step of the same weights. ``evsparse-bench`` times the same cases interleaved.
+"""
+
+import functools
+
+import pytest
+
+from evsparse.linear_rnn_bench import DEFAULT_WIDTHS, build_linear_rnn_methods
+
+METHODS = ["evsparse PackedLinearRNN.step", "PyTorch dense step"]
+
+
+@functools.lru_cache(maxsize=2)
+def _methods(width, density):
+    return build_linear_rnn_methods(width, 0.1, density)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("density", [1.0, 0.15])
+@pytest.mark.parametrize("width", DEFAULT_WIDTHS)
+def test_linear_rnn_step_batch1(benchmark, width, density, method):
+    methods, report = _methods(width, density)
+    fn, inputs = methods[method]
+    state = {"i": 0}
+
+    def step():
+        state["i"] += 1
+        return fn(inputs[state["i"] % len(inputs)])
+
+    totals = report.totals
+    benchmark.extra_info.update(theoretical_speedup=totals["dense"] / totals["combined"])
+    benchmark(step)
