@@ -23,14 +23,7 @@ def _methods(hidden, density):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("density", [1.0, 0.15])
 @pytest.mark.parametrize("hidden", DEFAULT_EGRU_HIDDEN)
-def test_egru_step_batch1(benchmark, hidden, density, method):
+def test_egru_step_batch1(bench_rotating, hidden, density, method):
     methods, theoretical = _methods(hidden, density)
     fn, inputs = methods[method]
-    state = {"i": 0}
-
-    def step():
-        state["i"] += 1
-        return fn(inputs[state["i"] % len(inputs)])
-
-    benchmark.extra_info.update(theoretical_speedup=theoretical)
-    benchmark(step)
+    bench_rotating(fn, inputs, theoretical)

@@ -28,16 +28,9 @@ def _methods(size, activity, density):
 @pytest.mark.parametrize("density", DEFAULT_DENSITY)
 @pytest.mark.parametrize("activity", DEFAULT_ACTIVITY)
 @pytest.mark.parametrize("size", DEFAULT_SIZES)
-def test_linear_batch1(benchmark, size, activity, density, method):
+def test_linear_batch1(bench_rotating, size, activity, density, method):
     fn, inputs = _methods(size, activity, density)[method]
-    state = {"i": 0}
-
-    def step():
-        state["i"] += 1
-        return fn(inputs[state["i"] % len(inputs)])
-
-    benchmark.extra_info.update(theoretical_speedup=1.0 / (activity * density))
-    benchmark(step)
+    bench_rotating(fn, inputs, 1.0 / (activity * density))
 
 
 @pytest.mark.parametrize("size, activity, density", [("256x768", 0.0, 1.0)])

@@ -24,15 +24,8 @@ def _methods(width, density):
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("density", [1.0, 0.15])
 @pytest.mark.parametrize("width", DEFAULT_WIDTHS)
-def test_linear_rnn_step_batch1(benchmark, width, density, method):
+def test_linear_rnn_step_batch1(bench_rotating, width, density, method):
     methods, report = _methods(width, density)
     fn, inputs = methods[method]
-    state = {"i": 0}
-
-    def step():
-        state["i"] += 1
-        return fn(inputs[state["i"] % len(inputs)])
-
     totals = report.totals
-    benchmark.extra_info.update(theoretical_speedup=totals["dense"] / totals["combined"])
-    benchmark(step)
+    bench_rotating(fn, inputs, totals["dense"] / totals["combined"])

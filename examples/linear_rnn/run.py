@@ -32,7 +32,7 @@ from signals import mixtures, si_snr  # noqa: E402
 
 from evsparse import macs, prune  # noqa: E402
 from evsparse.bench import time_interleaved  # noqa: E402
-from evsparse.linear_rnn_bench import torch_dense_step  # noqa: E402
+from evsparse.linear_rnn_bench import record_stream, torch_dense_step  # noqa: E402
 
 
 def train(model, steps: int, args, masks=None, desc="train", seed=0) -> list[float]:
@@ -68,10 +68,11 @@ def evaluate(model, test, masks=None) -> dict:
     model.eval()
     base = si_snr(noisy, clean)
     dense_out = model(noisy)
-    packed = model.rnn.sparsify(prune.masks_for(model.rnn, masks, "rnn.") if masks else None)
+    rnn_masks = prune.masks_for(model.rnn, masks, "rnn.") if masks else None
+    packed = model.rnn.sparsify(rnn_masks)
     kernel_out = model(noisy, rnn=packed)
     _, feats = model.inputs(noisy)
-    report = macs.count(model.rnn, feats, prune.masks_for(model.rnn, masks, "rnn.") if masks else None)
+    report = macs.count(model.rnn, feats, rnn_masks)
     return {
         "si_snr_noisy_dB": float(base.mean()),
         "si_snri_dB": float((si_snr(dense_out, clean) - base).mean()),
@@ -88,12 +89,7 @@ def latency(model, packed, feats, reps: int) -> dict:
     """us per 16 ms frame at batch 1 of the recurrent stack: kernels vs plain dense PyTorch, on a
     recorded stream of real (frame, state) pairs."""
     dense = torch_dense_step(model.rnn)
-    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
-    with torch.no_grad():
-        for t in range(min(64, feats.shape[1])):
-            x = feats[0, t:t + 1].contiguous()
-            pool.append((x, state))
-            _, state = packed.step(x, state)
+    pool = record_stream(packed, [feats[0, t:t + 1].contiguous() for t in range(min(64, feats.shape[1]))])
     t = time_interleaved({"kernels": (lambda a: packed.step(a[0], a[1]), pool),
                           "dense": (lambda a: dense(a[0], a[1]), pool)}, reps)
     return {"kernels_us": t["kernels"] * 1e6, "dense_us": t["dense"] * 1e6, "speedup": t["dense"] / t["kernels"]}

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 import evsparse
 
 from . import linear_rnn_bench
+from ._bench_common import magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -99,37 +100,6 @@ def build_methods(case: Case, include_baselines: bool = True) -> dict[str, tuple
 
         methods["naive_gather"] = (naive_gather, case.xs)
     return methods, pw_auto
-
-
-def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3) -> dict:
-    """Median seconds per call of each method, timed in interleaved blocks.
-
-    Each round runs every method for one block of calls (about ``block_seconds``, inputs rotating),
-    so a method is timed in its steady state (its weights warm in cache as in a step loop) while the
-    rounds alternate methods so that machine noise is shared between them.
-    """
-    names = list(methods)
-    calls = {}
-    for name in names:  # warm-up and block calibration
-        fn, inputs = methods[name]
-        for x in inputs:
-            fn(x)
-        t0 = time.perf_counter()
-        for x in inputs:
-            fn(x)
-        per_call = (time.perf_counter() - t0) / len(inputs)
-        calls[name] = max(1, min(10_000, round(block_seconds / max(per_call, 1e-9))))
-    samples = {n: [] for n in names}
-    with torch.inference_mode():
-        for r in range(rounds):
-            for name in names:
-                fn, inputs = methods[name]
-                n, k = calls[name], len(inputs)
-                t0 = time.perf_counter_ns()
-                for i in range(n):
-                    fn(inputs[(r + i) % k])
-                samples[name].append((time.perf_counter_ns() - t0) / n)
-    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
 
 
 def bytes_needed(case: Case, pw) -> float:
@@ -235,13 +205,6 @@ def crossover_section(sizes, activities, densities, reps: int) -> list[dict]:
 DEFAULT_EGRU_HIDDEN = [256, 1024, 2048]
 
 
-def _magnitude_mask(w: torch.Tensor, density: float) -> torch.Tensor:
-    """Keeps the largest-magnitude fraction `density` of w (per tensor)."""
-    k = max(1, round(density * w.numel()))
-    thresh = w.abs().flatten().kthvalue(w.numel() - k + 1).values
-    return w.abs() >= thresh
-
-
 def build_egru_methods(hidden: int, activity: float, density: float, seed: int = 0):
     """One-layer EGRU step at batch 1 (input size = hidden, as in a stack), inputs and previous events
     with the given activity; weights dense or magnitude-pruned to `density`. Returns
@@ -250,13 +213,7 @@ def build_egru_methods(hidden: int, activity: float, density: float, seed: int =
 
     torch.manual_seed(seed)
     egru = EGRU(hidden, hidden).eval()
-    masks = None
-    if density < 1.0:
-        masks = {n: _magnitude_mask(p.detach(), density) for n, p in egru.named_parameters() if n.startswith("weight")}
-        with torch.no_grad():
-            for n, mk in masks.items():
-                getattr(egru, n).mul_(mk)
-    sparse = egru.sparsify(masks)
+    sparse = egru.sparsify(magnitude_prune_(egru, density))
     cell = torch.nn.GRUCell(hidden, hidden).eval()
     g = torch.Generator().manual_seed(seed)
 
@@ -465,7 +422,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     crossover = [] if args.no_crossover else crossover_section(
         args.sizes[-2:], [1.0, 0.1], [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1], args.reps)
     egru_rows = egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.reps) if args.egru_hidden else []
-    lrnn_rows = (linear_rnn_bench.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps, time_interleaved)
+    lrnn_rows = (linear_rnn_bench.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps)
                  if args.lrnn_width else [])
     info = evsparse.build_info()
     report = {

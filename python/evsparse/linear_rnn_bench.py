@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from . import macs
-from .nn.linear_rnn import SparseLinearRNN
+from ._bench_common import magnitude_prune_, time_interleaved
+from .nn.linear_rnn import PackedLinearRNN, SparseLinearRNN, diagonal_step
 
 DEFAULT_WIDTHS = [256, 1024]
 STREAM = 32  # recorded steps whose (input, state) pairs the timed calls rotate through
@@ -19,7 +20,7 @@ STREAM = 32  # recorded steps whose (input, state) pairs the timed calls rotate 
 def torch_dense_step(rnn: SparseLinearRNN) -> Callable:
     """A lean plain-PyTorch step of ``rnn`` (dense ``F.linear`` products, pruned zeros included): the
     baseline a user would write, without the training module's bookkeeping."""
-    layers, S = [], rnn.state_size
+    layers = []
     with torch.no_grad():
         for k in range(rnn.num_layers):
             w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
@@ -31,29 +32,13 @@ def torch_dense_step(rnn: SparseLinearRNN) -> Callable:
     def step(x: torch.Tensor, state: torch.Tensor):
         hs = []
         for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers):
-            u, h = F.linear(x, w_in, b_in), state[k]
-            if a_im is None:
-                h = torch.addcmul(u, a_re, h)
-            else:
-                hr, hi = h[:, :S], h[:, S:]
-                h = torch.cat([a_re * hr - a_im * hi, a_im * hr + a_re * hi], dim=-1) + u
+            h = diagonal_step(a_re, a_im, state[k], F.linear(x, w_in, b_in))
             v = F.linear(h, w_out, b_out)
             x = torch.relu(v + x if residual else v)
             hs.append(h)
         return x, torch.stack(hs)
 
     return step
-
-
-def _magnitude_prune_(rnn: SparseLinearRNN, density: float) -> dict:
-    masks = {}
-    with torch.no_grad():
-        for name, p in rnn.named_parameters():
-            if name.startswith("weight") and density < 1.0:
-                k = max(1, round(density * p.numel()))
-                masks[name] = p.abs() >= p.abs().flatten().kthvalue(p.numel() - k + 1).values
-                p.mul_(masks[name])
-    return masks
 
 
 @torch.no_grad()
@@ -75,18 +60,14 @@ def build_linear_rnn_methods(width: int, activity: float, density: float, num_la
     to ``activity``; the timed methods at batch 1 and the MAC report with measured activities."""
     torch.manual_seed(seed)
     rnn = SparseLinearRNN(width, width, width, num_layers).eval()
-    masks = _magnitude_prune_(rnn, density)
+    masks = magnitude_prune_(rnn, density)
     g = torch.Generator().manual_seed(seed)
     xs = torch.relu(torch.randn(256, 1, width, generator=g)) * (torch.rand(256, 1, width, generator=g) < activity / 0.5)
     _calibrate_activity_(rnn, xs, activity)
-    report = macs.count(rnn, xs[:STREAM * 4], masks or None)
-    packed = rnn.sparsify(masks or None)
+    report = macs.count(rnn, xs[:STREAM * 4], masks)
+    packed = rnn.sparsify(masks)
     dense = torch_dense_step(rnn)
-    pool, state = [], torch.zeros(num_layers, 1, rnn.width)
-    with torch.no_grad():
-        for t in range(STREAM):
-            pool.append((xs[t], state))
-            _, state = packed.step(xs[t], state)
+    pool = record_stream(packed, xs[:STREAM])
     methods = {
         "evsparse PackedLinearRNN.step": (lambda a: packed.step(a[0], a[1]), pool),
         "PyTorch dense step": (lambda a: dense(a[0], a[1]), pool),
@@ -94,7 +75,18 @@ def build_linear_rnn_methods(width: int, activity: float, density: float, num_la
     return methods, report
 
 
-def linear_rnn_section(widths, activity: float, densities, reps: int, time_interleaved) -> list[dict]:
+def record_stream(packed: PackedLinearRNN, frames) -> list:
+    """The (x_t, state before step t) pairs of streaming ``frames`` (each [1, in]) through ``packed``
+    from a zero state: inputs for timing single steps on real activity patterns."""
+    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
+    with torch.no_grad():
+        for x in frames:
+            pool.append((x, state))
+            _, state = packed.step(x, state)
+    return pool
+
+
+def linear_rnn_section(widths, activity: float, densities, reps: int) -> list[dict]:
     rows = []
     for width in widths:
         for d in densities:

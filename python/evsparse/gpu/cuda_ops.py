@@ -9,6 +9,8 @@ from typing import Optional
 
 import torch
 
+from ..nn.egru import egru_cell
+from ..nn.linear_rnn import diagonal_step
 from . import launch
 
 _LIB: Optional[torch.library.Library] = None
@@ -53,14 +55,8 @@ def egru_step(x, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_h
     H = thr.shape[0]
     gi = _product(x, w_ih, w_ih_col_ptr, w_ih_row_idx, 3 * H, b_ih)
     gh = _product(y, w_hh, w_hh_col_ptr, w_hh_row_idx, 3 * H, b_hh)
-    gi_z, gi_r, gi_g = gi.chunk(3, dim=-1)
-    gh_z, gh_r, gh_g = gh.chunk(3, dim=-1)
-    z = torch.sigmoid(gi_z + gh_z)
-    g = torch.tanh(gi_g + torch.sigmoid(gi_r + gh_r) * gh_g)
-    c_tilde = z * c + (1.0 - z) * g
-    t = thr.clamp(0.0, 1.0)
-    o = (c_tilde > t).to(c_tilde.dtype)
-    return c_tilde - o * t, o * c_tilde
+    c_new, y_new, _ = egru_cell(gi, gh, c, thr, lambda v: (v > 0).to(v.dtype))
+    return c_new, y_new
 
 
 def egru_sequence(xs, c, y, *weights):
@@ -74,14 +70,8 @@ def egru_sequence(xs, c, y, *weights):
 
 def linear_rnn_step(x, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_im, w_out, w_out_col_ptr, w_out_row_idx,
                     b_out, residual: bool):
-    S = a_re.shape[0]
-    width = h.shape[-1]
-    u = _product(x, w_in, w_in_col_ptr, w_in_row_idx, width, b_in)
-    if a_im is None:
-        h_new = torch.addcmul(u, a_re, h)
-    else:
-        hr, hi = h[:, :S], h[:, S:]
-        h_new = torch.cat([a_re * hr - a_im * hi, a_im * hr + a_re * hi], dim=-1) + u
+    u = _product(x, w_in, w_in_col_ptr, w_in_row_idx, h.shape[-1], b_in)
+    h_new = diagonal_step(a_re, a_im, h, u)
     v = _product(h_new, w_out, w_out_col_ptr, w_out_row_idx, b_out.shape[0], b_out)
     return torch.relu(v + x if residual else v), h_new
 

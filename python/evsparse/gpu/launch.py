@@ -54,17 +54,24 @@ def _finish(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero."""
-    x2 = _check("gather_linear", x, weight_t.shape[0], weight_t, bias)
+def _input_major_product(op: str, kernel, compact: bool, x: torch.Tensor, weight_t: torch.Tensor,
+                         bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """A product on ``weight_t`` [in, out] with a grid over (input blocks x output tiles x rows); the
+    kernel gets the compacted active indices first when ``compact``."""
+    x2 = _check(op, x, weight_t.shape[0], weight_t, bias)
     B, n_in = x2.shape
     n_out = weight_t.shape[1]
     y = _init_output(B, n_out, bias, x.device)
     if B and n_in and n_out:
-        idx, count = compact_active(x2)
         grid = (triton.cdiv(n_in, BLOCK_K), triton.cdiv(n_out, BLOCK_N), B)
-        kernels.dense_gather_kernel[grid](x2, idx, count, weight_t, y, n_in, n_out, BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
+        inputs = (x2, *compact_active(x2)) if compact else (x2,)
+        kernel[grid](*inputs, weight_t, y, n_in, n_out, BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
     return _finish(y, x)
+
+
+def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero."""
+    return _input_major_product("gather_linear", kernels.dense_gather_kernel, True, x, weight_t, bias)
 
 
 def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor,
@@ -82,11 +89,4 @@ def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.
 
 def masked_splitk_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The TEAL-style comparison kernel (masked loads, no compaction). Benchmarks only."""
-    x2 = _check("masked_splitk_linear", x, weight_t.shape[0], weight_t, bias)
-    B, n_in = x2.shape
-    n_out = weight_t.shape[1]
-    y = _init_output(B, n_out, bias, x.device)
-    if B and n_in and n_out:
-        grid = (triton.cdiv(n_in, BLOCK_K), triton.cdiv(n_out, BLOCK_N), B)
-        kernels.masked_splitk_kernel[grid](x2, weight_t, y, n_in, n_out, BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
-    return _finish(y, x)
+    return _input_major_product("masked_splitk_linear", kernels.masked_splitk_kernel, False, x, weight_t, bias)

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
+from ._recurrent import CachedOpArgs, check_sequence_input, step_through_forward
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -63,15 +64,6 @@ def egru_cell(gi: torch.Tensor, gh: torch.Tensor, c_prev: torch.Tensor, thr: tor
     t = thr.clamp(0.0, 1.0)
     o = spike_fn(c_tilde - t)
     return c_tilde - o * t, o * c_tilde, o
-
-
-def _check_input(x: torch.Tensor, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
-                         f"got shape {getattr(x, 'shape', None)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
-    return x.transpose(0, 1) if batch_first else x
 
 
 def _initial_state(state: Optional[State], num_layers: int, batch: int, hidden: int, like: torch.Tensor,
@@ -155,7 +147,7 @@ class EGRU(nn.Module):
         return spike(v, self.dampening, self.support)
 
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        x = _check_input(x, self.input_size, self.batch_first, "EGRU")
+        x = check_sequence_input(x, self.input_size, self.batch_first, "EGRU")
         T, B = x.shape[0], x.shape[1]
         c0, y0 = _initial_state(state, self.num_layers, B, self.hidden_size, x, "EGRU")
         inp = x
@@ -185,11 +177,7 @@ class EGRU(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state)."""
-        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
-            raise ValueError(f"EGRU.step: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
-        seq = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
-        y, state = self.forward(seq, state)
-        return (y[:, 0] if self.batch_first else y[0]), state
+        return step_through_forward(self, x_t, state, "EGRU.step")
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero event outputs over the last forward."""
@@ -261,7 +249,7 @@ def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
     return layers
 
 
-class SparseEGRU(nn.Module):
+class SparseEGRU(CachedOpArgs, nn.Module):
     """Inference twin of :class:`EGRU` on ``torch.ops.evsparse.egru_sequence`` / ``egru_step``: each
     step reads only the weight rows (or nonzeros) of the inputs and units that are nonzero. Same call
     signature and state as :class:`EGRU`; float32; no autograd."""
@@ -281,11 +269,6 @@ class SparseEGRU(nn.Module):
             self.register_buffer(f"thr_l{k}", thr)
             self.layouts.append((w_ih.layout, w_hh.layout))
         self._activity: list[float] = []
-        self._cached_args: Optional[list] = None
-
-    def _apply(self, fn, *args, **kwargs):
-        self._cached_args = None  # .to()/.float()/... replace the buffers
-        return super()._apply(fn, *args, **kwargs)
 
     @classmethod
     def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
@@ -307,12 +290,6 @@ class SparseEGRU(nn.Module):
             ))
         return cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
 
-    def _args(self, k: int):
-        # Cached: nn.Module attribute lookups cost about a microsecond each, on every step.
-        if self._cached_args is None:
-            self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
-        return self._cached_args[k]
-
     def _collect_args(self, k: int):
         w = lambda name, part: getattr(self, f"{name}_l{k}_{part}")  # noqa: E731
         return (w("w_ih", "values"), w("w_ih", "col_ptr"), w("w_ih", "row_idx"), w("w_hh", "values"),
@@ -328,7 +305,7 @@ class SparseEGRU(nn.Module):
                 PackedWeight._trusted(self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
 
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        x = _check_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
+        x = check_sequence_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
         c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
         inp, c_last, y_last, self._activity = x, [], [], []
         for k in range(self.num_layers):

@@ -21,8 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
+from ._recurrent import CachedOpArgs, check_sequence_input, step_through_forward
 
-__all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan"]
+__all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
 SCANS = ("parallel", "loop")
 
@@ -58,15 +59,21 @@ def diagonal_scan(u: torch.Tensor, a: torch.Tensor, h0: Optional[torch.Tensor] =
     return h
 
 
+def diagonal_step(a_re: torch.Tensor, a_im: Optional[torch.Tensor], h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """One step ``a * h + u`` on real tensors [B, width]: ``a_re`` alone is a real diagonal; with
+    ``a_im`` the diagonal is complex and ``h``, ``u`` hold ``[re | im]`` (what the fused op computes)."""
+    if a_im is None:
+        return torch.addcmul(u, a_re, h)
+    S = a_re.shape[0]
+    hr, hi = h[:, :S], h[:, S:]
+    return torch.cat([a_re * hr - a_im * hi, a_im * hr + a_re * hi], dim=-1) + u
+
+
 def _check_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
-                         f"got shape {getattr(x, 'shape', None)}")
-    if x.shape[-1] != input_size:
-        raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
+    x = check_sequence_input(x, input_size, batch_first, who)
     if not x.is_floating_point():
         raise ValueError(f"{who}: input must be floating point, got {x.dtype}")
-    return x.transpose(0, 1) if batch_first else x
+    return x
 
 
 def _initial_state(state, num_layers: int, batch: int, width: int, like: torch.Tensor, who: str) -> torch.Tensor:
@@ -216,11 +223,7 @@ class SparseLinearRNN(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state)."""
-        if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
-            raise ValueError(f"SparseLinearRNN.step: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
-        seq = x_t.unsqueeze(1) if self.batch_first else x_t.unsqueeze(0)
-        y, state = self.forward(seq, state)
-        return (y[:, 0] if self.batch_first else y[0]), state
+        return step_through_forward(self, x_t, state, "SparseLinearRNN.step")
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero outputs over the last forward."""
@@ -251,7 +254,7 @@ class SparseLinearRNN(nn.Module):
                 f"scan={self.scan!r}, batch_first={self.batch_first}")
 
 
-class PackedLinearRNN(nn.Module):
+class PackedLinearRNN(CachedOpArgs, nn.Module):
     """Inference twin of :class:`SparseLinearRNN` on ``torch.ops.evsparse.linear_rnn_sequence`` /
     ``linear_rnn_step``: one fused call per layer and step reads only the input-weight rows (or
     nonzeros) of the nonzero inputs. Same call signature and state as the training module; float32;
@@ -277,11 +280,6 @@ class PackedLinearRNN(nn.Module):
             self.layouts.append((w_in.layout, w_out.layout))
             self.residual.append(bool(residual))
         self._activity: list[float] = []
-        self._cached_args: Optional[list] = None
-
-    def _apply(self, fn, *args, **kwargs):
-        self._cached_args = None  # .to()/.float()/... replace the buffers
-        return super()._apply(fn, *args, **kwargs)
 
     @classmethod
     @torch.no_grad()
@@ -309,12 +307,6 @@ class PackedLinearRNN(nn.Module):
                 rnn.residual[k],
             ))
         return cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
-
-    def _args(self, k: int):
-        # Cached: nn.Module attribute lookups cost about a microsecond each, on every step.
-        if self._cached_args is None:
-            self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
-        return self._cached_args[k]
 
     def _collect_args(self, k: int):
         g = lambda name: getattr(self, f"{name}_l{k}")  # noqa: E731

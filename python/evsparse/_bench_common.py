@@ -1,0 +1,56 @@
+"""Timing and pruning helpers shared by the sections of ``evsparse-bench``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+
+def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3) -> dict:
+    """Median seconds per call of each method, timed in interleaved blocks.
+
+    Each round runs every method for one block of calls (about ``block_seconds``, inputs rotating),
+    so a method is timed in its steady state (its weights warm in cache as in a step loop) while the
+    rounds alternate methods so that machine noise is shared between them.
+    """
+    names = list(methods)
+    calls = {}
+    for name in names:  # warm-up and block calibration
+        fn, inputs = methods[name]
+        for x in inputs:
+            fn(x)
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(x)
+        per_call = (time.perf_counter() - t0) / len(inputs)
+        calls[name] = max(1, min(10_000, round(block_seconds / max(per_call, 1e-9))))
+    samples = {n: [] for n in names}
+    with torch.inference_mode():
+        for r in range(rounds):
+            for name in names:
+                fn, inputs = methods[name]
+                n, k = calls[name], len(inputs)
+                t0 = time.perf_counter_ns()
+                for i in range(n):
+                    fn(inputs[(r + i) % k])
+                samples[name].append((time.perf_counter_ns() - t0) / n)
+    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
+
+
+@torch.no_grad()
+def magnitude_prune_(module: nn.Module, density: float) -> Optional[dict]:
+    """Keeps the largest-magnitude fraction ``density`` of each ``weight*`` parameter (per tensor),
+    zeroing the rest in place; returns the masks (None at density 1)."""
+    if density >= 1.0:
+        return None
+    masks = {}
+    for name, p in module.named_parameters():
+        if name.startswith("weight"):
+            k = max(1, round(density * p.numel()))
+            masks[name] = p.abs() >= p.abs().flatten().kthvalue(p.numel() - k + 1).values
+            p.mul_(masks[name])
+    return masks

@@ -1,0 +1,42 @@
+"""Pieces shared by the recurrent layers (EGRU, SparseLinearRNN) and their kernel twins."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
+    """``x`` as [T, B, input_size] (transposed from [B, T, ...] when ``batch_first``), or a ValueError."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 3:
+        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
+                         f"got shape {getattr(x, 'shape', None)}")
+    if x.shape[-1] != input_size:
+        raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
+    return x.transpose(0, 1) if batch_first else x
+
+
+def step_through_forward(module, x_t, state, who: str):
+    """One step of a sequence module: ``x_t`` [B, input_size] run as a length-1 sequence."""
+    if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
+        raise ValueError(f"{who}: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
+    seq = x_t.unsqueeze(1) if module.batch_first else x_t.unsqueeze(0)
+    y, state = module.forward(seq, state)
+    return (y[:, 0] if module.batch_first else y[0]), state
+
+
+class CachedOpArgs:
+    """Mixin for the kernel twins: each layer's op arguments (``self._collect_args(k)``) gathered once.
+    nn.Module attribute lookups cost about a microsecond each, on every step."""
+
+    _cached_args: Optional[list] = None
+
+    def _apply(self, fn, *args, **kwargs):
+        self._cached_args = None  # .to()/.float()/... replace the buffers
+        return super()._apply(fn, *args, **kwargs)
+
+    def _args(self, k: int):
+        if self._cached_args is None:
+            self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
+        return self._cached_args[k]
