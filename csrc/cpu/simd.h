@@ -5,7 +5,9 @@
 
 #include "types.h"
 
-#if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
+#if defined(EVSPARSE_ISA_AVX512) && defined(EVSPARSE_EMULATE_AVX512)
+#include "avx512_emulation.h"  // test builds only: tests/cpp, see scripts/test_avx512_emulated.sh
+#elif defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
 #include <immintrin.h>
 #elif defined(EVSPARSE_ISA_NEON)
 #include <arm_neon.h>

@@ -1,0 +1,25 @@
+// Test builds only (scripts/test_avx512_emulated.sh): lets the AVX-512 kernels run on a CPU without
+// AVX-512 by mapping the _mm512_* intrinsics to SIMDe's portable versions (Debian: libsimde-dev),
+// which run on AVX2 underneath. This checks the kernels' logic (vector width, tails, slices, half
+// widening), not the hardware instructions themselves. Never part of the distributed build.
+#pragma once
+
+#define SIMDE_ENABLE_NATIVE_ALIASES
+#include <simde/x86/avx512.h>
+
+// SIMDe 0.7.4 has no 512-bit forms of these two: widen each 256-bit half with the native AVX2/F16C
+// instruction and reassemble through memory.
+static inline __m512 evsparse_emu_mm512_cvtph_ps(__m256i h) {
+  alignas(64) float f[16];
+  _mm256_store_ps(f, _mm256_cvtph_ps(_mm256_castsi256_si128(h)));
+  _mm256_store_ps(f + 8, _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1)));
+  return _mm512_load_ps(f);
+}
+static inline __m512i evsparse_emu_mm512_cvtepu16_epi32(__m256i h) {
+  alignas(64) int32_t v[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v + 8), _mm256_cvtepu16_epi32(_mm256_extracti128_si256(h, 1)));
+  return _mm512_load_si512(v);
+}
+#define _mm512_cvtph_ps(h) evsparse_emu_mm512_cvtph_ps(h)
+#define _mm512_cvtepu16_epi32(h) evsparse_emu_mm512_cvtepu16_epi32(h)
