@@ -94,19 +94,30 @@ void scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, int
 // Sparse-gather: for each active input, scatter its stored nonzeros into the output slice. When the
 // slice is not the whole output, binary-search the column's sorted row indices for the slice (the
 // op layer avoids that at batch 1 by splitting columns, not outputs, across threads).
-template <class A, class I, class W>
+// Per block of 16 nonzeros the products s * w are formed with SIMD (widening half weights on the
+// way) and only the scatter-adds stay scalar. Columns are short streams that start at random places,
+// so the hardware prefetcher would ramp up afresh in each: the kernel prefetches kAhead nonzeros
+// ahead within the column and the head of the next active column. Both measured on the 2-core EPYC
+// (README "Sparse-gather inner loop"): 1.2-1.5x over a plain unrolled scalar scatter.
+template <class V, class A, class I, class W>
 void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr,
                    const I* __restrict rows, const W* __restrict vals, const A* bias, A* __restrict y,
                    int64_t o0, int64_t o1) {
   init_slice(bias, y, o0, o1);
   const auto less = [](I r, int64_t v) { return int64_t(r) < v; };
-  constexpr int64_t kPrefetchAhead = 2;  // columns: start their first cache lines early
+  constexpr int64_t kBlock = 16;   // nonzeros per SIMD product block (a multiple of every V::W)
+  constexpr int64_t kAhead = 256;  // nonzeros: prefetch distance within a column
+  constexpr int64_t kHeadBytes = 1024;  // bytes of the next column's values (and half that of rows)
+  static_assert(kBlock % V::W == 0, "block must hold whole vectors");
   for (int64_t a = 0; a < na; ++a) {
-    if (a + kPrefetchAhead < na) {
-      const int64_t kn = col_ptr[idx[a + kPrefetchAhead]];
-      __builtin_prefetch(rows + kn);
-      __builtin_prefetch(vals + kn);
-      __builtin_prefetch(reinterpret_cast<const char*>(vals + kn) + 64);
+    if (a + 1 < na) {
+      const int64_t kn = col_ptr[idx[a + 1]], kn1 = col_ptr[idx[a + 1] + 1];
+      const char* pv = reinterpret_cast<const char*>(vals + kn);
+      const char* pr = reinterpret_cast<const char*>(rows + kn);
+      const int64_t vb = std::min<int64_t>(kHeadBytes, (kn1 - kn) * int64_t(sizeof(W)));
+      const int64_t rb = std::min<int64_t>(kHeadBytes / 2, (kn1 - kn) * int64_t(sizeof(I)));
+      for (int64_t q = 0; q < vb; q += 64) __builtin_prefetch(pv + q);
+      for (int64_t q = 0; q < rb; q += 64) __builtin_prefetch(pr + q);
     }
     const int64_t j = idx[a];
     int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
@@ -118,15 +129,17 @@ void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* c
       scatter_nonfinite_column(s, rows, vals, k0, k1, y, o0, o1);
       continue;
     }
+    const auto vs = V::set1(s);
+    alignas(64) A prod[kBlock];
     int64_t k = k0;
-    for (; k + 4 <= k1; k += 4) {
-      const I r0 = rows[k], r1 = rows[k + 1], r2 = rows[k + 2], r3 = rows[k + 3];
-      const A w0 = static_cast<A>(widen(vals[k])), w1 = static_cast<A>(widen(vals[k + 1]));
-      const A w2 = static_cast<A>(widen(vals[k + 2])), w3 = static_cast<A>(widen(vals[k + 3]));
-      y[r0] += s * w0;
-      y[r1] += s * w1;
-      y[r2] += s * w2;
-      y[r3] += s * w3;
+    for (; k + kBlock <= k1; k += kBlock) {
+      if (k + kAhead < k1) {
+        __builtin_prefetch(vals + k + kAhead);
+        __builtin_prefetch(rows + k + kAhead);
+      }
+      for (int64_t h = 0; h < kBlock; h += V::W) V::store(prod + h, V::mul(vs, V::loadw(vals + k + h)));
+      const I* r = rows + k;
+      for (int64_t h = 0; h < kBlock; ++h) y[r[h]] += prod[h];
     }
     for (; k < k1; ++k) y[rows[k]] += s * static_cast<A>(widen(vals[k]));
   }

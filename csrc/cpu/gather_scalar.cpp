@@ -14,13 +14,13 @@ void dense_gather_f64(const double* xv, const int32_t* idx, int64_t n_active, co
 void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
                        const int64_t* col_ptr, const int16_t* rows, const double* vals,
                        const double* bias, double* y, int64_t o0, int64_t o1) {
-  impl::sparse_gather<double, int16_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
+  impl::sparse_gather<ScalarVec<double>, double, int16_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
 }
 
 void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
                        const int64_t* col_ptr, const int32_t* rows, const double* vals,
                        const double* bias, double* y, int64_t o0, int64_t o1) {
-  impl::sparse_gather<double, int32_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
+  impl::sparse_gather<ScalarVec<double>, double, int32_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
 }
 
 }  // namespace evsparse::cpu

@@ -28,6 +28,7 @@ struct ScalarVec {
   static reg loadw(const T* p) { return static_cast<A>(to_float(*p)); }
   static void store(A* p, reg v) { *p = v; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
+  static reg mul(reg a, reg b) { return a * b; }
 };
 
 #if defined(EVSPARSE_ISA_AVX2)
@@ -47,6 +48,7 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -67,6 +69,7 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -86,6 +89,7 @@ struct FloatVec {
   }
   static void store(float* p, reg v) { vst1q_f32(p, v); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
+  static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
 };
 inline float widen(f16 v) {
   __fp16 h;

@@ -1,0 +1,45 @@
+"""The report command (evsparse-bench / python -m evsparse.bench) on a tiny sweep: it runs, writes the
+three files, and its numbers are consistent with each other (timings themselves are not asserted)."""
+
+import importlib.util
+import json
+
+import pytest
+
+from evsparse import bench
+
+
+def test_report_command_tiny_sweep(tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
+                     "--egru-hidden", "16", "--lrnn-width", "16", "--out", str(out), "--quiet"])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    if importlib.util.find_spec("matplotlib") is not None:  # the plot is optional (bench extra)
+        assert (out / "report.png").stat().st_size > 0
+    rows = report["rows"]
+    assert [(r["activity"], r["density"]) for r in rows] == [(0.5, 1.0), (0.125, 1.0), (0.5, 0.25), (0.125, 0.25)]
+    for r in rows:
+        t = r["times_us"]
+        assert all(v > 0 for v in t.values())
+        assert r["speedup_vs_dense"] == pytest.approx(t["dense_F.linear"] / t["evsparse"])
+        assert r["realisation"] == pytest.approx(r["speedup_vs_dense"] / r["theoretical_speedup"])
+        if r["density"] == 1.0:  # exactly k = activity * 48 inputs active, every weight nonzero
+            assert r["theoretical_speedup"] == pytest.approx(1 / r["activity"])
+        else:  # random 25% weights: about 4x more on top
+            assert 2.5 / r["activity"] < r["theoretical_speedup"] < 6.5 / r["activity"]
+        assert f"| 48x80 | {r['activity']:.0%} | {r['density']:.0%} |" in md
+    assert [e["hidden"] for e in report["egru"]] == [16, 16]
+    assert [e["width"] for e in report["linear_rnn"]] == [16, 16]
+    assert report["targets"] and "| target | measured | met |" in md
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arg", ["20", "0", "-0.1", "abc"])
+def test_report_command_rejects_non_fractions(arg, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--activity", arg, "--quiet"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--activity" in err and ("fraction" in err or "not a number" in err)
