@@ -1,0 +1,312 @@
+"""``evsparse-gpu-bench`` (``python -m evsparse.gpu.bench``): the GPU report, batch 1.
+
+For each size, activity and weight density it times, side by side in one run: evsparse (``"auto"``
+layout and both forced layouts, through ``evsparse.sparse_linear`` on the CUDA key), dense cuBLAS
+``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
+and ``torch.sparse`` CSR ``mv``; with the theoretical MAC speedup and the fraction of the device's
+measured copy bandwidth that evsparse achieves. Then the EGRU step and a T-step sequence at batch 1
+against ``torch.nn.GRUCell``, eager and captured in CUDA graphs. Writes report.{md,json}.
+
+Timing: blocks of back-to-back calls (~2 ms), each block ended by a device synchronisation, methods
+interleaved round by round, median per call. That is the per-step cost a batch-1 step loop sees
+(launch overhead included), not an isolated kernel time.
+
+Without a GPU it runs on CPU tensors under ``TRITON_INTERPRET=1`` (the Triton products called directly,
+as the CUDA registration calls them; no graphs): a check of the harness at tiny sizes, not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+
+import evsparse
+
+from .. import bench as cpu_bench
+from .._bench_common import magnitude_prune_
+from . import cuda_ops, launch
+
+DEFAULT_SIZES = ["1024x3072", "4096x12288", "8192x24576"]
+DEFAULT_ACTIVITY = [0.5, 0.1, 0.02]
+DEFAULT_DENSITY = [1.0, 0.15]
+DEFAULT_EGRU_HIDDEN = [1024, 4096]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved_device(methods: dict, rounds: int, device: torch.device, block_seconds: float = 2e-3) -> dict:
+    """Median seconds per call of each method (``name -> (fn, inputs)``): blocks of back-to-back calls
+    ended by a synchronisation, methods interleaved round by round."""
+    names = list(methods)
+    calls = {}
+    for name in names:  # warm-up (compiles Triton kernels) and block calibration
+        fn, inputs = methods[name]
+        for x in inputs:
+            fn(x)
+        _sync(device)
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(x)
+        _sync(device)
+        per_call = (time.perf_counter() - t0) / len(inputs)
+        calls[name] = max(1, min(20_000, round(block_seconds / max(per_call, 1e-9))))
+    samples = {n: [] for n in names}
+    with torch.inference_mode():
+        for r in range(rounds):
+            for name in names:
+                fn, inputs = methods[name]
+                n, k = calls[name], len(inputs)
+                _sync(device)
+                t0 = time.perf_counter_ns()
+                for i in range(n):
+                    fn(inputs[(r + i) % k])
+                _sync(device)
+                samples[name].append((time.perf_counter_ns() - t0) / n)
+    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
+
+
+def copy_bandwidth(device: torch.device, mb: int = 1024, reps: int = 5) -> float:
+    """The device's copy bandwidth in GB/s (bytes read + written), the practical HBM ceiling."""
+    src = torch.ones(mb * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(reps):
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def _evsparse_call(pw, device: torch.device) -> Callable:
+    if device.type == "cuda":
+        return lambda x: evsparse.sparse_linear(x, pw)
+    # Interpreter check on CPU tensors: the function the CUDA key is given.
+    return lambda x: cuda_ops._product(x, pw.values, pw.col_ptr, pw.row_idx, pw.out_features, None)
+
+
+def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evsparse.PackedWeight]:
+    w = case.w.to(device)
+    packed = {lay: evsparse.pack(case.w, layout=lay).to(device) for lay in ("auto", "dense", "sparse")}
+    wt = w.t().contiguous()
+    csr = w.to_sparse_csr()
+    xs = [x.to(device) for x in case.xs]
+    methods = {
+        "evsparse": (_evsparse_call(packed["auto"], device), xs),
+        "evs_dense_gather": (_evsparse_call(packed["dense"], device), xs),
+        "evs_sparse_gather": (_evsparse_call(packed["sparse"], device), xs),
+        "cuBLAS F.linear": (lambda x: F.linear(x, w), xs),
+        "masked split-K": (lambda x: launch.masked_splitk_linear(x, wt), xs),
+        "torch CSR mv": (lambda x: torch.mv(csr, x), xs),
+    }
+    return methods, packed["auto"]
+
+
+def sweep(sizes, activities, densities, reps: int, device: torch.device, copy_gbps: float, log=print) -> list[dict]:
+    rows = []
+    for size in sizes:
+        n_in, n_out = cpu_bench.parse_size(size)
+        for d in densities:
+            for a in activities:
+                case = cpu_bench.Case(n_in, n_out, a, d)
+                methods, pw = build_methods(case, device)
+                t = time_interleaved_device(methods, reps, device)
+                ev = t["evsparse"]
+                theo = case.n_in * case.n_out / case.mean_macs()
+                gbps = cpu_bench.bytes_needed(case, pw) / ev / 1e9
+                rows.append({
+                    "size": size, "activity": a, "density": d, "layout": pw.layout, "theoretical_speedup": theo,
+                    "times_us": {k: v * 1e6 for k, v in t.items()},
+                    "speedup_vs": {k: v / ev for k, v in t.items() if k != "evsparse"},
+                    "effective_GBps": gbps, "copy_fraction": gbps / copy_gbps,
+                    "dense_copy_fraction": case.n_in * case.n_out * 4 / t["cuBLAS F.linear"] / 1e9 / copy_gbps,
+                })
+                log(f"  {size} act {a:.0%} dens {d:.0%}: evsparse {ev * 1e6:.1f} us, "
+                    f"cuBLAS {t['cuBLAS F.linear'] * 1e6:.1f} us, theoretical {theo:.1f}x")
+    return rows
+
+
+def _graphed(fn: Callable, example) -> Callable:
+    """``fn`` captured in a CUDA graph on static copies of ``example`` (a tuple of tensors); the
+    returned callable copies its arguments in and replays."""
+    static_in = tuple(t.clone() for t in example)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            fn(*static_in)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = fn(*static_in)
+
+    def replay(*args):
+        for s, a in zip(static_in, args):
+            s.copy_(a)
+        graph.replay()
+        return static_out
+
+    return replay
+
+
+def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int, device: torch.device,
+                 log=print) -> list[dict]:
+    """EGRU step and a ``steps``-long sequence at batch 1 vs ``torch.nn.GRUCell``, eager and in CUDA
+    graphs (graphs on CUDA only; a capture that fails is reported with its error)."""
+    from ..nn import EGRU
+
+    rows = []
+    for hidden in hidden_sizes:
+        for d in densities:
+            torch.manual_seed(0)
+            egru = EGRU(hidden, hidden).eval()
+            sparse = egru.sparsify(magnitude_prune_(egru, d)).to(device)
+            cell = torch.nn.GRUCell(hidden, hidden).eval().to(device)
+            g = torch.Generator().manual_seed(0)
+
+            def events(*shape):
+                v = torch.randn(*shape, generator=g)
+                return (v * (torch.rand(*shape, generator=g) < activity)).to(device)
+
+            args = sparse._args(0)
+            steps_in = [(events(1, hidden), events(1, hidden), torch.randn(1, hidden, generator=g).to(device) * 0.5)
+                        for _ in range(cpu_bench.POOL)]
+            seqs = [events(steps, 1, hidden) for _ in range(2)]
+            c0, y0 = torch.zeros(1, hidden, device=device), torch.zeros(1, hidden, device=device)
+
+            # On CUDA through the dispatcher; under the interpreter the functions the CUDA key is given.
+            step_op = torch.ops.evsparse.egru_step if device.type == "cuda" else cuda_ops.egru_step
+            seq_op = torch.ops.evsparse.egru_sequence if device.type == "cuda" else cuda_ops.egru_sequence
+
+            def ev_step(x, y, c):
+                return step_op(x, c, y, *args)
+
+            def gru_step(x, y, c):
+                return cell(x, c)
+
+            def ev_seq(xs):
+                return seq_op(xs, c0, y0, *args)
+
+            def gru_seq(xs):
+                h = c0
+                for t in range(xs.shape[0]):
+                    h = cell(xs[t], h)
+                return h
+
+            methods = {
+                "evsparse egru_step": (lambda a: ev_step(*a), steps_in),
+                "GRUCell step": (lambda a: gru_step(*a), steps_in),
+                f"evsparse egru_sequence T={steps}": (ev_seq, seqs),
+                f"GRUCell loop T={steps}": (gru_seq, seqs),
+            }
+            errors = {}
+            if device.type == "cuda":
+                for name, fn, example in (("evsparse egru_step", ev_step, steps_in[0]),
+                                          ("GRUCell step", gru_step, steps_in[0]),
+                                          (f"evsparse egru_sequence T={steps}", ev_seq, (seqs[0],)),
+                                          (f"GRUCell loop T={steps}", gru_seq, (seqs[0],))):
+                    try:
+                        replay = _graphed(fn, example)
+                        methods[name + " (CUDA graph)"] = ((lambda r: lambda a: r(*a))(replay),
+                                                           steps_in if "step" in name else [(s,) for s in seqs])
+                    except Exception as e:  # reported, not hidden: a capture failure is a finding
+                        errors[name + " (CUDA graph)"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            t = time_interleaved_device(methods, reps, device)
+            rows.append({"hidden": hidden, "activity": activity, "density": d,
+                         "theoretical_speedup": 1.0 / (activity * d), "steps": steps,
+                         "times_us": {k: v * 1e6 for k, v in t.items()}, "graph_errors": errors})
+            log(f"  EGRU H={hidden} dens {d:.0%}: " + ", ".join(f"{k} {v * 1e6:.1f} us" for k, v in t.items()))
+    return rows
+
+
+def to_markdown(report: dict) -> str:
+    m = report["meta"]
+    out = [f"# evsparse GPU benchmark — batch 1, float32\n",
+           f"{m['date']} · {m['device']} · torch {m['torch']} · triton {m['triton']} · measured copy bandwidth "
+           f"{m['copy_GBps']:.0f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks, synchronised\n"]
+    if m["interpreted"]:
+        out.append("**Triton interpreter on CPU tensors: a harness check, not a GPU measurement.**\n")
+    others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_sparse_gather"]
+    out.append("| size (in x out) | activity | density | layout | theoretical | evsparse us | "
+               + " | ".join(f"vs {o}" for o in others) + " | GB/s | of copy BW | cuBLAS of copy BW |")
+    out.append("|" + "---|" * (9 + len(others)))
+    for r in report["rows"]:
+        out.append(f"| {r['size']} | {r['activity']:.0%} | {r['density']:.0%} | {r['layout']} | "
+                   f"{r['theoretical_speedup']:.1f}x | {r['times_us']['evsparse']:.1f} | "
+                   + " | ".join(f"{r['speedup_vs'][o]:.2f}x" for o in others)
+                   + f" | {r['effective_GBps']:.0f} | {r['copy_fraction']:.0%} | {r['dense_copy_fraction']:.0%} |")
+    if report["egru"]:
+        out.append("\n## EGRU at batch 1 (us per step / per sequence)\n")
+        names = list(report["egru"][0]["times_us"])
+        out.append("| hidden | activity | density | theoretical | " + " | ".join(names) + " |")
+        out.append("|" + "---|" * (4 + len(names)))
+        for r in report["egru"]:
+            out.append(f"| {r['hidden']} | {r['activity']:.0%} | {r['density']:.0%} | {r['theoretical_speedup']:.0f}x | "
+                       + " | ".join(f"{r['times_us'].get(n, float('nan')):.1f}" for n in names) + " |")
+        for r in report["egru"]:
+            for k, v in r["graph_errors"].items():
+                out.append(f"\n- H={r['hidden']}, density {r['density']:.0%}: {k} could not be captured: `{v}`")
+    return "\n".join(out) + "\n"
+
+
+def _fraction(text: str) -> float:
+    return cpu_bench._fraction(text)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="evsparse-gpu-bench", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="in x out, e.g. 4096x12288")
+    ap.add_argument("--activity", nargs="+", type=_fraction, default=DEFAULT_ACTIVITY)
+    ap.add_argument("--density", nargs="+", type=_fraction, default=DEFAULT_DENSITY)
+    ap.add_argument("--egru-hidden", nargs="*", type=int, default=DEFAULT_EGRU_HIDDEN)
+    ap.add_argument("--steps", type=int, default=64, help="sequence length of the EGRU sequence rows")
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--out", type=Path, default=Path("bench-gpu-out"))
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+
+    interpreted = launch.INTERPRET
+    if torch.cuda.is_available() and not interpreted:
+        device = torch.device("cuda")
+        name = torch.cuda.get_device_name(device)
+    elif interpreted:
+        device, name = torch.device("cpu"), "CPU (TRITON_INTERPRET=1)"
+    else:
+        ap.error("needs a CUDA GPU (or TRITON_INTERPRET=1 for a harness check on CPU tensors)")
+    log = (lambda *a: None) if args.quiet else (lambda *a: print(*a, flush=True))
+    import triton
+
+    t0 = time.perf_counter()
+    copy_gbps = copy_bandwidth(device, mb=64 if interpreted else 1024)
+    rows = sweep(args.sizes, args.activity, args.density, args.reps, device, copy_gbps, log)
+    egru = (egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.steps, args.reps, device, log)
+            if args.egru_hidden else [])
+    report = {"meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": name,
+                       "torch": torch.__version__, "triton": triton.__version__, "copy_GBps": copy_gbps,
+                       "reps": args.reps, "interpreted": interpreted, "evsparse": evsparse.__version__,
+                       "seconds": time.perf_counter() - t0},
+              "rows": rows, "egru": egru}
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(report)
+    (args.out / "report.md").write_text(md)
+    (args.out / "report.json").write_text(json.dumps(report, indent=1))
+    print(md)
+    print(f"wrote {args.out / 'report.md'}, {args.out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
