@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import statistics
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 import evsparse
 
 from .. import bench as cpu_bench
-from .._bench_common import magnitude_prune_
+from .._bench_common import magnitude_prune_, time_interleaved
 from . import cuda_ops, launch
 
 DEFAULT_SIZES = ["1024x3072", "4096x12288", "8192x24576"]
@@ -45,35 +44,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_interleaved_device(methods: dict, rounds: int, device: torch.device, block_seconds: float = 2e-3) -> dict:
-    """Median seconds per call of each method (``name -> (fn, inputs)``): blocks of back-to-back calls
-    ended by a synchronisation, methods interleaved round by round."""
-    names = list(methods)
-    calls = {}
-    for name in names:  # warm-up (compiles Triton kernels) and block calibration
-        fn, inputs = methods[name]
-        for x in inputs:
-            fn(x)
-        _sync(device)
-        t0 = time.perf_counter()
-        for x in inputs:
-            fn(x)
-        _sync(device)
-        per_call = (time.perf_counter() - t0) / len(inputs)
-        calls[name] = max(1, min(20_000, round(block_seconds / max(per_call, 1e-9))))
-    samples = {n: [] for n in names}
-    with torch.inference_mode():
-        for r in range(rounds):
-            for name in names:
-                fn, inputs = methods[name]
-                n, k = calls[name], len(inputs)
-                _sync(device)
-                t0 = time.perf_counter_ns()
-                for i in range(n):
-                    fn(inputs[(r + i) % k])
-                _sync(device)
-                samples[name].append((time.perf_counter_ns() - t0) / n)
-    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
+def time_interleaved_device(methods: dict, rounds: int, device: torch.device) -> dict:
+    """Median seconds per call (``name -> (fn, inputs)``): interleaved blocks of back-to-back calls,
+    each ended by a device synchronisation."""
+    return time_interleaved(methods, rounds, sync=lambda: _sync(device))
 
 
 def copy_bandwidth(device: torch.device, mb: int = 1024, reps: int = 5) -> float:
