@@ -48,6 +48,7 @@ def test_products_match_dense_reference(seed, B, n_in, n_out, activity, density,
     wt = dense.values.to(DEV)
     got = {
         "dense-gather": launch.gather_linear(x, wt, b),
+        "dense-gather two-pass": launch.gather_linear(x, wt, b, reduction="two_pass"),
         "sparse-gather": launch.sparse_gather_linear(x, sparse.col_ptr.to(DEV), sparse.row_idx.to(DEV),
                                                      sparse.values.to(DEV), n_out, b),
         "masked split-K": launch.masked_splitk_linear(x, wt, b),
@@ -69,11 +70,24 @@ def test_int32_row_indices_and_half_weights():
     torch.testing.assert_close(y16, x @ w.half().float().T + b, rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.parametrize("programs", [2, 6])
+def test_two_pass_dense_gather_with_few_splits(programs, monkeypatch):
+    """Few splits, so each split walks several active blocks (the loop the default sizing rarely takes)."""
+    monkeypatch.setattr(launch, "TWO_PASS_PROGRAMS", programs)
+    x, w, b = problem(5, 2, 200, 140, 0.6, 1.0)  # 2 output tiles -> 1 or 3 splits; ~120 active = 8 blocks
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    torch.testing.assert_close(launch.gather_linear(x, wt, b, reduction="two_pass"), x @ w.T + b, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="reduction must be 'atomic' or 'two_pass'"):
+        launch.gather_linear(x, wt, b, reduction="tree")
+
+
 def test_nan_input_propagates_like_dense():
     x, w, b = problem(2, 1, 20, 8, 0.2, 1.0)
     x[0, 3] = float("nan")
-    y = launch.gather_linear(x, evsparse.pack(w.cpu(), layout="dense").values.to(DEV), b)
-    assert torch.equal(torch.isnan(y), torch.isnan(x @ w.T + b))
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    for reduction in ("atomic", "two_pass"):
+        y = launch.gather_linear(x, wt, b, reduction=reduction)
+        assert torch.equal(torch.isnan(y), torch.isnan(x @ w.T + b)), reduction
 
 
 def test_gradient_ops_match_cpu_ops():
@@ -165,8 +179,8 @@ def test_gpu_report_harness(tmp_path):
     assert [(r["activity"], r["density"]) for r in report["rows"]] == [(0.25, 1.0), (0.25, 0.5)]
     for r in report["rows"]:
         t = r["times_us"]
-        assert set(t) == {"evsparse", "evs_dense_gather", "evs_sparse_gather", "cuBLAS F.linear", "masked split-K",
-                          "torch CSR mv"}
+        assert set(t) == {"evsparse", "evs_dense_gather", "evs_dense_gather two-pass", "evs_sparse_gather",
+                          "cuBLAS F.linear", "masked split-K", "torch CSR mv"}
         assert all(v > 0 for v in t.values())
         assert r["speedup_vs"]["cuBLAS F.linear"] == pytest.approx(t["cuBLAS F.linear"] / t["evsparse"])
         assert r["theoretical_speedup"] == pytest.approx(4.0) if r["density"] == 1.0 else r["theoretical_speedup"] > 4

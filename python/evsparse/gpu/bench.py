@@ -1,7 +1,8 @@
 """``evsparse-gpu-bench`` (``python -m evsparse.gpu.bench``): the GPU report, batch 1.
 
 For each size, activity and weight density it times, side by side in one run: evsparse (``"auto"``
-layout and both forced layouts, through ``evsparse.sparse_linear`` on the CUDA key), dense cuBLAS
+layout and both forced layouts, through ``evsparse.sparse_linear`` on the CUDA key; the dense-gather
+also with its two-pass split-K reduction instead of atomics), dense cuBLAS
 ``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
 and ``torch.sparse`` CSR ``mv``; with the theoretical MAC speedup and the fraction of the device's
 measured copy bandwidth that evsparse achieves. Then the EGRU step and a T-step sequence at batch 1
@@ -82,6 +83,7 @@ def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evs
         "evsparse": (_evsparse_call(packed["auto"], device), xs),
         "evs_dense_gather": (_evsparse_call(packed["dense"], device), xs),
         "evs_sparse_gather": (_evsparse_call(packed["sparse"], device), xs),
+        "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, packed["dense"].values, None, "two_pass"), xs),
         "cuBLAS F.linear": (lambda x: F.linear(x, w), xs),
         "masked split-K": (lambda x: launch.masked_splitk_linear(x, wt), xs),
         "torch CSR mv": (lambda x: torch.mv(csr, x), xs),
@@ -213,7 +215,8 @@ def to_markdown(report: dict) -> str:
            f"{m['copy_GBps']:.0f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks, synchronised\n"]
     if m["interpreted"]:
         out.append("**Triton interpreter on CPU tensors: a harness check, not a GPU measurement.**\n")
-    others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_sparse_gather"]
+    others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_dense_gather two-pass",
+              "evs_sparse_gather"]
     out.append("| size (in x out) | activity | density | layout | theoretical | evsparse us | "
                + " | ".join(f"vs {o}" for o in others) + " | GB/s | of copy BW | cuBLAS of copy BW |")
     out.append("|" + "---|" * (9 + len(others)))

@@ -3,8 +3,10 @@ CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU-only test suite c
 
 No host synchronisation anywhere: the active inputs are compacted on the device into per-row index
 lists with a device counter, and the product grids are sized for the worst case (every input active);
-programs past the counter return at once. Partial sums meet in fp32 ``atomic_add`` (split-K), so the
-summation order, and the last bits of the result, vary from run to run.
+programs past the counter return at once. Partial sums meet in fp32 ``atomic_add`` (split-K), or, in
+the two-pass alternative, in a partial buffer summed by a second kernel; either way the compaction's
+order varies (atomic slot reservation), so the summation order and the last bits of the result vary
+from run to run.
 """
 
 from __future__ import annotations
@@ -50,6 +52,49 @@ def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out,
         w = tl.load(w_ptr + j.to(tl.int64)[:, None] * n_out + ns[None, :], mask=k_in[:, None] & n_ok[None, :],
                     other=0.0).to(tl.float32)
         tl.atomic_add(y_ptr + b * n_out + ns, tl.sum(w * xv[:, None], axis=0), mask=n_ok)
+
+
+@triton.jit
+def dense_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, part_ptr, n_in, n_out, splits,
+                                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
+    """First pass of the two-pass alternative to :func:`dense_gather_kernel`: split s sums the active
+    blocks s, s + splits, ... in registers and stores its partial tile, no atomics. part is
+    [splits, B, out]. Grid: (splits, cdiv(n_out, BLOCK_N), B)."""
+    s = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    b = tl.program_id(2)
+    n_rows = tl.num_programs(2)
+    count = tl.load(count_ptr + b)
+    ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = ns < n_out
+    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+    k0 = s * BLOCK_K
+    while k0 < count:
+        ks = k0 + tl.arange(0, BLOCK_K)
+        k_in = ks < count
+        j = tl.load(idx_ptr + b * n_in + ks, mask=k_in, other=0)
+        xv = tl.load(x_ptr + b * n_in + j, mask=k_in, other=0.0).to(tl.float32)
+        w = tl.load(w_ptr + j.to(tl.int64)[:, None] * n_out + ns[None, :], mask=k_in[:, None] & n_ok[None, :],
+                    other=0.0).to(tl.float32)
+        acc += tl.sum(w * xv[:, None], axis=0)
+        k0 += splits * BLOCK_K
+    tl.store(part_ptr + (s * n_rows + b).to(tl.int64) * n_out + ns, acc, mask=n_ok)
+
+
+@triton.jit
+def reduce_splits_kernel(part_ptr, y_ptr, n_out, splits, BLOCK: tl.constexpr):
+    """Second pass: y[b] += sum over s of part[s, b] (fixed order). Grid: (cdiv(n_out, BLOCK), B)."""
+    pid = tl.program_id(0)
+    b = tl.program_id(1)
+    n_rows = tl.num_programs(1)
+    ns = pid * BLOCK + tl.arange(0, BLOCK)
+    ok = ns < n_out
+    acc = tl.load(y_ptr + b * n_out + ns, mask=ok, other=0.0)
+    s = 0
+    while s < splits:
+        acc += tl.load(part_ptr + (s * n_rows + b).to(tl.int64) * n_out + ns, mask=ok, other=0.0)
+        s += 1
+    tl.store(y_ptr + b * n_out + ns, acc, mask=ok)
 
 
 @triton.jit

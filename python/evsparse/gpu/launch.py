@@ -17,6 +17,11 @@ COMPACT_BLOCK = 256
 # Fixed tiles: a GPU session is to replace these by autotuning keyed on (in, out, activity bucket);
 # never autotune under the interpreter.
 BLOCK_K, BLOCK_N, SPARSE_BLOCK = 16, 128, 128
+# Split-K reduction of the dense-gather: "atomic" (fp32 atomics into the output) or "two_pass" (a
+# partial buffer and a reduction kernel). Atomics are the default until a GPU measurement
+# (evsparse-gpu-bench times both) says otherwise; EVSPARSE_GPU_REDUCTION overrides.
+REDUCTION = os.environ.get("EVSPARSE_GPU_REDUCTION", "atomic")
+TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough programs to fill a large GPU
 
 
 def _check(op: str, x: torch.Tensor, n_in: int, *others) -> torch.Tensor:
@@ -69,9 +74,28 @@ def _input_major_product(op: str, kernel, compact: bool, x: torch.Tensor, weight
     return _finish(y, x)
 
 
-def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero."""
-    return _input_major_product("gather_linear", kernels.dense_gather_kernel, True, x, weight_t, bias)
+def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None,
+                  reduction: Optional[str] = None) -> torch.Tensor:
+    """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero.
+    ``reduction``: "atomic" or "two_pass" (default :data:`REDUCTION`)."""
+    reduction = reduction or REDUCTION
+    if reduction == "atomic":
+        return _input_major_product("gather_linear", kernels.dense_gather_kernel, True, x, weight_t, bias)
+    if reduction != "two_pass":
+        raise ValueError(f"evsparse.gather_linear: reduction must be 'atomic' or 'two_pass', got {reduction!r}")
+    x2 = _check("gather_linear", x, weight_t.shape[0], weight_t, bias)
+    B, n_in = x2.shape
+    n_out = weight_t.shape[1]
+    y = _init_output(B, n_out, bias, x.device)
+    if B and n_in and n_out:
+        tiles = triton.cdiv(n_out, BLOCK_N)
+        splits = max(1, min(triton.cdiv(n_in, BLOCK_K), TWO_PASS_PROGRAMS // tiles))
+        idx, count = compact_active(x2)
+        part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x.device)
+        kernels.dense_gather_partial_kernel[(splits, tiles, B)](x2, idx, count, weight_t, part, n_in, n_out, splits,
+                                                                BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
+        kernels.reduce_splits_kernel[(triton.cdiv(n_out, BLOCK_N), B)](part, y, n_out, splits, BLOCK=BLOCK_N)
+    return _finish(y, x)
 
 
 def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor,
