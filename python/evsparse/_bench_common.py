@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -62,3 +63,10 @@ def magnitude_prune_(module: nn.Module, density: float) -> Optional[dict]:
             masks[name] = p.abs() >= p.abs().flatten().kthvalue(p.numel() - k + 1).values
             p.mul_(masks[name])
     return masks
+
+
+def csr_baseline(w: torch.Tensor) -> torch.Tensor:
+    """``w`` as a torch.sparse CSR tensor for the baseline, without torch's "beta state" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return w.to_sparse_csr()

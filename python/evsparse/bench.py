@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import evsparse
 
 from . import linear_rnn_bench
-from ._bench_common import magnitude_prune_, time_interleaved
+from ._bench_common import csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -88,7 +88,7 @@ def build_methods(case: Case, include_baselines: bool = True) -> dict[str, tuple
     if include_baselines:
         import scipy.sparse
 
-        csr = wf.to_sparse_csr()
+        csr = csr_baseline(wf)
         sp = scipy.sparse.csr_matrix(wf.numpy())
         wt = wf.t().contiguous()
         methods["torch_csr_mv"] = (lambda x: torch.mv(csr, x), case.xs)

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 import evsparse
 
 from .. import bench as cpu_bench
-from .._bench_common import magnitude_prune_, time_interleaved
+from .._bench_common import csr_baseline, magnitude_prune_, time_interleaved
 from . import cuda_ops, launch
 
 DEFAULT_SIZES = ["1024x3072", "4096x12288", "8192x24576"]
@@ -77,7 +77,7 @@ def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evs
     w = case.w.to(device)
     packed = {lay: evsparse.pack(case.w, layout=lay).to(device) for lay in ("auto", "dense", "sparse")}
     wt = w.t().contiguous()
-    csr = w.to_sparse_csr()
+    csr = csr_baseline(w)
     xs = [x.to(device) for x in case.xs]
     methods = {
         "evsparse": (_evsparse_call(packed["auto"], device), xs),
