@@ -394,7 +394,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _fraction(text: str) -> float:
+def fraction_arg(text: str) -> float:
     """argparse type for --activity/--density: a fraction in (0, 1] (percentages are refused, not guessed)."""
     try:
         v = float(text)
@@ -408,9 +408,9 @@ def _fraction(text: str) -> float:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="evsparse-bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="in x out, e.g. 2048x6144")
-    ap.add_argument("--activity", nargs="+", type=_fraction, default=DEFAULT_ACTIVITY,
+    ap.add_argument("--activity", nargs="+", type=fraction_arg, default=DEFAULT_ACTIVITY,
                     help="fractions of active inputs in (0, 1], e.g. 0.1 for 10%%")
-    ap.add_argument("--density", nargs="+", type=_fraction, default=DEFAULT_DENSITY,
+    ap.add_argument("--density", nargs="+", type=fraction_arg, default=DEFAULT_DENSITY,
                     help="weight densities in (0, 1], e.g. 0.15")
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",

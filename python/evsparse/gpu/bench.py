@@ -239,15 +239,11 @@ def to_markdown(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
-def _fraction(text: str) -> float:
-    return cpu_bench._fraction(text)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="evsparse-gpu-bench", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="in x out, e.g. 4096x12288")
-    ap.add_argument("--activity", nargs="+", type=_fraction, default=DEFAULT_ACTIVITY)
-    ap.add_argument("--density", nargs="+", type=_fraction, default=DEFAULT_DENSITY)
+    ap.add_argument("--activity", nargs="+", type=cpu_bench.fraction_arg, default=DEFAULT_ACTIVITY)
+    ap.add_argument("--density", nargs="+", type=cpu_bench.fraction_arg, default=DEFAULT_DENSITY)
     ap.add_argument("--egru-hidden", nargs="*", type=int, default=DEFAULT_EGRU_HIDDEN)
     ap.add_argument("--steps", type=int, default=64, help="sequence length of the EGRU sequence rows")
     ap.add_argument("--reps", type=int, default=9)

@@ -32,6 +32,18 @@ def compact_active_kernel(x_ptr, idx_ptr, count_ptr, n_in, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K: tl.constexpr):
+    """sum over the active inputs k0 .. k0 + BLOCK_K (of count) of x[b, j] * W_t[j, ns], in fp32."""
+    ks = k0 + tl.arange(0, BLOCK_K)
+    k_in = ks < count
+    j = tl.load(idx_ptr + b * n_in + ks, mask=k_in, other=0)
+    xv = tl.load(x_ptr + b * n_in + j, mask=k_in, other=0.0).to(tl.float32)
+    w = tl.load(w_ptr + j.to(tl.int64)[:, None] * n_out + ns[None, :], mask=k_in[:, None] & n_ok[None, :],
+                other=0.0).to(tl.float32)
+    return tl.sum(w * xv[:, None], axis=0)
+
+
+@triton.jit
 def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out,
                         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
     """y[b] += sum over a block of active inputs j of x[b, j] * W_t[j, tile]. W_t is [in, out]
@@ -43,15 +55,10 @@ def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out,
     count = tl.load(count_ptr + b)
     k0 = pid_k * BLOCK_K
     if k0 < count:
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_in = ks < count
-        j = tl.load(idx_ptr + b * n_in + ks, mask=k_in, other=0)
-        xv = tl.load(x_ptr + b * n_in + j, mask=k_in, other=0.0).to(tl.float32)
         ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = ns < n_out
-        w = tl.load(w_ptr + j.to(tl.int64)[:, None] * n_out + ns[None, :], mask=k_in[:, None] & n_ok[None, :],
-                    other=0.0).to(tl.float32)
-        tl.atomic_add(y_ptr + b * n_out + ns, tl.sum(w * xv[:, None], axis=0), mask=n_ok)
+        part = _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K)
+        tl.atomic_add(y_ptr + b * n_out + ns, part, mask=n_ok)
 
 
 @triton.jit
@@ -70,13 +77,7 @@ def dense_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, part_ptr, n_in
     acc = tl.zeros([BLOCK_N], dtype=tl.float32)
     k0 = s * BLOCK_K
     while k0 < count:
-        ks = k0 + tl.arange(0, BLOCK_K)
-        k_in = ks < count
-        j = tl.load(idx_ptr + b * n_in + ks, mask=k_in, other=0)
-        xv = tl.load(x_ptr + b * n_in + j, mask=k_in, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + j.to(tl.int64)[:, None] * n_out + ns[None, :], mask=k_in[:, None] & n_ok[None, :],
-                    other=0.0).to(tl.float32)
-        acc += tl.sum(w * xv[:, None], axis=0)
+        acc += _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K)
         k0 += splits * BLOCK_K
     tl.store(part_ptr + (s * n_rows + b).to(tl.int64) * n_out + ns, acc, mask=n_ok)
 

@@ -26,6 +26,16 @@ def step_through_forward(module, x_t, state, who: str):
     return (y[:, 0] if module.batch_first else y[0]), state
 
 
+def checked_weight_masks(weight_masks: Optional[dict], num_layers: int, names: tuple[str, ...]) -> dict:
+    """A copy of ``sparsify``'s ``weight_masks``, refusing keys other than ``{name}_l{k}``."""
+    masks = dict(weight_masks or {})
+    known = {f"{n}_l{k}" for k in range(num_layers) for n in names}
+    unknown = set(masks) - known
+    if unknown:
+        raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
+    return masks
+
+
 class CachedOpArgs:
     """Mixin for the kernel twins: each layer's op arguments (``self._collect_args(k)``) gathered once.
     nn.Module attribute lookups cost about a microsecond each, on every step."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
-from ._recurrent import CachedOpArgs, check_sequence_input, step_through_forward
+from ._recurrent import CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -272,11 +272,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
 
     @classmethod
     def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
-        masks = dict(weight_masks or {})
-        known = {f"{n}_l{k}" for k in range(egru.num_layers) for n in ("weight_ih", "weight_hh")}
-        unknown = set(masks) - known
-        if unknown:
-            raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
+        masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
         layers = []
         for k in range(egru.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = (p.detach() if p is not None else None for p in egru.layer_params(k))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
-from ._recurrent import CachedOpArgs, check_sequence_input, step_through_forward
+from ._recurrent import CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -285,11 +285,7 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
     @torch.no_grad()
     def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None,
                     layout: str = "auto") -> "PackedLinearRNN":
-        masks = dict(weight_masks or {})
-        known = {f"{n}_l{k}" for k in range(rnn.num_layers) for n in ("weight_in", "weight_out")}
-        unknown = set(masks) - known
-        if unknown:
-            raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
+        masks = checked_weight_masks(weight_masks, rnn.num_layers, ("weight_in", "weight_out"))
         layers = []
         for k in range(rnn.num_layers):
             w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
