@@ -185,4 +185,8 @@ def test_gpu_report_harness(tmp_path):
         assert r["speedup_vs"]["cuBLAS F.linear"] == pytest.approx(t["cuBLAS F.linear"] / t["evsparse"])
         assert r["theoretical_speedup"] == pytest.approx(4.0) if r["density"] == 1.0 else r["theoretical_speedup"] > 4
     assert [e["hidden"] for e in report["egru"]] == [8, 8]
+    persistent = "evsparse egru_sequence T=3 persistent"  # dense recurrent weight only
+    assert [persistent in e["times_us"] for e in report["egru"]] == [True, False]
+    assert set(report["meta"]["tuned_configs"]) == {"dense_gather", "dense_gather_partial", "sparse_gather",
+                                                    "masked_splitk"}
     assert "| 24x40 | 25% | 100% |" in (out / "report.md").read_text()

@@ -6,7 +6,8 @@ also with its two-pass split-K reduction instead of atomics), dense cuBLAS
 ``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
 and ``torch.sparse`` CSR ``mv``; with the theoretical MAC speedup and the fraction of the device's
 measured copy bandwidth that evsparse achieves. Then the EGRU step and a T-step sequence at batch 1
-against ``torch.nn.GRUCell``, eager and captured in CUDA graphs. Writes report.{md,json}.
+against ``torch.nn.GRUCell``, eager and captured in CUDA graphs, and (dense recurrent weight) the
+sequence as one persistent kernel. Writes report.{md,json}, with the autotuner's choices.
 
 Timing: blocks of back-to-back calls (~2 ms), each block ended by a device synchronisation, methods
 interleaved round by round, median per call. That is the per-step cost a batch-1 step loop sees
@@ -32,7 +33,7 @@ import evsparse
 
 from .. import bench as cpu_bench
 from .._bench_common import csr_baseline, magnitude_prune_, time_interleaved
-from . import cuda_ops, launch
+from . import cuda_ops, launch, recurrent, tuning
 
 DEFAULT_SIZES = ["1024x3072", "4096x12288", "8192x24576"]
 DEFAULT_ACTIVITY = [0.5, 0.1, 0.02]
@@ -70,7 +71,9 @@ def _evsparse_call(pw, device: torch.device) -> Callable:
     if device.type == "cuda":
         return lambda x: evsparse.sparse_linear(x, pw)
     # Interpreter check on CPU tensors: the function the CUDA key is given.
-    return lambda x: cuda_ops._product(x, pw.values, pw.col_ptr, pw.row_idx, pw.out_features, None)
+    if pw.col_ptr is None:
+        return lambda x: launch.gather_linear(x, pw.values)
+    return lambda x: launch.sparse_gather_linear(x, pw.col_ptr, pw.row_idx, pw.values, pw.out_features)
 
 
 def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evsparse.PackedWeight]:
@@ -188,6 +191,9 @@ def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int
                 f"evsparse egru_sequence T={steps}": (ev_seq, seqs),
                 f"GRUCell loop T={steps}": (gru_seq, seqs),
             }
+            if args[4] is None:  # dense recurrent weight: the one-launch persistent sequence kernel applies
+                methods[f"evsparse egru_sequence T={steps} persistent"] = (
+                    lambda xs: recurrent.egru_sequence(xs, c0, y0, *args, mode="persistent"), seqs)
             errors = {}
             if device.type == "cuda":
                 for name, fn, example in (("evsparse egru_step", ev_step, steps_in[0]),
@@ -208,6 +214,13 @@ def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int
     return rows
 
 
+def tuned_configs() -> dict:
+    """What the autotuner chose per (in, out, activity bucket, dtypes) key, per product kernel."""
+    kernels = {"dense_gather": launch.DENSE_GATHER, "dense_gather_partial": launch.DENSE_GATHER_PARTIAL,
+               "sparse_gather": launch.SPARSE_GATHER, "masked_splitk": launch.MASKED_SPLITK}
+    return {name: {" ".join(map(str, k)): c for k, c in (k_.chosen() or {}).items()} for name, k_ in kernels.items()}
+
+
 def to_markdown(report: dict) -> str:
     m = report["meta"]
     out = [f"# evsparse GPU benchmark — batch 1, float32\n",
@@ -215,6 +228,8 @@ def to_markdown(report: dict) -> str:
            f"{m['copy_GBps']:.0f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks, synchronised\n"]
     if m["interpreted"]:
         out.append("**Triton interpreter on CPU tensors: a harness check, not a GPU measurement.**\n")
+    out.append(f"Split-K reduction: {m['reduction']}; autotuning {'on' if m['autotune'] else 'off'} "
+               "(report.json lists the configurations chosen per size and activity bucket).\n")
     others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_dense_gather two-pass",
               "evs_sparse_gather"]
     out.append("| size (in x out) | activity | density | layout | theoretical | evsparse us | "
@@ -232,7 +247,7 @@ def to_markdown(report: dict) -> str:
         out.append("|" + "---|" * (4 + len(names)))
         for r in report["egru"]:
             out.append(f"| {r['hidden']} | {r['activity']:.0%} | {r['density']:.0%} | {r['theoretical_speedup']:.0f}x | "
-                       + " | ".join(f"{r['times_us'].get(n, float('nan')):.1f}" for n in names) + " |")
+                       + " | ".join(f"{r['times_us'][n]:.1f}" if n in r["times_us"] else "n/a" for n in names) + " |")
         for r in report["egru"]:
             for k, v in r["graph_errors"].items():
                 out.append(f"\n- H={r['hidden']}, density {r['density']:.0%}: {k} could not be captured: `{v}`")
@@ -270,7 +285,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     report = {"meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": name,
                        "torch": torch.__version__, "triton": triton.__version__, "copy_GBps": copy_gbps,
                        "reps": args.reps, "interpreted": interpreted, "evsparse": evsparse.__version__,
-                       "seconds": time.perf_counter() - t0},
+                       "seconds": time.perf_counter() - t0, "reduction": launch.REDUCTION,
+                       "autotune": tuning.AUTOTUNE, "tuned_configs": tuned_configs()},
               "rows": rows, "egru": egru}
     args.out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(report)

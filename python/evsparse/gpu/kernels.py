@@ -16,6 +16,15 @@ import triton.language as tl
 
 
 @triton.jit
+def _append_active(v, hs, ok, idx_ptr, count_ptr):
+    """Appends the positions ``hs`` of v's nonzero (and NaN) entries to the list idx / count[0]."""
+    active = (v != 0) & ok
+    flags = active.to(tl.int32)
+    base = tl.atomic_add(count_ptr, tl.sum(flags, axis=0))  # reserve a slot range for this block
+    tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
+
+
+@triton.jit
 def compact_active_kernel(x_ptr, idx_ptr, count_ptr, n_in, BLOCK: tl.constexpr):
     """idx[b, :count[b]] = positions of the nonzero (and NaN) entries of row b of x; count must start at 0.
     Grid: (cdiv(n_in, BLOCK), B). Order within a row is not sorted across blocks."""
@@ -24,11 +33,7 @@ def compact_active_kernel(x_ptr, idx_ptr, count_ptr, n_in, BLOCK: tl.constexpr):
     offs = pid * BLOCK + tl.arange(0, BLOCK)
     inside = offs < n_in
     x = tl.load(x_ptr + b * n_in + offs, mask=inside, other=0.0)
-    active = (x != 0) & inside
-    flags = active.to(tl.int32)
-    base = tl.atomic_add(count_ptr + b, tl.sum(flags, axis=0))  # reserve a slot range for this block
-    pos = base + tl.cumsum(flags, axis=0) - 1
-    tl.store(idx_ptr + b * n_in + pos, offs, mask=active)
+    _append_active(x, offs, inside, idx_ptr + b * n_in, count_ptr + b)
 
 
 @triton.jit
@@ -44,11 +49,12 @@ def _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, 
 
 
 @triton.jit
-def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out,
+def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out, act_bucket,
                         BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
     """y[b] += sum over a block of active inputs j of x[b, j] * W_t[j, tile]. W_t is [in, out]
     (input-major), so each active input's row is one contiguous read. Grid:
-    (cdiv(n_in, BLOCK_K), cdiv(n_out, BLOCK_N), B)."""
+    (cdiv(n_in, BLOCK_K), cdiv(n_out, BLOCK_N), B). ``act_bucket`` is unused here: it is part of the
+    autotuning key (tuning.py), as in the other product kernels."""
     pid_k = tl.program_id(0)
     pid_n = tl.program_id(1)
     b = tl.program_id(2)
@@ -62,7 +68,7 @@ def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out,
 
 
 @triton.jit
-def dense_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, part_ptr, n_in, n_out, splits,
+def dense_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, part_ptr, n_in, n_out, splits, act_bucket,
                                 BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
     """First pass of the two-pass alternative to :func:`dense_gather_kernel`: split s sums the active
     blocks s, s + splits, ... in registers and stores its partial tile, no atomics. part is
@@ -99,30 +105,32 @@ def reduce_splits_kernel(part_ptr, y_ptr, n_out, splits, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out,
-                         BLOCK: tl.constexpr):
+def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out, nnz,
+                         act_bucket, BLOCK: tl.constexpr):
     """Pruned weights (CSC): one program per active input, which scatters x[b, j] * values over its
-    column's nonzeros. Grid: (n_in, B)."""
+    column's nonzeros. Grid: (n_in, B). Reads and adds are masked to [0, nnz) and [0, n_out): a
+    corrupted structure (validated when the PackedWeight is built, not per call: that would need a
+    host sync) can give a wrong result but cannot touch memory outside the tensors."""
     a = tl.program_id(0)
     b = tl.program_id(1)
     count = tl.load(count_ptr + b)
     if a < count:
         j = tl.load(idx_ptr + b * n_in + a)
         xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
-        k0 = tl.load(col_ptr + j)
-        k1 = tl.load(col_ptr + j + 1)
+        k0 = tl.maximum(tl.load(col_ptr + j), 0)
+        k1 = tl.minimum(tl.load(col_ptr + j + 1), nnz)
         k = k0
         while k < k1:  # (a while loop: the interpreter cannot range() over loaded bounds)
             ks = k + tl.arange(0, BLOCK)
             ok = ks < k1
             r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
             v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
-            tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok)
+            tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok & (r >= 0) & (r < n_out))
             k += BLOCK
 
 
 @triton.jit
-def masked_splitk_kernel(x_ptr, w_ptr, y_ptr, n_in, n_out, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
+def masked_splitk_kernel(x_ptr, w_ptr, y_ptr, n_in, n_out, act_bucket, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
     """The TEAL / torchao-style baseline: every (input block x output tile) program runs and masks the
     weight loads of zero inputs instead of compacting them. Grid: (cdiv(n_in, BLOCK_K),
     cdiv(n_out, BLOCK_N), B)."""
@@ -137,3 +145,124 @@ def masked_splitk_kernel(x_ptr, w_ptr, y_ptr, n_in, n_out, BLOCK_K: tl.constexpr
     w = tl.load(w_ptr + ks.to(tl.int64)[:, None] * n_out + ns[None, :], mask=active[:, None] & n_ok[None, :],
                 other=0.0).to(tl.float32)
     tl.atomic_add(y_ptr + b * n_out + ns, tl.sum(w * xv[:, None], axis=0), mask=n_ok)
+
+
+@triton.jit
+def _egru_gate(gi_ptr, gh_ptr, c_ptr, thr_ptr, hs, ok, H):
+    """The EGRU update of units ``hs`` from one row's gi, gh [3H] (fp32, bias included) and c [H]
+    (the CPU's egru_impl.h; nn/egru.py documents the formula). Returns (c_new, y)."""
+    gi_z = tl.load(gi_ptr + hs, mask=ok, other=0.0)
+    gi_r = tl.load(gi_ptr + H + hs, mask=ok, other=0.0)
+    gi_g = tl.load(gi_ptr + 2 * H + hs, mask=ok, other=0.0)
+    gh_z = tl.load(gh_ptr + hs, mask=ok, other=0.0)
+    gh_r = tl.load(gh_ptr + H + hs, mask=ok, other=0.0)
+    gh_g = tl.load(gh_ptr + 2 * H + hs, mask=ok, other=0.0)
+    c_prev = tl.load(c_ptr + hs, mask=ok, other=0.0)
+    thr = tl.minimum(tl.maximum(tl.load(thr_ptr + hs, mask=ok, other=0.0), 0.0), 1.0)
+    z = tl.sigmoid(gi_z + gh_z)
+    r = tl.sigmoid(gi_r + gh_r)
+    g = 2.0 * tl.sigmoid(2.0 * (gi_g + r * gh_g)) - 1.0  # tanh, as the CPU kernel writes it
+    c_tilde = z * c_prev + (1.0 - z) * g
+    o = (c_tilde - thr > 0).to(tl.float32)
+    return c_tilde - o * thr, o * c_tilde  # y: NaN stays NaN (0 * NaN), as in the reference
+
+
+@triton.jit
+def egru_gate_kernel(gi_ptr, gh_ptr, c_ptr, thr_ptr, c_out_ptr, y_out_ptr, idx_ptr, count_ptr, H,
+                     COMPACT: tl.constexpr, BLOCK: tl.constexpr):
+    """The EGRU update after the two products, fused: gi, gh [B, 3H], c [B, H] -> c_out, y_out [B, H].
+    With COMPACT it also appends the positions of y_out's nonzero (and NaN) entries to idx[b] and
+    count[b] (count must start at 0): the next step's recurrent product needs no compaction pass.
+    Grid: (cdiv(H, BLOCK), B)."""
+    pid = tl.program_id(0)
+    b = tl.program_id(1)
+    hs = pid * BLOCK + tl.arange(0, BLOCK)
+    ok = hs < H
+    c_new, y = _egru_gate(gi_ptr + b * 3 * H, gh_ptr + b * 3 * H, c_ptr + b * H, thr_ptr, hs, ok, H)
+    tl.store(c_out_ptr + b * H + hs, c_new, mask=ok)
+    tl.store(y_out_ptr + b * H + hs, y, mask=ok)
+    if COMPACT:
+        _append_active(y, hs, ok, idx_ptr + b * H, count_ptr + b)
+
+
+@triton.jit
+def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_ptr, gh_ptr, idx_ptr, count_ptr,
+                                    T, B, H, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
+    """A whole EGRU sequence in one launch, dense recurrent weight (the alternative to a launch pair
+    per step; evsparse-gpu-bench measures both). One program per batch row walks the T steps: compact
+    y[t-1], gather the active rows of W_hh^T [H, 3H] into gh, run the gate. No grid-wide sync is
+    needed because one program owns a row's whole step, at the price of one SM per row: for small and
+    medium H, where a step's launches cost more than its bytes.
+    gi [T, B, 3H] (input products, bias included); ys [T + 1, B, H] with ys[0] = y0 on entry and
+    ys[t + 1] = step t's output; c [B, H] updated in place; gh [B, 3H], idx [B, H], count [B]
+    scratch. Grid: (B,)."""
+    b = tl.program_id(0)
+    H3 = 3 * H
+    t = 0
+    while t < T:
+        y_prev = ys_ptr + t * B * H  # row b of it is step t - 1's output
+        tl.store(count_ptr + b, 0)
+        tl.debug_barrier()
+        h0 = 0
+        while h0 < H:
+            hs = h0 + tl.arange(0, BLOCK_H)
+            ok = hs < H
+            _append_active(tl.load(y_prev + b * H + hs, mask=ok, other=0.0), hs, ok, idx_ptr + b * H, count_ptr + b)
+            h0 += BLOCK_H
+        tl.debug_barrier()  # the index list, written by all threads, is read by all below
+        count = tl.load(count_ptr + b)
+        n0 = 0
+        while n0 < H3:
+            ns = n0 + tl.arange(0, BLOCK_N)
+            n_ok = ns < H3
+            acc = tl.load(b_hh_ptr + ns, mask=n_ok, other=0.0)
+            k0 = 0
+            while k0 < count:
+                acc += _active_block_product(y_prev, idx_ptr, w_ptr, b, H, H3, k0, count, ns, n_ok, BLOCK_K)
+                k0 += BLOCK_K
+            tl.store(gh_ptr + b * H3 + ns, acc, mask=n_ok)
+            n0 += BLOCK_N
+        tl.debug_barrier()
+        h0 = 0
+        while h0 < H:
+            hs = h0 + tl.arange(0, BLOCK_H)
+            ok = hs < H
+            c_new, y = _egru_gate(gi_ptr + (t * B + b) * H3, gh_ptr + b * H3, c_ptr + b * H, thr_ptr, hs, ok, H)
+            tl.store(c_ptr + b * H + hs, c_new, mask=ok)
+            tl.store(ys_ptr + ((t + 1) * B + b) * H + hs, y, mask=ok)
+            h0 += BLOCK_H
+        tl.debug_barrier()  # step t + 1 reads this output and the counter
+        t += 1
+
+
+@triton.jit
+def diagonal_scan_kernel(a_re_ptr, a_im_ptr, h0_ptr, u_ptr, h_ptr, T, B, S, W,
+                         COMPLEX: tl.constexpr, BLOCK: tl.constexpr):
+    """The linear RNN's recurrence over a whole sequence: h[t, b] = a * h[t-1, b] + u[t, b], h[-1] = h0[b].
+    The diagonal couples nothing across units, so once u is known for every step (the input product
+    has no recurrence) each program owns a block of units and walks the steps itself. Real: rows of
+    width W = S. Complex (a = a_re + i a_im): rows [re(S) | im(S)], W = 2S. u, h are [T, B, W] fp32.
+    Grid: (cdiv(S, BLOCK), B)."""
+    pid = tl.program_id(0)
+    b = tl.program_id(1)
+    ss = pid * BLOCK + tl.arange(0, BLOCK)
+    ok = ss < S
+    a_re = tl.load(a_re_ptr + ss, mask=ok, other=0.0)
+    h_re = tl.load(h0_ptr + b * W + ss, mask=ok, other=0.0)
+    if COMPLEX:
+        a_im = tl.load(a_im_ptr + ss, mask=ok, other=0.0)
+        h_im = tl.load(h0_ptr + b * W + S + ss, mask=ok, other=0.0)
+    t = 0
+    while t < T:
+        row = (t * B + b).to(tl.int64) * W
+        u_re = tl.load(u_ptr + row + ss, mask=ok, other=0.0)
+        if COMPLEX:
+            u_im = tl.load(u_ptr + row + S + ss, mask=ok, other=0.0)
+            new_re = a_re * h_re - a_im * h_im + u_re
+            h_im = a_im * h_re + a_re * h_im + u_im
+            h_re = new_re
+            tl.store(h_ptr + row + S + ss, h_im, mask=ok)
+        else:
+            h_re = a_re * h_re + u_re
+        tl.store(h_ptr + row + ss, h_re, mask=ok)
+        t += 1

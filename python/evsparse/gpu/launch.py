@@ -1,27 +1,49 @@
-"""Host-side launchers of the Triton kernels: same arguments and results as the CPU ops
+"""Host-side launchers of the Triton product kernels: same arguments and results as the CPU ops
 (``torch.ops.evsparse.gather_linear`` / ``sparse_gather_linear``), on whatever device the tensors are
-(CUDA, or CPU under ``TRITON_INTERPRET=1``). Accumulation is fp32; the result has ``x``'s dtype."""
+(CUDA, or CPU under ``TRITON_INTERPRET=1``). Accumulation is fp32; the result has ``x``'s dtype.
+
+The ``*_into`` functions are the building blocks of the fused recurrent ops (recurrent.py): they add
+into a caller's fp32 buffer and can take active-input lists compacted earlier (the EGRU's gate kernel
+emits them for the next step)."""
 
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 import triton
 
-from . import kernels
+from . import kernels, tuning
+from .tuning import TunedKernel, product_configs
 
-INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
+INTERPRET = tuning.INTERPRET
 COMPACT_BLOCK = 256
-# Fixed tiles: a GPU session is to replace these by autotuning keyed on (in, out, activity bucket);
-# never autotune under the interpreter.
-BLOCK_K, BLOCK_N, SPARSE_BLOCK = 16, 128, 128
 # Split-K reduction of the dense-gather: "atomic" (fp32 atomics into the output) or "two_pass" (a
 # partial buffer and a reduction kernel). Atomics are the default until a GPU measurement
 # (evsparse-gpu-bench times both) says otherwise; EVSPARSE_GPU_REDUCTION overrides.
 REDUCTION = os.environ.get("EVSPARSE_GPU_REDUCTION", "atomic")
 TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough programs to fill a large GPU
+_SPLIT_BLOCK_K, _SPLIT_BLOCK_N = 16, 128  # the tile the two-pass split count is sized for
+
+_KEY = ("n_in", "n_out", "act_bucket")
+_FIXED_PRODUCT = triton.Config({"BLOCK_K": 16, "BLOCK_N": 128}, num_warps=4)
+# Few active inputs want small BLOCK_K (no wasted index slots) and enough output tiles to fill the
+# GPU; many want larger BLOCK_K to amortise the index loads and atomics.
+_PRODUCT_CONFIGS = (product_configs((8, 16, 32, 64), (64, 128, 256), (4,))
+                    + product_configs((16, 32), (128, 256), (2, 8)))
+DENSE_GATHER = TunedKernel(kernels.dense_gather_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
+DENSE_GATHER_PARTIAL = TunedKernel(kernels.dense_gather_partial_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY)
+MASKED_SPLITK = TunedKernel(kernels.masked_splitk_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
+SPARSE_GATHER = TunedKernel(kernels.sparse_gather_kernel, triton.Config({"BLOCK": 128}, num_warps=4),
+                            [triton.Config({"BLOCK": b}, num_warps=w) for b in (32, 64, 128, 256) for w in (1, 2, 4)],
+                            _KEY, restore=("y_ptr",))
+
+
+class Active(NamedTuple):
+    """Compacted nonzero inputs: ``idx [B, in]`` int32, of which row b's first ``count[b]`` are valid."""
+    idx: torch.Tensor
+    count: torch.Tensor
 
 
 def _check(op: str, x: torch.Tensor, n_in: int, *others) -> torch.Tensor:
@@ -39,19 +61,56 @@ def _check(op: str, x: torch.Tensor, n_in: int, *others) -> torch.Tensor:
     return x if x.dim() == 2 else x.unsqueeze(0)
 
 
-def compact_active(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(idx [B, in] int32, count [B] int32) of the nonzero inputs of each row, on the device."""
+def check_dense_weight(op: str, name: str, weight_t: torch.Tensor, n_in: int, n_out: Optional[int] = None) -> None:
+    if weight_t.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"evsparse.{op}: {name} must be float32, float16 or bfloat16, got {weight_t.dtype}")
+    if weight_t.dim() != 2 or weight_t.shape[0] != n_in or (n_out is not None and weight_t.shape[1] != n_out):
+        want = f"[{n_in}, {'out' if n_out is None else n_out}]"
+        raise ValueError(f"evsparse.{op}: {name} (dense layout, input-major) must have shape {want}, "
+                         f"got {list(weight_t.shape)}")
+
+
+def check_csc(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor, n_out: int) -> None:
+    """The metadata checks of the CPU op (no values are read: that would need a host sync). The
+    structure itself is validated when a PackedWeight is built; the kernel masks what it touches."""
+    if col_ptr.dim() != 1 or col_ptr.dtype != torch.int64 or col_ptr.numel() < 1:
+        raise ValueError(f"evsparse.{op}: col_ptr must be a 1-D int64 tensor of in_features + 1 entries, "
+                         f"got {col_ptr.dtype} {list(col_ptr.shape)}")
+    if row_idx.dim() != 1 or row_idx.dtype not in (torch.int16, torch.int32):
+        raise ValueError(f"evsparse.{op}: row_idx must be a 1-D int16 or int32 tensor, got {row_idx.dtype}")
+    if n_out < 0:
+        raise ValueError(f"evsparse.{op}: out_features must be >= 0, got {n_out}")
+    if row_idx.dtype == torch.int16 and n_out > 32768:
+        raise ValueError(f"evsparse.{op}: int16 row indices cannot address {n_out} outputs; use int32")
+    if values.dim() != 1 or values.numel() != row_idx.numel():
+        raise ValueError(f"evsparse.{op}: values must be 1-D with one entry per row index ({row_idx.numel()}), "
+                         f"got {list(values.shape)}")
+    if values.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"evsparse.{op}: values must be float32, float16 or bfloat16, got {values.dtype}")
+
+
+def check_bias(op: str, bias: Optional[torch.Tensor], n_out: int) -> None:
+    if bias is not None and (bias.dim() != 1 or bias.numel() != n_out or not bias.is_floating_point()):
+        raise ValueError(f"evsparse.{op}: bias must be a floating 1-D tensor of out_features={n_out} entries, "
+                         f"got {bias.dtype} {list(bias.shape)}")
+
+
+def compact_active(x2: torch.Tensor) -> Active:
+    """The nonzero (and NaN) inputs of each row of ``x2`` [B, in], compacted on the device."""
     B, n_in = x2.shape
     idx = torch.empty((B, n_in), dtype=torch.int32, device=x2.device)
     count = torch.zeros(B, dtype=torch.int32, device=x2.device)
-    kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, idx, count, n_in, BLOCK=COMPACT_BLOCK)
-    return idx, count
+    if B and n_in:
+        kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, idx, count, n_in,
+                                                                             BLOCK=COMPACT_BLOCK)
+    return Active(idx, count)
 
 
-def _init_output(B: int, n_out: int, bias: Optional[torch.Tensor], device) -> torch.Tensor:
+def new_output(B: int, n_out: int, bias: Optional[torch.Tensor], device) -> torch.Tensor:
+    """The fp32 accumulation buffer, starting at the bias (a copy: the kernels add into it)."""
     if bias is None:
         return torch.zeros((B, n_out), dtype=torch.float32, device=device)
-    return bias.to(torch.float32).expand(B, n_out).clone()  # never the caller's memory: atomics add into it
+    return bias.to(torch.float32).expand(B, n_out).clone()
 
 
 def _finish(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -59,58 +118,85 @@ def _finish(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y if y.dtype == x.dtype else y.to(x.dtype)
 
 
-def _input_major_product(op: str, kernel, compact: bool, x: torch.Tensor, weight_t: torch.Tensor,
-                         bias: Optional[torch.Tensor]) -> torch.Tensor:
-    """A product on ``weight_t`` [in, out] with a grid over (input blocks x output tiles x rows); the
-    kernel gets the compacted active indices first when ``compact``."""
-    x2 = _check(op, x, weight_t.shape[0], weight_t, bias)
+def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor, active: Optional[Active] = None,
+                      reduction: Optional[str] = None) -> None:
+    """``y += x2 @ weight_t`` reading only the active inputs' rows of ``weight_t`` [in, out]."""
+    reduction = reduction or REDUCTION
+    if reduction not in ("atomic", "two_pass"):
+        raise ValueError(f"evsparse.gather_linear: reduction must be 'atomic' or 'two_pass', got {reduction!r}")
     B, n_in = x2.shape
     n_out = weight_t.shape[1]
-    y = _init_output(B, n_out, bias, x.device)
-    if B and n_in and n_out:
-        grid = (triton.cdiv(n_in, BLOCK_K), triton.cdiv(n_out, BLOCK_N), B)
-        inputs = (x2, *compact_active(x2)) if compact else (x2,)
-        kernel[grid](*inputs, weight_t, y, n_in, n_out, BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
-    return _finish(y, x)
+    if not (B and n_in and n_out):
+        return
+    idx, count = active if active is not None else compact_active(x2)
+    bucket = tuning.HINTS.bucket(n_in)
+    if reduction == "atomic":
+        DENSE_GATHER(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), B),
+                     x2, idx, count, weight_t, y, n_in, n_out, bucket)
+    else:
+        # The split count is fixed by the sizes (not the tile), so every tuned tile fills the same buffer.
+        splits = max(1, min(triton.cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // triton.cdiv(n_out, _SPLIT_BLOCK_N)))
+        part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x2.device)
+        DENSE_GATHER_PARTIAL(lambda m: (splits, triton.cdiv(n_out, m["BLOCK_N"]), B),
+                             x2, idx, count, weight_t, part, n_in, n_out, splits, bucket)
+        kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
+                                                                             BLOCK=_SPLIT_BLOCK_N)
+    tuning.HINTS.observe(n_in, count)
+
+
+def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor,
+                       values: torch.Tensor, active: Optional[Active] = None) -> None:
+    """``y += x2 @ W.T`` for a CSC ``W`` [out, in]: only the active inputs' nonzeros are read."""
+    B, n_in = x2.shape
+    n_out = y.shape[1]
+    if not (B and n_in and n_out and row_idx.numel()):
+        return
+    idx, count = active if active is not None else compact_active(x2)
+    SPARSE_GATHER(lambda m: (n_in, B), x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, row_idx.numel(),
+                  tuning.HINTS.bucket(n_in))
+    tuning.HINTS.observe(n_in, count)
+
+
+def product_into(y: torch.Tensor, x2: torch.Tensor, values: torch.Tensor, col_ptr: Optional[torch.Tensor],
+                 row_idx: Optional[torch.Tensor], active: Optional[Active] = None) -> None:
+    """A packed weight's product in either layout (col_ptr None: dense [in, out]; else CSC)."""
+    if col_ptr is None:
+        dense_gather_into(y, x2, values, active)
+    else:
+        sparse_gather_into(y, x2, col_ptr, row_idx, values, active)
 
 
 def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None,
                   reduction: Optional[str] = None) -> torch.Tensor:
     """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero.
     ``reduction``: "atomic" or "two_pass" (default :data:`REDUCTION`)."""
-    reduction = reduction or REDUCTION
-    if reduction == "atomic":
-        return _input_major_product("gather_linear", kernels.dense_gather_kernel, True, x, weight_t, bias)
-    if reduction != "two_pass":
-        raise ValueError(f"evsparse.gather_linear: reduction must be 'atomic' or 'two_pass', got {reduction!r}")
-    x2 = _check("gather_linear", x, weight_t.shape[0], weight_t, bias)
-    B, n_in = x2.shape
-    n_out = weight_t.shape[1]
-    y = _init_output(B, n_out, bias, x.device)
-    if B and n_in and n_out:
-        tiles = triton.cdiv(n_out, BLOCK_N)
-        splits = max(1, min(triton.cdiv(n_in, BLOCK_K), TWO_PASS_PROGRAMS // tiles))
-        idx, count = compact_active(x2)
-        part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x.device)
-        kernels.dense_gather_partial_kernel[(splits, tiles, B)](x2, idx, count, weight_t, part, n_in, n_out, splits,
-                                                                BLOCK_K=BLOCK_K, BLOCK_N=BLOCK_N)
-        kernels.reduce_splits_kernel[(triton.cdiv(n_out, BLOCK_N), B)](part, y, n_out, splits, BLOCK=BLOCK_N)
+    x2 = _check("gather_linear", x, weight_t.shape[0] if weight_t.dim() == 2 else -1, weight_t, bias)
+    check_dense_weight("gather_linear", "weight_t", weight_t, x2.shape[1])
+    check_bias("gather_linear", bias, weight_t.shape[1])
+    y = new_output(x2.shape[0], weight_t.shape[1], bias, x.device)
+    dense_gather_into(y, x2, weight_t, reduction=reduction)
     return _finish(y, x)
 
 
 def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor,
                          out_features: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The CSC product: only the nonzeros of the active inputs' columns are read."""
+    check_csc("sparse_gather_linear", col_ptr, row_idx, values, out_features)
     x2 = _check("sparse_gather_linear", x, col_ptr.shape[0] - 1, col_ptr, row_idx, values, bias)
-    B, n_in = x2.shape
-    y = _init_output(B, out_features, bias, x.device)
-    if B and n_in and out_features and row_idx.numel():
-        idx, count = compact_active(x2)
-        kernels.sparse_gather_kernel[(n_in, B)](x2, idx, count, col_ptr, row_idx, values, y, n_in, out_features,
-                                                BLOCK=SPARSE_BLOCK)
+    check_bias("sparse_gather_linear", bias, out_features)
+    y = new_output(x2.shape[0], out_features, bias, x.device)
+    sparse_gather_into(y, x2, col_ptr, row_idx, values)
     return _finish(y, x)
 
 
 def masked_splitk_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The TEAL-style comparison kernel (masked loads, no compaction). Benchmarks only."""
-    return _input_major_product("masked_splitk_linear", kernels.masked_splitk_kernel, False, x, weight_t, bias)
+    x2 = _check("masked_splitk_linear", x, weight_t.shape[0], weight_t, bias)
+    check_dense_weight("masked_splitk_linear", "weight_t", weight_t, x2.shape[1])
+    B, n_in = x2.shape
+    n_out = weight_t.shape[1]
+    y = new_output(B, n_out, bias, x.device)
+    if B and n_in and n_out:
+        MASKED_SPLITK(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), B),
+                      x2, weight_t, y, n_in, n_out, tuning.HINTS.bucket(n_in))
+    return _finish(y, x)
