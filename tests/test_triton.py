@@ -142,6 +142,36 @@ def test_bad_input_is_a_clear_error():
         launch.gather_linear(torch.zeros(10, 2, device=DEV).T, wt)
     with pytest.raises(ValueError, match="float32/float16/bfloat16"):
         launch.gather_linear(x.double(), wt)
+    with pytest.raises(ValueError, match="bias must be a floating 1-D tensor of out_features=4"):
+        launch.gather_linear(x, wt, b[:3])
+
+
+def test_corrupted_csc_structure_is_a_clear_error():
+    """Checked once per pair of index tensors (one host sync), again after an in-place change."""
+    x, w, b = problem(6, 1, 10, 4, 1.0, 0.6)
+    sp = evsparse.pack(w.cpu(), layout="sparse")
+    cp, ri, v = sp.col_ptr.to(DEV), sp.row_idx.to(DEV), sp.values.to(DEV)
+    call = launch.sparse_gather_linear
+    torch.testing.assert_close(call(x, cp, ri, v, 4, b), x @ w.T + b, rtol=1e-4, atol=1e-4)
+    bad = ri.clone()
+    bad[-1] = 4
+    with pytest.raises(ValueError, match=r"row_idx has entries out of range \[0, 4\)"):
+        call(x, cp, bad, v, 4, b)
+    bad = cp.clone()
+    bad[4] = bad[3] - 1
+    with pytest.raises(ValueError, match="col_ptr is not monotone at column 3"):
+        call(x, bad, ri, v, 4, b)
+    with pytest.raises(ValueError, match="col_ptr must start at 0 and end at nnz"):
+        call(x, cp - 1, ri, v, 4, b)
+    with pytest.raises(ValueError, match=r"out of range \[0, 3\)"):  # the same pair, fewer outputs
+        call(x, cp, ri, v, 3, b[:3])
+    ri[0] = -1  # in place, after a checked call
+    with pytest.raises(ValueError, match="row_idx has entries out of range"):
+        call(x, cp, ri, v, 4, b)
+    with pytest.raises(ValueError, match="col_ptr must be a 1-D int64"):
+        call(x, cp.int(), ri, v, 4, b)
+    with pytest.raises(ValueError, match="one entry per row index"):
+        call(x, cp, ri, v[1:], 4, b)
 
 
 @pytest.mark.gpu

@@ -71,8 +71,10 @@ def check_dense_weight(op: str, name: str, weight_t: torch.Tensor, n_in: int, n_
 
 
 def check_csc(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor, n_out: int) -> None:
-    """The metadata checks of the CPU op (no values are read: that would need a host sync). The
-    structure itself is validated when a PackedWeight is built; the kernel masks what it touches."""
+    """The CPU op's checks: metadata on every call; the structure (col_ptr from 0 to nnz, monotone;
+    row indices in [0, n_out)) once per pair of index tensors (see :func:`_check_csc_structure_once`).
+    The kernel also masks what it touches, so even an unchecked structure cannot reach outside the
+    tensors."""
     if col_ptr.dim() != 1 or col_ptr.dtype != torch.int64 or col_ptr.numel() < 1:
         raise ValueError(f"evsparse.{op}: col_ptr must be a 1-D int64 tensor of in_features + 1 entries, "
                          f"got {col_ptr.dtype} {list(col_ptr.shape)}")
@@ -87,6 +89,32 @@ def check_csc(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: tor
                          f"got {list(values.shape)}")
     if values.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"evsparse.{op}: values must be float32, float16 or bfloat16, got {values.dtype}")
+    _check_csc_structure_once(op, col_ptr, row_idx, n_out)
+
+
+def _check_csc_structure_once(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, n_out: int) -> None:
+    """Reads the index arrays (one host sync) the first time a (col_ptr, row_idx) pair is used with
+    ``n_out`` outputs, then remembers it on row_idx, keyed by both tensors' version counters so that
+    an in-place change is checked again. Steady-state calls never sync; inside a CUDA-graph capture
+    (where a sync is illegal) nothing is read: the warm-up calls before it were checked."""
+    stamp = (id(col_ptr), col_ptr._version, row_idx._version, n_out)
+    if getattr(row_idx, "_evsparse_csc_checked", None) == stamp:
+        return
+    if col_ptr.is_cuda and torch.cuda.is_current_stream_capturing():
+        return
+    nnz = row_idx.numel()
+    cp = col_ptr.long()
+    first, last = (int(v) for v in cp[[0, -1]].tolist())
+    if first != 0 or last != nnz:
+        raise ValueError(f"evsparse.{op}: col_ptr must start at 0 and end at nnz={nnz}, got {first} .. {last}")
+    if cp.numel() > 1 and bool((cp[1:] < cp[:-1]).any()):
+        bad = int((cp[1:] < cp[:-1]).nonzero()[0])
+        raise ValueError(f"evsparse.{op}: col_ptr is not monotone at column {bad}")
+    if nnz:
+        lo, hi = (int(v) for v in torch.stack([row_idx.min().long(), row_idx.max().long()]).tolist())
+        if lo < 0 or hi >= n_out:
+            raise ValueError(f"evsparse.{op}: row_idx has entries out of range [0, {n_out}) (min {lo}, max {hi})")
+    row_idx._evsparse_csc_checked = stamp
 
 
 def check_bias(op: str, bias: Optional[torch.Tensor], n_out: int) -> None:
