@@ -20,7 +20,9 @@ def _append_active(v, hs, ok, idx_ptr, count_ptr):
     """Appends the positions ``hs`` of v's nonzero (and NaN) entries to the list idx / count[0]."""
     active = (v != 0) & ok
     flags = active.to(tl.int32)
-    base = tl.atomic_add(count_ptr, tl.sum(flags, axis=0))  # reserve a slot range for this block
+    # reserve a slot range for this block (relaxed: only atomicity is needed; readers come after a
+    # kernel boundary or a CTA barrier)
+    base = tl.atomic_add(count_ptr, tl.sum(flags, axis=0), sem="relaxed")
     tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
 
 
@@ -64,7 +66,7 @@ def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out, ac
         ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = ns < n_out
         part = _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K)
-        tl.atomic_add(y_ptr + b * n_out + ns, part, mask=n_ok)
+        tl.atomic_add(y_ptr + b * n_out + ns, part, mask=n_ok, sem="relaxed")  # a sum: no ordering needed
 
 
 @triton.jit
@@ -125,7 +127,7 @@ def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y
             ok = ks < k1
             r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
             v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
-            tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok & (r >= 0) & (r < n_out))
+            tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok & (r >= 0) & (r < n_out), sem="relaxed")
             k += BLOCK
 
 
@@ -144,7 +146,7 @@ def masked_splitk_kernel(x_ptr, w_ptr, y_ptr, n_in, n_out, act_bucket, BLOCK_K: 
     n_ok = ns < n_out
     w = tl.load(w_ptr + ks.to(tl.int64)[:, None] * n_out + ns[None, :], mask=active[:, None] & n_ok[None, :],
                 other=0.0).to(tl.float32)
-    tl.atomic_add(y_ptr + b * n_out + ns, tl.sum(w * xv[:, None], axis=0), mask=n_ok)
+    tl.atomic_add(y_ptr + b * n_out + ns, tl.sum(w * xv[:, None], axis=0), mask=n_ok, sem="relaxed")
 
 
 @triton.jit
