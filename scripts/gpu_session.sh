@@ -21,7 +21,7 @@ pip install --no-build-isolation --no-deps -q . 2>&1 | grep -v "Running pip as t
 
 # On a GPU the Triton tests run on CUDA tensors through the CUDA key (-m gpu selects the GPU-only ones too).
 (cd tests && python -m pytest -q -p no:cacheprovider -m "gpu or not gpu" test_triton.py test_triton_recurrent.py \
-  test_triton_tuning.py test_triton_compile.py test_readme.py) 2>&1 | tee "$out/tests.txt"
+  test_triton_deterministic.py test_triton_tuning.py test_triton_compile.py test_readme.py) 2>&1 | tee "$out/tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 evsparse-gpu-bench --out "$out" 2>&1 | tee "$out/bench.log"

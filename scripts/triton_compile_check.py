@@ -56,11 +56,15 @@ def _products():
                        "n_out": "i32", "splits": "i32", "act_bucket": "i32"},
                       tiles(launch.DENSE_GATHER_PARTIAL), f"w {wdt}"))
         for rdt in ("i16", "i32"):
+            csc = {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "col_ptr": "*i64", "row_ptr": "*" + rdt,
+                   "val_ptr": w}
             specs.append((kernels.sparse_gather_kernel,
-                          {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "col_ptr": "*i64", "row_ptr": "*" + rdt,
-                           "val_ptr": w, "y_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32",
-                           "act_bucket": "i32"},
+                          {**csc, "y_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32", "act_bucket": "i32"},
                           tiles(launch.SPARSE_GATHER), f"values {wdt}, rows {rdt}"))
+            specs.append((kernels.sparse_gather_partial_kernel,
+                          {**csc, "part_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32", "splits": "i32",
+                           "act_bucket": "i32"},
+                          tiles(launch.SPARSE_GATHER_PARTIAL), f"values {wdt}, rows {rdt}"))
     specs.append((kernels.masked_splitk_kernel, {"x_ptr": P32, "w_ptr": P32, "y_ptr": P32, **PRODUCT_INTS},
                   tiles(launch.MASKED_SPLITK), "w fp32"))
     return specs
@@ -77,11 +81,13 @@ def _others():
          [({"BLOCK": launch.COMPACT_BLOCK}, 4)], "x fp32"),
         (kernels.compact_active_kernel, {"x_ptr": "*bf16", "idx_ptr": I32, "count_ptr": I32, "n_in": "i32"},
          [({"BLOCK": launch.COMPACT_BLOCK}, 4)], "x bf16"),
+        (kernels.compact_ordered_kernel, {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "n_in": "i32"},
+         [({"BLOCK": launch.COMPACT_BLOCK}, 4)], "x fp32"),
         (kernels.reduce_splits_kernel, {"part_ptr": P32, "y_ptr": P32, "n_out": "i32", "splits": "i32"},
          [({"BLOCK": launch._SPLIT_BLOCK_N}, 4)], ""),
         (kernels.egru_sequence_persistent_kernel,
          {"gi_ptr": P32, "w_ptr": P32, "b_hh_ptr": P32, "thr_ptr": P32, "c_ptr": P32, "ys_ptr": P32, "gh_ptr": P32,
-          "idx_ptr": I32, "count_ptr": I32, "T": "i32", "B": "i32", "H": "i32"}, [(tile, warps)], "w fp32"),
+          "idx_ptr": I32, "T": "i32", "B": "i32", "H": "i32"}, [(tile, warps)], "w fp32"),
     ]
     for compact in (False, True):
         specs.append((kernels.egru_gate_kernel, {**gate, "idx_ptr": I32, "count_ptr": I32, "H": "i32"},

@@ -81,13 +81,25 @@ def test_two_pass_dense_gather_with_few_splits(programs, monkeypatch):
         launch.gather_linear(x, wt, b, reduction="tree")
 
 
-def test_nan_input_propagates_like_dense():
-    x, w, b = problem(2, 1, 20, 8, 0.2, 1.0)
-    x[0, 3] = float("nan")
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the interpreter's numpy: Inf * 0
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_nonfinite_input_propagates_like_dense(bad, deterministic):
+    """NaN/Inf inputs follow F.linear on the dense matrix (README NaN/Inf policy): with a pruned
+    weight the implicit zeros give Inf * 0 = NaN too, not only the stored entries."""
+    x, w, b = problem(2, 2, 20, 37, 0.2, 0.3)
+    x[0, 3], x[1, 11] = bad, 1.0
+    ref = x @ w.T + b
+    assert (~torch.isnan(ref)).any() and torch.isnan(ref).any()  # some outputs NaN, some not
+    sp = evsparse.pack(w.cpu(), layout="sparse")
+    got = {"sparse": launch.sparse_gather_linear(x, sp.col_ptr.to(DEV), sp.row_idx.to(DEV), sp.values.to(DEV), 37, b,
+                                                 deterministic=deterministic)}
     wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
-    for reduction in ("atomic", "two_pass"):
-        y = launch.gather_linear(x, wt, b, reduction=reduction)
-        assert torch.equal(torch.isnan(y), torch.isnan(x @ w.T + b)), reduction
+    for reduction in (("two_pass",) if deterministic else ("atomic", "two_pass")):
+        got[reduction] = launch.gather_linear(x, wt, b, reduction=reduction, deterministic=deterministic)
+    for name, y in got.items():
+        assert torch.equal(torch.isnan(y), torch.isnan(ref)), name
+        torch.testing.assert_close(y[~torch.isnan(ref)], ref[~torch.isnan(ref)], rtol=1e-4, atol=1e-4)
 
 
 def test_gradient_ops_match_cpu_ops():
@@ -163,6 +175,13 @@ def test_corrupted_csc_structure_is_a_clear_error():
         call(x, bad, ri, v, 4, b)
     with pytest.raises(ValueError, match="col_ptr must start at 0 and end at nnz"):
         call(x, cp - 1, ri, v, 4, b)
+    k0 = int(sp.col_ptr[5])
+    assert int(sp.col_ptr[6]) - k0 >= 2  # column 5 holds two entries to swap or repeat
+    for first, second in ((ri[k0 + 1], ri[k0]), (ri[k0], ri[k0])):  # unsorted, then a duplicate row
+        bad = ri.clone()
+        bad[k0], bad[k0 + 1] = first, second
+        with pytest.raises(ValueError, match="strictly increasing within each column; column 5 is not"):
+            call(x, cp, bad, v, 4, b)
     with pytest.raises(ValueError, match=r"out of range \[0, 3\)"):  # the same pair, fewer outputs
         call(x, cp, ri, v, 3, b[:3])
     ri[0] = -1  # in place, after a checked call
@@ -210,6 +229,7 @@ def test_gpu_report_harness(tmp_path):
     for r in report["rows"]:
         t = r["times_us"]
         assert set(t) == {"evsparse", "evs_dense_gather", "evs_dense_gather two-pass", "evs_sparse_gather",
+                          "evs_dense_gather deterministic", "evs_sparse_gather deterministic",
                           "cuBLAS F.linear", "masked split-K", "torch CSR mv"}
         assert all(v > 0 for v in t.values())
         assert r["speedup_vs"]["cuBLAS F.linear"] == pytest.approx(t["cuBLAS F.linear"] / t["evsparse"])
@@ -218,5 +238,5 @@ def test_gpu_report_harness(tmp_path):
     persistent = "evsparse egru_sequence T=3 persistent"  # dense recurrent weight only
     assert [persistent in e["times_us"] for e in report["egru"]] == [True, False]
     assert set(report["meta"]["tuned_configs"]) == {"dense_gather", "dense_gather_partial", "sparse_gather",
-                                                    "masked_splitk"}
+                                                    "sparse_gather_partial", "masked_splitk"}
     assert "| 24x40 | 25% | 100% |" in (out / "report.md").read_text()

@@ -2,7 +2,8 @@
 
 For each size, activity and weight density it times, side by side in one run: evsparse (``"auto"``
 layout and both forced layouts, through ``evsparse.sparse_linear`` on the CUDA key; the dense-gather
-also with its two-pass split-K reduction instead of atomics), dense cuBLAS
+also with its two-pass split-K reduction instead of atomics; both layouts in their deterministic
+forms), dense cuBLAS
 ``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
 and ``torch.sparse`` CSR ``mv``; with the theoretical MAC speedup and the fraction of the device's
 measured copy bandwidth that evsparse achieves. Then the EGRU step and a T-step sequence at batch 1
@@ -82,11 +83,16 @@ def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evs
     wt = w.t().contiguous()
     csr = csr_baseline(w)
     xs = [x.to(device) for x in case.xs]
+    sp_d, sp_s = packed["dense"], packed["sparse"]
     methods = {
         "evsparse": (_evsparse_call(packed["auto"], device), xs),
         "evs_dense_gather": (_evsparse_call(packed["dense"], device), xs),
         "evs_sparse_gather": (_evsparse_call(packed["sparse"], device), xs),
         "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, packed["dense"].values, None, "two_pass"), xs),
+        # what torch.use_deterministic_algorithms(True) costs: ordered compaction, fixed-order sums
+        "evs_dense_gather deterministic": (lambda x: launch.gather_linear(x, sp_d.values, deterministic=True), xs),
+        "evs_sparse_gather deterministic": (lambda x: launch.sparse_gather_linear(
+            x, sp_s.col_ptr, sp_s.row_idx, sp_s.values, sp_s.out_features, deterministic=True), xs),
         "cuBLAS F.linear": (lambda x: F.linear(x, w), xs),
         "masked split-K": (lambda x: launch.masked_splitk_linear(x, wt), xs),
         "torch CSR mv": (lambda x: torch.mv(csr, x), xs),
@@ -217,7 +223,8 @@ def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int
 def tuned_configs() -> dict:
     """What the autotuner chose per (in, out, activity bucket, dtypes) key, per product kernel."""
     kernels = {"dense_gather": launch.DENSE_GATHER, "dense_gather_partial": launch.DENSE_GATHER_PARTIAL,
-               "sparse_gather": launch.SPARSE_GATHER, "masked_splitk": launch.MASKED_SPLITK}
+               "sparse_gather": launch.SPARSE_GATHER, "sparse_gather_partial": launch.SPARSE_GATHER_PARTIAL,
+               "masked_splitk": launch.MASKED_SPLITK}
     return {name: {" ".join(map(str, k)): c for k, c in (k_.chosen() or {}).items()} for name, k_ in kernels.items()}
 
 
@@ -231,7 +238,7 @@ def to_markdown(report: dict) -> str:
     out.append(f"Split-K reduction: {m['reduction']}; autotuning {'on' if m['autotune'] else 'off'} "
                "(report.json lists the configurations chosen per size and activity bucket).\n")
     others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_dense_gather two-pass",
-              "evs_sparse_gather"]
+              "evs_sparse_gather", "evs_dense_gather deterministic", "evs_sparse_gather deterministic"]
     out.append("| size (in x out) | activity | density | layout | theoretical | evsparse us | "
                + " | ".join(f"vs {o}" for o in others) + " | GB/s | of copy BW | cuBLAS of copy BW |")
     out.append("|" + "---|" * (9 + len(others)))

@@ -4,9 +4,12 @@ CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU-only test suite c
 No host synchronisation anywhere: the active inputs are compacted on the device into per-row index
 lists with a device counter, and the product grids are sized for the worst case (every input active);
 programs past the counter return at once. Partial sums meet in fp32 ``atomic_add`` (split-K), or, in
-the two-pass alternative, in a partial buffer summed by a second kernel; either way the compaction's
-order varies (atomic slot reservation), so the summation order and the last bits of the result vary
-from run to run.
+the two-pass alternative, in a partial buffer summed by a second kernel. The default compaction
+reserves slots atomically, so its order, the summation order and the last bits of a result vary
+from run to run. The deterministic set (chosen by ``torch.use_deterministic_algorithms``, see
+launch.py) compacts in order with one program per row and sums partial buffers in a fixed order:
+:func:`compact_ordered_kernel`, :func:`dense_gather_partial_kernel`,
+:func:`sparse_gather_partial_kernel` and :func:`reduce_splits_kernel`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,33 @@ def _append_active(v, hs, ok, idx_ptr, count_ptr):
     # kernel boundary or a CTA barrier)
     base = tl.atomic_add(count_ptr, tl.sum(flags, axis=0), sem="relaxed")
     tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
+
+
+@triton.jit
+def _append_active_ordered(v, hs, ok, idx_ptr, base):
+    """In-order :func:`_append_active` for a caller that owns the whole list (one program walking its
+    blocks in order): the positions go to idx[base ...], and the new length is returned."""
+    active = (v != 0) & ok
+    flags = active.to(tl.int32)
+    tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
+    return base + tl.sum(flags, axis=0)
+
+
+@triton.jit
+def compact_ordered_kernel(x_ptr, idx_ptr, count_ptr, n_in, BLOCK: tl.constexpr):
+    """The deterministic :func:`compact_active_kernel`: one program per row walks it block by block,
+    so idx[b, :count[b]] lists the active positions in increasing order (the same list every run,
+    and weight rows read in address order). No atomics; count needs no zeroing. Grid: (B,)."""
+    b = tl.program_id(0)
+    n = 0
+    k0 = 0
+    while k0 < n_in:
+        offs = k0 + tl.arange(0, BLOCK)
+        inside = offs < n_in
+        x = tl.load(x_ptr + b * n_in + offs, mask=inside, other=0.0)
+        n = _append_active_ordered(x, offs, inside, idx_ptr + b * n_in, n)
+        k0 += BLOCK
+    tl.store(count_ptr + b, n)
 
 
 @triton.jit
@@ -107,6 +137,33 @@ def reduce_splits_kernel(part_ptr, y_ptr, n_out, splits, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _column_bounds(col_ptr, j, nnz):
+    """Column j's nonzeros [k0, k1), clamped to [0, nnz) so a corrupted pointer cannot leave the tensors."""
+    return tl.maximum(tl.load(col_ptr + j), 0), tl.minimum(tl.load(col_ptr + j + 1), nnz)
+
+
+@triton.jit
+def _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok):
+    """For a non-finite input xv: what its pruned (not stored) zeros add to outputs ``os``, i.e.
+    xv * 0 = NaN where column rows[k0:k1] stores no entry for o, else 0 (the stored entries add
+    xv * value themselves). Matches F.linear on the dense matrix, as the CPU kernel does. A lower
+    bound per output lane by binary search over the sorted rows: rare inputs, so simple."""
+    lo = tl.zeros(os.shape, dtype=tl.int64) + k0
+    hi = tl.zeros(os.shape, dtype=tl.int64) + k1
+    span = k1 - k0
+    while span > 0:  # ceil(log2(k1 - k0 + 1)) halvings bring every lane to lo == hi
+        open_ = lo < hi
+        mid = (lo + hi) // 2
+        r = tl.load(row_ptr + mid, mask=open_, other=0).to(tl.int64)
+        right = open_ & (r < os)
+        lo = tl.where(right, mid + 1, lo)
+        hi = tl.where(open_ & ~right, mid, hi)
+        span = span // 2
+    found = tl.load(row_ptr + lo, mask=o_ok & (lo < k1), other=-1).to(tl.int64) == os
+    return tl.where(found, 0.0, xv * 0.0)
+
+
+@triton.jit
 def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out, nnz,
                          act_bucket, BLOCK: tl.constexpr):
     """Pruned weights (CSC): one program per active input, which scatters x[b, j] * values over its
@@ -119,8 +176,15 @@ def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y
     if a < count:
         j = tl.load(idx_ptr + b * n_in + a)
         xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
-        k0 = tl.maximum(tl.load(col_ptr + j), 0)
-        k1 = tl.minimum(tl.load(col_ptr + j + 1), nnz)
+        k0, k1 = _column_bounds(col_ptr, j, nnz)
+        if xv * 0.0 != 0.0:  # NaN or Inf: the implicit zeros contribute NaN too
+            o = 0
+            while o < n_out:
+                os = o + tl.arange(0, BLOCK)
+                o_ok = os < n_out
+                tl.atomic_add(y_ptr + b * n_out + os, _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok),
+                              mask=o_ok, sem="relaxed")
+                o += BLOCK
         k = k0
         while k < k1:  # (a while loop: the interpreter cannot range() over loaded bounds)
             ks = k + tl.arange(0, BLOCK)
@@ -129,6 +193,48 @@ def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y
             v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
             tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok & (r >= 0) & (r < n_out), sem="relaxed")
             k += BLOCK
+
+
+@triton.jit
+def sparse_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, part_ptr, n_in, n_out,
+                                 nnz, splits, act_bucket, BLOCK: tl.constexpr):
+    """The deterministic :func:`sparse_gather_kernel`: split s scatters the active columns s,
+    s + splits, ... in that order into its own partial row part[s, b] with plain loads and stores.
+    A column's row indices are distinct (the structure check ensures it), so one block's lanes never
+    collide, and a CTA barrier after each column orders its adds before the next column's. part
+    [splits, B, out] starts at zero; :func:`reduce_splits_kernel` sums it in a fixed order.
+    Grid: (splits, B)."""
+    s = tl.program_id(0)
+    b = tl.program_id(1)
+    n_rows = tl.num_programs(1)
+    count = tl.load(count_ptr + b)
+    out = part_ptr + (s * n_rows + b).to(tl.int64) * n_out
+    a = s
+    while a < count:
+        j = tl.load(idx_ptr + b * n_in + a)
+        xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
+        k0, k1 = _column_bounds(col_ptr, j, nnz)
+        if xv * 0.0 != 0.0:
+            o = 0
+            while o < n_out:
+                os = o + tl.arange(0, BLOCK)
+                o_ok = os < n_out
+                acc = tl.load(out + os, mask=o_ok, other=0.0)
+                tl.store(out + os, acc + _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok), mask=o_ok)
+                o += BLOCK
+            tl.debug_barrier()
+        k = k0
+        while k < k1:
+            ks = k + tl.arange(0, BLOCK)
+            ok = ks < k1
+            r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
+            v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
+            m = ok & (r >= 0) & (r < n_out)
+            acc = tl.load(out + r, mask=m, other=0.0)
+            tl.store(out + r, acc + xv * v, mask=m)
+            k += BLOCK
+        tl.debug_barrier()  # the next column may add to the same outputs from other threads
+        a += splits
 
 
 @triton.jit
@@ -188,7 +294,7 @@ def egru_gate_kernel(gi_ptr, gh_ptr, c_ptr, thr_ptr, c_out_ptr, y_out_ptr, idx_p
 
 
 @triton.jit
-def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_ptr, gh_ptr, idx_ptr, count_ptr,
+def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_ptr, gh_ptr, idx_ptr,
                                     T, B, H, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_H: tl.constexpr):
     """A whole EGRU sequence in one launch, dense recurrent weight (the alternative to a launch pair
     per step; evsparse-gpu-bench measures both). One program per batch row walks the T steps: compact
@@ -196,23 +302,23 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
     needed because one program owns a row's whole step, at the price of one SM per row: for small and
     medium H, where a step's launches cost more than its bytes.
     gi [T, B, 3H] (input products, bias included); ys [T + 1, B, H] with ys[0] = y0 on entry and
-    ys[t + 1] = step t's output; c [B, H] updated in place; gh [B, 3H], idx [B, H], count [B]
-    scratch. Grid: (B,)."""
+    ys[t + 1] = step t's output; c [B, H] updated in place; gh [B, 3H], idx [B, H] scratch.
+    Deterministic: the program compacts its row in order and sums each output tile in a fixed order.
+    Grid: (B,)."""
     b = tl.program_id(0)
     H3 = 3 * H
     t = 0
     while t < T:
         y_prev = ys_ptr + t * B * H  # row b of it is step t - 1's output
-        tl.store(count_ptr + b, 0)
-        tl.debug_barrier()
+        count = 0
         h0 = 0
         while h0 < H:
             hs = h0 + tl.arange(0, BLOCK_H)
             ok = hs < H
-            _append_active(tl.load(y_prev + b * H + hs, mask=ok, other=0.0), hs, ok, idx_ptr + b * H, count_ptr + b)
+            count = _append_active_ordered(tl.load(y_prev + b * H + hs, mask=ok, other=0.0), hs, ok,
+                                           idx_ptr + b * H, count)
             h0 += BLOCK_H
         tl.debug_barrier()  # the index list, written by all threads, is read by all below
-        count = tl.load(count_ptr + b)
         n0 = 0
         while n0 < H3:
             ns = n0 + tl.arange(0, BLOCK_N)
@@ -233,7 +339,7 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
             tl.store(c_ptr + b * H + hs, c_new, mask=ok)
             tl.store(ys_ptr + ((t + 1) * B + b) * H + hs, y, mask=ok)
             h0 += BLOCK_H
-        tl.debug_barrier()  # step t + 1 reads this output and the counter
+        tl.debug_barrier()  # step t + 1 reads this output (and rewrites the index list read above)
         t += 1
 
 

@@ -4,11 +4,18 @@
 
 The ``*_into`` functions are the building blocks of the fused recurrent ops (recurrent.py): they add
 into a caller's fp32 buffer and can take active-input lists compacted earlier (the EGRU's gate kernel
-emits them for the next step)."""
+emits them for the next step).
+
+Determinism: under ``torch.use_deterministic_algorithms(True)`` the products compact their active
+inputs in order (one program per row) and reduce split-K partials in a fixed order instead of with
+atomics: dense-gather two-pass, sparse-gather into per-split partial rows. Results are then
+bitwise reproducible run to run, at some cost in speed (evsparse-gpu-bench times it). Asking for
+``reduction="atomic"`` in that mode raises, as PyTorch's own nondeterministic ops do."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from typing import NamedTuple, Optional
 
 import torch
@@ -24,6 +31,7 @@ COMPACT_BLOCK = 256
 # (evsparse-gpu-bench times both) says otherwise; EVSPARSE_GPU_REDUCTION overrides.
 REDUCTION = os.environ.get("EVSPARSE_GPU_REDUCTION", "atomic")
 TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough programs to fill a large GPU
+SPARSE_SPLITS = 128  # deterministic sparse-gather: partial rows per batch row (programs walking columns)
 _SPLIT_BLOCK_K, _SPLIT_BLOCK_N = 16, 128  # the tile the two-pass split count is sized for
 
 _KEY = ("n_in", "n_out", "act_bucket")
@@ -38,9 +46,26 @@ _PRODUCT_CONFIGS = [c for c in (product_configs((8, 16, 32, 64), (64, 128, 256),
 DENSE_GATHER = TunedKernel(kernels.dense_gather_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
 DENSE_GATHER_PARTIAL = TunedKernel(kernels.dense_gather_partial_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY)
 MASKED_SPLITK = TunedKernel(kernels.masked_splitk_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
-SPARSE_GATHER = TunedKernel(kernels.sparse_gather_kernel, triton.Config({"BLOCK": 128}, num_warps=4),
-                            [triton.Config({"BLOCK": b}, num_warps=w) for b in (32, 64, 128, 256) for w in (1, 2, 4)],
-                            _KEY, restore=("y_ptr",))
+_SPARSE_FIXED = triton.Config({"BLOCK": 128}, num_warps=4)
+_SPARSE_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (32, 64, 128, 256) for w in (1, 2, 4)]
+SPARSE_GATHER = TunedKernel(kernels.sparse_gather_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY, restore=("y_ptr",))
+SPARSE_GATHER_PARTIAL = TunedKernel(kernels.sparse_gather_partial_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY,
+                                    restore=("part_ptr",))
+
+
+def use_deterministic(flag: Optional[bool] = None) -> bool:
+    """``flag``, or PyTorch's global setting (``torch.use_deterministic_algorithms``) when None."""
+    return torch.are_deterministic_algorithms_enabled() if flag is None else flag
+
+
+def _alert_not_deterministic(what: str) -> None:
+    """PyTorch's behaviour for a nondeterministic op in deterministic mode: raise, or warn in warn-only mode."""
+    msg = (f"{what} does not have a deterministic implementation, but you set "
+           "'torch.use_deterministic_algorithms(True)'")
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(msg, stacklevel=3)
+    else:
+        raise RuntimeError(msg)
 
 
 class Active(NamedTuple):
@@ -75,9 +100,9 @@ def check_dense_weight(op: str, name: str, weight_t: torch.Tensor, n_in: int, n_
 
 def check_csc(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor, n_out: int) -> None:
     """The CPU op's checks: metadata on every call; the structure (col_ptr from 0 to nnz, monotone;
-    row indices in [0, n_out)) once per pair of index tensors (see :func:`_check_csc_structure_once`).
-    The kernel also masks what it touches, so even an unchecked structure cannot reach outside the
-    tensors."""
+    row indices in [0, n_out), strictly increasing per column) once per pair of index tensors (see
+    :func:`_check_csc_structure_once`). The kernels also mask what they touch, so even an unchecked
+    structure cannot reach outside the tensors."""
     if col_ptr.dim() != 1 or col_ptr.dtype != torch.int64 or col_ptr.numel() < 1:
         raise ValueError(f"evsparse.{op}: col_ptr must be a 1-D int64 tensor of in_features + 1 entries, "
                          f"got {col_ptr.dtype} {list(col_ptr.shape)}")
@@ -117,6 +142,19 @@ def _check_csc_structure_once(op: str, col_ptr: torch.Tensor, row_idx: torch.Ten
         lo, hi = (int(v) for v in torch.stack([row_idx.min().long(), row_idx.max().long()]).tolist())
         if lo < 0 or hi >= n_out:
             raise ValueError(f"evsparse.{op}: row_idx has entries out of range [0, {n_out}) (min {lo}, max {hi})")
+    if nnz > 1:
+        # Strictly increasing within each column: the deterministic kernel's plain stores rely on
+        # distinct rows, and the NaN/Inf path binary-searches them. Comparison k pairs entries k, k + 1;
+        # those that straddle a column boundary do not count.
+        r = row_idx.long()
+        bad = r[1:] <= r[:-1]
+        starts = cp[1:-1]
+        bad[starts[(starts > 0) & (starts < nnz)] - 1] = False
+        if bool(bad.any()):
+            k = int(bad.nonzero()[0]) + 1
+            col = int(torch.searchsorted(cp, torch.tensor([k], device=cp.device), right=True)[0]) - 1
+            raise ValueError(f"evsparse.{op}: row_idx must be strictly increasing within each column; "
+                             f"column {col} is not (entry {k})")
     row_idx._evsparse_csc_checked = stamp
 
 
@@ -126,15 +164,26 @@ def check_bias(op: str, bias: Optional[torch.Tensor], n_out: int) -> None:
                          f"got {bias.dtype} {list(bias.shape)}")
 
 
-def compact_active(x2: torch.Tensor) -> Active:
-    """The nonzero (and NaN) inputs of each row of ``x2`` [B, in], compacted on the device."""
+def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Active] = None) -> Active:
+    """The nonzero (and NaN) inputs of each row of ``x2`` [B, in], compacted on the device: in
+    increasing order with ``ordered`` (one program per row, deterministic), else in whatever order
+    the blocks' atomic slot reservations give (a program per block). ``into``: buffers to reuse
+    (idx [B, in] int32, count [B] int32)."""
     B, n_in = x2.shape
-    idx = torch.empty((B, n_in), dtype=torch.int32, device=x2.device)
-    count = torch.zeros(B, dtype=torch.int32, device=x2.device)
+    if into is None:
+        into = Active(torch.empty((B, n_in), dtype=torch.int32, device=x2.device),
+                      torch.empty(B, dtype=torch.int32, device=x2.device))
+    if not ordered:
+        into.count.zero_()
     if B and n_in:
-        kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, idx, count, n_in,
-                                                                             BLOCK=COMPACT_BLOCK)
-    return Active(idx, count)
+        if ordered:
+            kernels.compact_ordered_kernel[(B,)](x2, into.idx, into.count, n_in, BLOCK=COMPACT_BLOCK)
+        else:
+            kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, into.idx, into.count, n_in,
+                                                                                 BLOCK=COMPACT_BLOCK)
+    elif ordered:
+        into.count.zero_()
+    return into
 
 
 def new_output(B: int, n_out: int, bias: Optional[torch.Tensor], device) -> torch.Tensor:
@@ -150,16 +199,21 @@ def _finish(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor, active: Optional[Active] = None,
-                      reduction: Optional[str] = None) -> None:
-    """``y += x2 @ weight_t`` reading only the active inputs' rows of ``weight_t`` [in, out]."""
-    reduction = reduction or REDUCTION
-    if reduction not in ("atomic", "two_pass"):
+                      reduction: Optional[str] = None, deterministic: Optional[bool] = None) -> None:
+    """``y += x2 @ weight_t`` reading only the active inputs' rows of ``weight_t`` [in, out].
+    ``deterministic`` (default: PyTorch's setting) picks the ordered compaction and the two-pass
+    reduction; a given ``active`` must then come from an ordered compaction."""
+    det = use_deterministic(deterministic)
+    if reduction not in (None, "atomic", "two_pass"):
         raise ValueError(f"evsparse.gather_linear: reduction must be 'atomic' or 'two_pass', got {reduction!r}")
+    if det and reduction == "atomic":
+        _alert_not_deterministic("evsparse.gather_linear with reduction='atomic' (fp32 atomics)")
+    reduction = reduction or ("two_pass" if det else REDUCTION)
     B, n_in = x2.shape
     n_out = weight_t.shape[1]
     if not (B and n_in and n_out):
         return
-    idx, count = active if active is not None else compact_active(x2)
+    idx, count = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     if reduction == "atomic":
         DENSE_GATHER(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), B),
@@ -176,47 +230,64 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
 
 
 def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor,
-                       values: torch.Tensor, active: Optional[Active] = None) -> None:
-    """``y += x2 @ W.T`` for a CSC ``W`` [out, in]: only the active inputs' nonzeros are read."""
+                       values: torch.Tensor, active: Optional[Active] = None,
+                       deterministic: Optional[bool] = None) -> None:
+    """``y += x2 @ W.T`` for a CSC ``W`` [out, in]: only the active inputs' nonzeros are read.
+    ``deterministic`` (default: PyTorch's setting): ordered compaction and per-split partial rows
+    summed in a fixed order instead of atomic scatter-adds."""
+    det = use_deterministic(deterministic)
     B, n_in = x2.shape
     n_out = y.shape[1]
     if not (B and n_in and n_out and row_idx.numel()):
         return
-    idx, count = active if active is not None else compact_active(x2)
-    SPARSE_GATHER(lambda m: (n_in, B), x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, row_idx.numel(),
-                  tuning.HINTS.bucket(n_in))
+    idx, count = active if active is not None else compact_active(x2, ordered=det)
+    bucket = tuning.HINTS.bucket(n_in)
+    if det:
+        splits = min(n_in, SPARSE_SPLITS)
+        part = torch.zeros((splits, B, n_out), dtype=torch.float32, device=x2.device)
+        SPARSE_GATHER_PARTIAL(lambda m: (splits, B), x2, idx, count, col_ptr, row_idx, values, part, n_in, n_out,
+                              row_idx.numel(), splits, bucket)
+        kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
+                                                                             BLOCK=_SPLIT_BLOCK_N)
+    else:
+        SPARSE_GATHER(lambda m: (n_in, B), x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out,
+                      row_idx.numel(), bucket)
     tuning.HINTS.observe(n_in, count)
 
 
 def product_into(y: torch.Tensor, x2: torch.Tensor, values: torch.Tensor, col_ptr: Optional[torch.Tensor],
-                 row_idx: Optional[torch.Tensor], active: Optional[Active] = None) -> None:
+                 row_idx: Optional[torch.Tensor], active: Optional[Active] = None,
+                 deterministic: Optional[bool] = None) -> None:
     """A packed weight's product in either layout (col_ptr None: dense [in, out]; else CSC)."""
     if col_ptr is None:
-        dense_gather_into(y, x2, values, active)
+        dense_gather_into(y, x2, values, active, deterministic=deterministic)
     else:
-        sparse_gather_into(y, x2, col_ptr, row_idx, values, active)
+        sparse_gather_into(y, x2, col_ptr, row_idx, values, active, deterministic=deterministic)
 
 
 def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.Tensor] = None,
-                  reduction: Optional[str] = None) -> torch.Tensor:
+                  reduction: Optional[str] = None, deterministic: Optional[bool] = None) -> torch.Tensor:
     """``x @ weight_t + bias`` reading only the rows of ``weight_t`` [in, out] whose input is nonzero.
-    ``reduction``: "atomic" or "two_pass" (default :data:`REDUCTION`)."""
+    ``reduction``: "atomic" or "two_pass" (default :data:`REDUCTION`; "two_pass" when deterministic).
+    ``deterministic``: default PyTorch's ``torch.are_deterministic_algorithms_enabled()``."""
     x2 = _check("gather_linear", x, weight_t.shape[0] if weight_t.dim() == 2 else -1, weight_t, bias)
     check_dense_weight("gather_linear", "weight_t", weight_t, x2.shape[1])
     check_bias("gather_linear", bias, weight_t.shape[1])
     y = new_output(x2.shape[0], weight_t.shape[1], bias, x.device)
-    dense_gather_into(y, x2, weight_t, reduction=reduction)
+    dense_gather_into(y, x2, weight_t, reduction=reduction, deterministic=deterministic)
     return _finish(y, x)
 
 
 def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: torch.Tensor,
-                         out_features: int, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The CSC product: only the nonzeros of the active inputs' columns are read."""
+                         out_features: int, bias: Optional[torch.Tensor] = None,
+                         deterministic: Optional[bool] = None) -> torch.Tensor:
+    """The CSC product: only the nonzeros of the active inputs' columns are read.
+    ``deterministic``: default PyTorch's ``torch.are_deterministic_algorithms_enabled()``."""
     check_csc("sparse_gather_linear", col_ptr, row_idx, values, out_features)
     x2 = _check("sparse_gather_linear", x, col_ptr.shape[0] - 1, col_ptr, row_idx, values, bias)
     check_bias("sparse_gather_linear", bias, out_features)
     y = new_output(x2.shape[0], out_features, bias, x.device)
-    sparse_gather_into(y, x2, col_ptr, row_idx, values)
+    sparse_gather_into(y, x2, col_ptr, row_idx, values, deterministic=deterministic)
     return _finish(y, x)
 
 

@@ -18,6 +18,11 @@ kernel walks all T steps, a program per batch row (kernels.egru_sequence_persist
 trades the per-step launches for one SM per row; which wins depends on H and on whether the launches
 are captured in a CUDA graph, so evsparse-gpu-bench times both. ``EVSPARSE_GPU_EGRU_SEQUENCE``
 (``launches`` | ``persistent``) picks the default: launches until a GPU measurement says otherwise.
+
+Under ``torch.use_deterministic_algorithms(True)`` the products take their deterministic forms
+(launch.py) and the EGRU gate kernel no longer compacts (its blocks would reserve slots atomically):
+an ordered compaction kernel follows it instead, one more launch per step. The persistent kernel is
+deterministic as it is.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ import torch
 import triton
 
 from . import kernels
-from .launch import Active, check_csc, check_dense_weight, compact_active, new_output, product_into
+from .launch import Active, check_csc, check_dense_weight, compact_active, new_output, product_into, \
+    use_deterministic
 
 GATE_BLOCK = 256
 SCAN_BLOCK = 128
@@ -99,6 +105,7 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
         ys = torch.zeros((T, B, H), dtype=torch.float32, device=xs.device)
         return ys, c.clone(), (ys[-1] if T else y).clone()
 
+    det = use_deterministic()
     gi = new_output(T * B, 3 * H, b_ih, xs.device)  # every step's input product in one launch
     product_into(gi, xs.view(T * B, n_in), w_ih, w_ih_col_ptr, w_ih_row_idx)
     if mode == "persistent" and w_hh_col_ptr is None:
@@ -107,24 +114,25 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
         c_run = c.clone()
         scratch_gh = torch.empty((B, 3 * H), dtype=torch.float32, device=xs.device)
         scratch_idx = torch.empty((B, H), dtype=torch.int32, device=xs.device)
-        scratch_count = torch.zeros(B, dtype=torch.int32, device=xs.device)
         kernels.egru_sequence_persistent_kernel[(B,)](gi, w_hh, b_hh, thr, c_run, ys_ext, scratch_gh, scratch_idx,
-                                                      scratch_count, T, B, H, **PERSISTENT_TILE)
+                                                      T, B, H, **PERSISTENT_TILE)
         return ys_ext[1:], c_run, ys_ext[T].clone()
 
     ys = torch.empty((T, B, H), dtype=torch.float32, device=xs.device)
     gh = new_output(T * B, 3 * H, b_hh, xs.device).view(T, B, 3 * H)
     counts = torch.zeros((T, B), dtype=torch.int32, device=xs.device)
     idx = torch.empty((2, B, H), dtype=torch.int32, device=xs.device)  # written by step t, read by t + 1
-    active = compact_active(y)
+    active = compact_active(y, ordered=det)
     y_prev, c_prev = y, c
     grid = (triton.cdiv(H, GATE_BLOCK), B)
     for t in range(T):
         product_into(gh[t], y_prev, w_hh, w_hh_col_ptr, w_hh_row_idx, active)
         c_next = torch.empty((B, H), dtype=torch.float32, device=xs.device)
         kernels.egru_gate_kernel[grid](gi[t * B:(t + 1) * B], gh[t], c_prev, thr, c_next, ys[t], idx[t % 2],
-                                       counts[t], H, COMPACT=t + 1 < T, BLOCK=GATE_BLOCK)
+                                       counts[t], H, COMPACT=t + 1 < T and not det, BLOCK=GATE_BLOCK)
         active = Active(idx[t % 2], counts[t])
+        if det and t + 1 < T:
+            compact_active(ys[t], ordered=True, into=active)
         y_prev, c_prev = ys[t], c_next
     return ys, c_prev, ys[-1].clone()
 
