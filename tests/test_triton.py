@@ -158,6 +158,39 @@ def test_bad_input_is_a_clear_error():
         launch.gather_linear(x, wt, b[:3])
 
 
+def _outcome(fn):
+    try:
+        return fn()
+    except ValueError as e:
+        return e
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("x_dtype,w_dtype,b_dtype", [
+    (xd, wd, xd) for xd in (torch.float32, torch.float16, torch.bfloat16)
+    for wd in (torch.float32, torch.float16, torch.bfloat16)] + [
+    (torch.float32, torch.float16, torch.float16), (torch.float32, torch.float32, torch.float16)])
+def test_dtype_contract_matches_the_cpu_ops(layout, x_dtype, w_dtype, b_dtype):
+    """The same call is accepted or refused alike on either device (mixed half types, bias dtype)."""
+    x, w, b = problem(8, 2, 12, 7, 0.5, 0.5)
+    x, w, b = x.cpu().to(x_dtype), w.cpu().to(w_dtype), b.cpu().to(b_dtype)
+    pw = evsparse.pack(w, layout=layout)
+    ops = torch.ops.evsparse
+    if layout == "dense":
+        cpu = _outcome(lambda: ops.gather_linear(x, pw.values, b))
+        dev = _outcome(lambda: launch.gather_linear(x.to(DEV), pw.values.to(DEV), b.to(DEV)))
+    else:
+        cpu = _outcome(lambda: ops.sparse_gather_linear(x, pw.col_ptr, pw.row_idx, pw.values, 7, b))
+        dev = _outcome(lambda: launch.sparse_gather_linear(x.to(DEV), pw.col_ptr.to(DEV), pw.row_idx.to(DEV),
+                                                           pw.values.to(DEV), 7, b.to(DEV)))
+    assert isinstance(cpu, ValueError) == isinstance(dev, ValueError), (cpu, dev)
+    if isinstance(cpu, ValueError):
+        assert "dtype" in str(dev)
+    else:
+        assert dev.dtype == cpu.dtype == x_dtype
+        torch.testing.assert_close(dev.cpu().float(), cpu.float(), rtol=1e-2, atol=1e-2)
+
+
 def test_corrupted_csc_structure_is_a_clear_error():
     """Checked once per pair of index tensors (one host sync), again after an in-place change."""
     x, w, b = problem(6, 1, 10, 4, 1.0, 0.6)

@@ -158,6 +158,24 @@ def _check_csc_structure_once(op: str, col_ptr: torch.Tensor, row_idx: torch.Ten
     row_idx._evsparse_csc_checked = stamp
 
 
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def check_dtypes(op: str, x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor]) -> None:
+    """The CPU ops' dtype contract (op_utils.h accumulation_dtype), less float64 (no Triton kernel):
+    x float32 with float32/float16/bfloat16 weights, or float16/bfloat16 x with weights of the same
+    dtype; a bias of x's or the weight's dtype. The same call is then accepted or refused alike on
+    either device."""
+    if not ((x.dtype == weight.dtype and x.dtype in (torch.float32, *_HALF))
+            or (x.dtype == torch.float32 and weight.dtype in _HALF)):
+        raise ValueError(f"evsparse.{op}: unsupported dtypes x={x.dtype}, weight={weight.dtype}; use x float32 "
+                         "with float32/float16/bfloat16 weights, or float16/bfloat16 x with weights of the same "
+                         "dtype (float64 runs on the CPU only)")
+    if bias is not None and bias.dtype not in (x.dtype, weight.dtype):
+        raise ValueError(f"evsparse.{op}: bias dtype {bias.dtype} matches neither x ({x.dtype}) "
+                         f"nor the weight ({weight.dtype})")
+
+
 def check_bias(op: str, bias: Optional[torch.Tensor], n_out: int) -> None:
     if bias is not None and (bias.dim() != 1 or bias.numel() != n_out or not bias.is_floating_point()):
         raise ValueError(f"evsparse.{op}: bias must be a floating 1-D tensor of out_features={n_out} entries, "
@@ -273,6 +291,7 @@ def gather_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional[torch.
     x2 = _check("gather_linear", x, weight_t.shape[0] if weight_t.dim() == 2 else -1, weight_t, bias)
     check_dense_weight("gather_linear", "weight_t", weight_t, x2.shape[1])
     check_bias("gather_linear", bias, weight_t.shape[1])
+    check_dtypes("gather_linear", x, weight_t, bias)
     y = new_output(x2.shape[0], weight_t.shape[1], bias, x.device)
     dense_gather_into(y, x2, weight_t, reduction=reduction, deterministic=deterministic)
     return _finish(y, x)
@@ -286,6 +305,7 @@ def sparse_gather_linear(x: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.
     check_csc("sparse_gather_linear", col_ptr, row_idx, values, out_features)
     x2 = _check("sparse_gather_linear", x, col_ptr.shape[0] - 1, col_ptr, row_idx, values, bias)
     check_bias("sparse_gather_linear", bias, out_features)
+    check_dtypes("sparse_gather_linear", x, values, bias)
     y = new_output(x2.shape[0], out_features, bias, x.device)
     sparse_gather_into(y, x2, col_ptr, row_idx, values, deterministic=deterministic)
     return _finish(y, x)
