@@ -83,16 +83,17 @@ def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evs
     wt = w.t().contiguous()
     csr = csr_baseline(w)
     xs = [x.to(device) for x in case.xs]
-    sp_d, sp_s = packed["dense"], packed["sparse"]
+    ps = packed["sparse"]
     methods = {
         "evsparse": (_evsparse_call(packed["auto"], device), xs),
         "evs_dense_gather": (_evsparse_call(packed["dense"], device), xs),
         "evs_sparse_gather": (_evsparse_call(packed["sparse"], device), xs),
         "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, packed["dense"].values, None, "two_pass"), xs),
         # what torch.use_deterministic_algorithms(True) costs: ordered compaction, fixed-order sums
-        "evs_dense_gather deterministic": (lambda x: launch.gather_linear(x, sp_d.values, deterministic=True), xs),
+        "evs_dense_gather deterministic": (
+            lambda x: launch.gather_linear(x, packed["dense"].values, deterministic=True), xs),
         "evs_sparse_gather deterministic": (lambda x: launch.sparse_gather_linear(
-            x, sp_s.col_ptr, sp_s.row_idx, sp_s.values, sp_s.out_features, deterministic=True), xs),
+            x, ps.col_ptr, ps.row_idx, ps.values, ps.out_features, deterministic=True), xs),
         "cuBLAS F.linear": (lambda x: F.linear(x, w), xs),
         "masked split-K": (lambda x: launch.masked_splitk_linear(x, wt), xs),
         "torch CSR mv": (lambda x: torch.mv(csr, x), xs),

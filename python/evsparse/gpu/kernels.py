@@ -19,24 +19,21 @@ import triton.language as tl
 
 
 @triton.jit
-def _append_active(v, hs, ok, idx_ptr, count_ptr):
-    """Appends the positions ``hs`` of v's nonzero (and NaN) entries to the list idx / count[0]."""
-    active = (v != 0) & ok
-    flags = active.to(tl.int32)
-    # reserve a slot range for this block (relaxed: only atomicity is needed; readers come after a
-    # kernel boundary or a CTA barrier)
-    base = tl.atomic_add(count_ptr, tl.sum(flags, axis=0), sem="relaxed")
-    tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
+def _append_active_at(v, hs, ok, idx_ptr, base):
+    """Writes the positions ``hs`` of v's nonzero (and NaN) entries, in order, to idx[base ...] and
+    returns base + how many. The one place the compaction's layout is decided."""
+    flags = ((v != 0) & ok).to(tl.int32)
+    tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=flags != 0)
+    return base + tl.sum(flags, axis=0)
 
 
 @triton.jit
-def _append_active_ordered(v, hs, ok, idx_ptr, base):
-    """In-order :func:`_append_active` for a caller that owns the whole list (one program walking its
-    blocks in order): the positions go to idx[base ...], and the new length is returned."""
-    active = (v != 0) & ok
-    flags = active.to(tl.int32)
-    tl.store(idx_ptr + base + tl.cumsum(flags, axis=0) - 1, hs, mask=active)
-    return base + tl.sum(flags, axis=0)
+def _append_active(v, hs, ok, idx_ptr, count_ptr):
+    """Appends the positions ``hs`` of v's nonzero (and NaN) entries to the list idx / count[0], from
+    any number of programs at once: each reserves its slot range atomically (relaxed: only atomicity
+    is needed; readers come after a kernel boundary or a CTA barrier), so blocks land in any order."""
+    n = tl.sum(((v != 0) & ok).to(tl.int32), axis=0)
+    _append_active_at(v, hs, ok, idx_ptr, tl.atomic_add(count_ptr, n, sem="relaxed"))
 
 
 @triton.jit
@@ -51,7 +48,7 @@ def compact_ordered_kernel(x_ptr, idx_ptr, count_ptr, n_in, BLOCK: tl.constexpr)
         offs = k0 + tl.arange(0, BLOCK)
         inside = offs < n_in
         x = tl.load(x_ptr + b * n_in + offs, mask=inside, other=0.0)
-        n = _append_active_ordered(x, offs, inside, idx_ptr + b * n_in, n)
+        n = _append_active_at(x, offs, inside, idx_ptr + b * n_in, n)
         k0 += BLOCK
     tl.store(count_ptr + b, n)
 
@@ -137,12 +134,6 @@ def reduce_splits_kernel(part_ptr, y_ptr, n_out, splits, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def _column_bounds(col_ptr, j, nnz):
-    """Column j's nonzeros [k0, k1), clamped to [0, nnz) so a corrupted pointer cannot leave the tensors."""
-    return tl.maximum(tl.load(col_ptr + j), 0), tl.minimum(tl.load(col_ptr + j + 1), nnz)
-
-
-@triton.jit
 def _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok):
     """For a non-finite input xv: what its pruned (not stored) zeros add to outputs ``os``, i.e.
     xv * 0 = NaN where column rows[k0:k1] stores no entry for o, else 0 (the stored entries add
@@ -164,35 +155,58 @@ def _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok):
 
 
 @triton.jit
+def _add(ptr, vals, mask, ATOMIC: tl.constexpr):
+    """*ptr += vals: an fp32 atomic (relaxed: a sum needs no ordering), or a plain load and store for
+    a caller whose lanes never collide and who orders its adds with barriers."""
+    if ATOMIC:
+        tl.atomic_add(ptr, vals, mask=mask, sem="relaxed")
+    else:
+        tl.store(ptr, tl.load(ptr, mask=mask, other=0.0) + vals, mask=mask)
+
+
+@triton.jit
+def _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out_ptr, b, a, n_in, n_out, nnz,
+                    ATOMIC: tl.constexpr, BLOCK: tl.constexpr):
+    """out[0, n_out) += x[b, j] * column j of the CSC weight, j the a-th active input of row b.
+    Accesses are masked to [0, nnz) and [0, n_out): a corrupted structure can give a wrong result but
+    cannot touch memory outside the tensors. Without ATOMIC a CTA barrier ends each pass, so the next
+    column's adds (from other threads) come after this one's."""
+    j = tl.load(idx_ptr + b * n_in + a)
+    xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
+    k0 = tl.maximum(tl.load(col_ptr + j), 0)
+    k1 = tl.minimum(tl.load(col_ptr + j + 1), nnz)
+    if xv * 0.0 != 0.0:  # NaN or Inf: the implicit zeros contribute NaN too
+        o = 0
+        while o < n_out:
+            os = o + tl.arange(0, BLOCK)
+            o_ok = os < n_out
+            _add(out_ptr + os, _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok), o_ok, ATOMIC)
+            o += BLOCK
+        if not ATOMIC:
+            tl.debug_barrier()
+    k = k0
+    while k < k1:  # (a while loop: the interpreter cannot range() over loaded bounds)
+        ks = k + tl.arange(0, BLOCK)
+        ok = ks < k1
+        r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
+        v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
+        _add(out_ptr + r, xv * v, ok & (r >= 0) & (r < n_out), ATOMIC)
+        k += BLOCK
+    if not ATOMIC:
+        tl.debug_barrier()
+
+
+@triton.jit
 def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out, nnz,
                          act_bucket, BLOCK: tl.constexpr):
     """Pruned weights (CSC): one program per active input, which scatters x[b, j] * values over its
-    column's nonzeros. Grid: (n_in, B). Reads and adds are masked to [0, nnz) and [0, n_out): a
-    corrupted structure (validated when the PackedWeight is built, not per call: that would need a
-    host sync) can give a wrong result but cannot touch memory outside the tensors."""
+    column's nonzeros with atomics. Grid: (n_in, B). The structure is validated on the host once per
+    pair of index tensors, not per call (that would need a host sync); the kernel masks its accesses."""
     a = tl.program_id(0)
     b = tl.program_id(1)
-    count = tl.load(count_ptr + b)
-    if a < count:
-        j = tl.load(idx_ptr + b * n_in + a)
-        xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
-        k0, k1 = _column_bounds(col_ptr, j, nnz)
-        if xv * 0.0 != 0.0:  # NaN or Inf: the implicit zeros contribute NaN too
-            o = 0
-            while o < n_out:
-                os = o + tl.arange(0, BLOCK)
-                o_ok = os < n_out
-                tl.atomic_add(y_ptr + b * n_out + os, _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok),
-                              mask=o_ok, sem="relaxed")
-                o += BLOCK
-        k = k0
-        while k < k1:  # (a while loop: the interpreter cannot range() over loaded bounds)
-            ks = k + tl.arange(0, BLOCK)
-            ok = ks < k1
-            r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
-            v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
-            tl.atomic_add(y_ptr + b * n_out + r, xv * v, mask=ok & (r >= 0) & (r < n_out), sem="relaxed")
-            k += BLOCK
+    if a < tl.load(count_ptr + b):
+        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, y_ptr + b * n_out, b, a, n_in, n_out, nnz,
+                        ATOMIC=True, BLOCK=BLOCK)
 
 
 @triton.jit
@@ -211,29 +225,8 @@ def sparse_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, va
     out = part_ptr + (s * n_rows + b).to(tl.int64) * n_out
     a = s
     while a < count:
-        j = tl.load(idx_ptr + b * n_in + a)
-        xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
-        k0, k1 = _column_bounds(col_ptr, j, nnz)
-        if xv * 0.0 != 0.0:
-            o = 0
-            while o < n_out:
-                os = o + tl.arange(0, BLOCK)
-                o_ok = os < n_out
-                acc = tl.load(out + os, mask=o_ok, other=0.0)
-                tl.store(out + os, acc + _implicit_zero_terms(xv, row_ptr, k0, k1, os, o_ok), mask=o_ok)
-                o += BLOCK
-            tl.debug_barrier()
-        k = k0
-        while k < k1:
-            ks = k + tl.arange(0, BLOCK)
-            ok = ks < k1
-            r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
-            v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
-            m = ok & (r >= 0) & (r < n_out)
-            acc = tl.load(out + r, mask=m, other=0.0)
-            tl.store(out + r, acc + xv * v, mask=m)
-            k += BLOCK
-        tl.debug_barrier()  # the next column may add to the same outputs from other threads
+        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out, b, a, n_in, n_out, nnz,
+                        ATOMIC=False, BLOCK=BLOCK)
         a += splits
 
 
@@ -315,8 +308,8 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
         while h0 < H:
             hs = h0 + tl.arange(0, BLOCK_H)
             ok = hs < H
-            count = _append_active_ordered(tl.load(y_prev + b * H + hs, mask=ok, other=0.0), hs, ok,
-                                           idx_ptr + b * H, count)
+            count = _append_active_at(tl.load(y_prev + b * H + hs, mask=ok, other=0.0), hs, ok, idx_ptr + b * H,
+                                      count)
             h0 += BLOCK_H
         tl.debug_barrier()  # the index list, written by all threads, is read by all below
         n0 = 0

@@ -191,16 +191,13 @@ def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Activ
     if into is None:
         into = Active(torch.empty((B, n_in), dtype=torch.int32, device=x2.device),
                       torch.empty(B, dtype=torch.int32, device=x2.device))
-    if not ordered:
-        into.count.zero_()
+    if ordered and B and n_in:  # one program per row writes its count
+        kernels.compact_ordered_kernel[(B,)](x2, into.idx, into.count, n_in, BLOCK=COMPACT_BLOCK)
+        return into
+    into.count.zero_()  # the atomic kernel adds to it
     if B and n_in:
-        if ordered:
-            kernels.compact_ordered_kernel[(B,)](x2, into.idx, into.count, n_in, BLOCK=COMPACT_BLOCK)
-        else:
-            kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, into.idx, into.count, n_in,
-                                                                                 BLOCK=COMPACT_BLOCK)
-    elif ordered:
-        into.count.zero_()
+        kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, into.idx, into.count, n_in,
+                                                                             BLOCK=COMPACT_BLOCK)
     return into
 
 

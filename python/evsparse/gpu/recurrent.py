@@ -107,7 +107,7 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
 
     det = use_deterministic()
     gi = new_output(T * B, 3 * H, b_ih, xs.device)  # every step's input product in one launch
-    product_into(gi, xs.view(T * B, n_in), w_ih, w_ih_col_ptr, w_ih_row_idx)
+    product_into(gi, xs.view(T * B, n_in), w_ih, w_ih_col_ptr, w_ih_row_idx, deterministic=det)
     if mode == "persistent" and w_hh_col_ptr is None:
         ys_ext = torch.empty((T + 1, B, H), dtype=torch.float32, device=xs.device)
         ys_ext[0].copy_(y)
@@ -126,7 +126,7 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
     y_prev, c_prev = y, c
     grid = (triton.cdiv(H, GATE_BLOCK), B)
     for t in range(T):
-        product_into(gh[t], y_prev, w_hh, w_hh_col_ptr, w_hh_row_idx, active)
+        product_into(gh[t], y_prev, w_hh, w_hh_col_ptr, w_hh_row_idx, active, deterministic=det)
         c_next = torch.empty((B, H), dtype=torch.float32, device=xs.device)
         kernels.egru_gate_kernel[grid](gi[t * B:(t + 1) * B], gh[t], c_prev, thr, c_next, ys[t], idx[t % 2],
                                        counts[t], H, COMPACT=t + 1 < T and not det, BLOCK=GATE_BLOCK)
