@@ -78,3 +78,58 @@ def test_autotuned_kernels_stay_correct_and_key_on_the_activity_bucket():
     buckets = {int(k[2]) for k in out["keys"]}
     assert {0, 2} <= buckets and all(k[:2] == ["300", "40"] for k in out["keys"])
     assert out["sparse_keys"] >= 2
+
+
+def _candidates():
+    """(kernel name, TunedKernel, config) for every candidate. The interpreter ignores num_warps and
+    num_stages, so there one config per block shape is enough."""
+    from evsparse.gpu import launch
+
+    tuned = {"dense_gather": (launch.DENSE_GATHER, launch._PRODUCT_CONFIGS),
+             "dense_gather_partial": (launch.DENSE_GATHER_PARTIAL, launch._PRODUCT_CONFIGS),
+             "masked_splitk": (launch.MASKED_SPLITK, launch._PRODUCT_CONFIGS),
+             "sparse_gather": (launch.SPARSE_GATHER, launch._SPARSE_CONFIGS),
+             "sparse_gather_partial": (launch.SPARSE_GATHER_PARTIAL, launch._SPARSE_CONFIGS)}
+    params = []
+    for name, (kernel, configs) in tuned.items():
+        seen = set()
+        for cfg in configs:
+            shape = tuple(sorted(cfg.kwargs.items()))
+            if not HAS_CUDA and shape in seen:
+                continue
+            seen.add(shape)
+            label = "-".join(f"{k}{v}" for k, v in shape) + f"-w{cfg.num_warps}"
+            params.append(pytest.param(name, kernel, cfg, id=f"{name}-{label}"))
+    return params
+
+
+@pytest.mark.parametrize("name, kernel, config", _candidates())
+def test_every_tuning_candidate_matches_the_dense_reference(monkeypatch, name, kernel, config):
+    """Each configuration the autotuner may pick, launched on its own (the tuner only times them and
+    keeps one): tiles wider than the sizes, odd sizes that leave ragged edge tiles, two batch rows with
+    different activity. On a GPU this is where a tile-specific miscompile would show."""
+    from evsparse.gpu import launch
+
+    monkeypatch.setattr(kernel, "tuned", None)
+    monkeypatch.setattr(kernel, "fixed", config)
+    dev = "cuda" if HAS_CUDA else "cpu"
+    g = torch.Generator().manual_seed(1)
+    # Row 2 of x has over 128 active inputs (several blocks even at BLOCK_K=64); a sparse column holds
+    # ~280 nonzeros (several blocks even at BLOCK=256, the last one ragged).
+    n_in, n_out = (37, 700) if name.startswith("sparse") else (147, 150)
+    w = torch.randn(n_out, n_in, generator=g) * (torch.rand(n_out, n_in, generator=g) < 0.4)
+    x = torch.randn(2, n_in, generator=g) * (torch.rand(2, n_in, generator=g) < torch.tensor([[0.1], [0.95]]))
+    b = torch.randn(n_out, generator=g)
+    ref = x @ w.T + b
+    x, w, b = x.to(dev), w.to(dev), b.to(dev)
+    if name.startswith("sparse"):
+        import evsparse
+
+        p = evsparse.pack(w.cpu(), layout="sparse").to(dev)
+        y = launch.sparse_gather_linear(x, p.col_ptr, p.row_idx, p.values, n_out, b,
+                                        deterministic=name.endswith("partial"))
+    elif name == "masked_splitk":
+        y = launch.masked_splitk_linear(x, w.t().contiguous(), b)
+    else:
+        y = launch.gather_linear(x, w.t().contiguous(), b, reduction="two_pass" if name.endswith("partial") else "atomic")
+    torch.testing.assert_close(y.cpu(), ref, rtol=1e-4, atol=1e-4)

@@ -77,28 +77,50 @@ def _evsparse_call(pw, device: torch.device) -> Callable:
     return lambda x: launch.sparse_gather_linear(x, pw.col_ptr, pw.row_idx, pw.values, pw.out_features)
 
 
-def build_methods(case: cpu_bench.Case, device: torch.device) -> tuple[dict, evsparse.PackedWeight]:
-    w = case.w.to(device)
-    packed = {lay: evsparse.pack(case.w, layout=lay).to(device) for lay in ("auto", "dense", "sparse")}
-    wt = w.t().contiguous()
-    csr = csr_baseline(w)
+class Weights:
+    """One sweep weight on the device in every form the methods read: packed ("auto" and both forced
+    layouts; "auto" is one of the two, not a third copy), dense, transposed, CSR. Built once per size
+    and density; the activities reuse it (packing 8192x24576 on the host takes seconds)."""
+
+    def __init__(self, w: torch.Tensor, device: torch.device):
+        self.host = w
+        auto = evsparse.pack(w)
+        other = "sparse" if auto.layout == "dense" else "dense"
+        self.packed = {"auto": auto.to(device), auto.layout: None, other: evsparse.pack(w, layout=other).to(device)}
+        self.packed[auto.layout] = self.packed["auto"]
+        self.w = w.to(device)
+        self.wt = self.w.t().contiguous()
+        self.csr = csr_baseline(self.w)
+
+
+def build_methods(case: cpu_bench.Case, weights: Weights, device: torch.device) -> tuple[dict, evsparse.PackedWeight]:
+    """name -> (fn, inputs) for one sweep point; ``weights`` holds case.w."""
+    packed, w, wt = weights.packed, weights.w, weights.wt
     xs = [x.to(device) for x in case.xs]
-    ps = packed["sparse"]
+    pd, ps = packed["dense"], packed["sparse"]
     methods = {
         "evsparse": (_evsparse_call(packed["auto"], device), xs),
-        "evs_dense_gather": (_evsparse_call(packed["dense"], device), xs),
-        "evs_sparse_gather": (_evsparse_call(packed["sparse"], device), xs),
-        "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, packed["dense"].values, None, "two_pass"), xs),
+        "evs_dense_gather": (_evsparse_call(pd, device), xs),
+        "evs_sparse_gather": (_evsparse_call(ps, device), xs),
+        "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, pd.values, None, "two_pass"), xs),
         # what torch.use_deterministic_algorithms(True) costs: ordered compaction, fixed-order sums
-        "evs_dense_gather deterministic": (
-            lambda x: launch.gather_linear(x, packed["dense"].values, deterministic=True), xs),
+        "evs_dense_gather deterministic": (lambda x: launch.gather_linear(x, pd.values, deterministic=True), xs),
         "evs_sparse_gather deterministic": (lambda x: launch.sparse_gather_linear(
             x, ps.col_ptr, ps.row_idx, ps.values, ps.out_features, deterministic=True), xs),
         "cuBLAS F.linear": (lambda x: F.linear(x, w), xs),
         "masked split-K": (lambda x: launch.masked_splitk_linear(x, wt), xs),
-        "torch CSR mv": (lambda x: torch.mv(csr, x), xs),
+        "torch CSR mv": (lambda x: torch.mv(weights.csr, x), xs),
     }
     return methods, packed["auto"]
+
+
+def max_errors(methods: dict, reference: str = "cuBLAS F.linear") -> dict:
+    """Each method's largest deviation from ``reference`` on the first input, relative to the largest
+    output magnitude: a fast wrong kernel shows in the report next to its time."""
+    fn, inputs = methods[reference]
+    ref = fn(inputs[0]).float()
+    scale = float(ref.abs().max()) or 1.0
+    return {name: float((f(xs[0]).float() - ref).abs().max()) / scale for name, (f, xs) in methods.items()}
 
 
 def sweep(sizes, activities, densities, reps: int, device: torch.device, copy_gbps: float, log=print) -> list[dict]:
@@ -106,9 +128,13 @@ def sweep(sizes, activities, densities, reps: int, device: torch.device, copy_gb
     for size in sizes:
         n_in, n_out = cpu_bench.parse_size(size)
         for d in densities:
+            weights = None  # Case's fixed seed: the weight depends on the size and density only
             for a in activities:
                 case = cpu_bench.Case(n_in, n_out, a, d)
-                methods, pw = build_methods(case, device)
+                if weights is None or not torch.equal(weights.host, case.w):
+                    weights = Weights(case.w, device)
+                methods, pw = build_methods(case, weights, device)
+                errors = max_errors(methods)
                 t = time_interleaved_device(methods, reps, device)
                 ev = t["evsparse"]
                 theo = case.n_in * case.n_out / case.mean_macs()
@@ -119,7 +145,12 @@ def sweep(sizes, activities, densities, reps: int, device: torch.device, copy_gb
                     "speedup_vs": {k: v / ev for k, v in t.items() if k != "evsparse"},
                     "effective_GBps": gbps, "copy_fraction": gbps / copy_gbps,
                     "dense_copy_fraction": case.n_in * case.n_out * 4 / t["cuBLAS F.linear"] / 1e9 / copy_gbps,
+                    "max_rel_error_vs_cublas": errors,
                 })
+                worst = max(errors, key=errors.get)
+                if errors[worst] > 1e-4:
+                    log(f"  WARNING {size} act {a:.0%} dens {d:.0%}: {worst} deviates from cuBLAS by "
+                        f"{errors[worst]:.1e} of the output scale")
                 log(f"  {size} act {a:.0%} dens {d:.0%}: evsparse {ev * 1e6:.1f} us, "
                     f"cuBLAS {t['cuBLAS F.linear'] * 1e6:.1f} us, theoretical {theo:.1f}x")
     return rows
@@ -248,6 +279,12 @@ def to_markdown(report: dict) -> str:
                    f"{r['theoretical_speedup']:.1f}x | {r['times_us']['evsparse']:.1f} | "
                    + " | ".join(f"{r['speedup_vs'][o]:.2f}x" for o in others)
                    + f" | {r['effective_GBps']:.0f} | {r['copy_fraction']:.0%} | {r['dense_copy_fraction']:.0%} |")
+    if report["rows"]:
+        worst = max(((e, name, r) for r in report["rows"] for name, e in r["max_rel_error_vs_cublas"].items()),
+                    key=lambda t: t[0])
+        out.append(f"\nEvery method's output was checked against cuBLAS before timing: largest deviation "
+                   f"{worst[0]:.1e} of the output scale ({worst[1]}, {worst[2]['size']}, activity "
+                   f"{worst[2]['activity']:.0%}, density {worst[2]['density']:.0%}).")
     if report["egru"]:
         out.append("\n## EGRU at batch 1 (us per step / per sequence)\n")
         names = list(report["egru"][0]["times_us"])
