@@ -48,18 +48,16 @@ def _products():
     specs = []
     for wdt in ("fp32", "fp16", "bf16"):
         w = "*" + wdt
-        specs.append((kernels.dense_gather_kernel,
-                      {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "w_ptr": w, "y_ptr": P32, **PRODUCT_INTS},
-                      tiles(launch.DENSE_GATHER), f"w {wdt}"))
-        specs.append((kernels.dense_gather_partial_kernel,
-                      {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "w_ptr": w, "part_ptr": P32, "n_in": "i32",
-                       "n_out": "i32", "splits": "i32", "act_bucket": "i32"},
-                      tiles(launch.DENSE_GATHER_PARTIAL), f"w {wdt}"))
+        dense = {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "w_ptr": w, "out_ptr": P32, **PRODUCT_INTS}
+        for atomic, tuned in ((True, launch.DENSE_GATHER), (False, launch.DENSE_GATHER_PARTIAL)):
+            specs.append((kernels.dense_gather_kernel, dense, [({"ATOMIC": atomic, **c}, nw) for c, nw in tiles(tuned)],
+                          f"w {wdt}, {'atomic' if atomic else 'two-pass'}"))
         for rdt in ("i16", "i32"):
             csc = {"x_ptr": P32, "idx_ptr": I32, "count_ptr": I32, "col_ptr": "*i64", "row_ptr": "*" + rdt,
                    "val_ptr": w}
             specs.append((kernels.sparse_gather_kernel,
-                          {**csc, "y_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32", "act_bucket": "i32"},
+                          {**csc, "y_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32", "mean_nnz": "i32",
+                           "act_bucket": "i32"},
                           tiles(launch.SPARSE_GATHER), f"values {wdt}, rows {rdt}"))
             specs.append((kernels.sparse_gather_partial_kernel,
                           {**csc, "part_ptr": P32, "n_in": "i32", "n_out": "i32", "nnz": "i32", "splits": "i32",

@@ -60,6 +60,47 @@ def test_products_match_dense_reference(seed, B, n_in, n_out, activity, density,
         assert torch.equal(b, b_before)
 
 
+@pytest.mark.parametrize("programs", [1, 3, 1000])
+def test_sparse_gather_spreads_columns_over_programs(programs, monkeypatch):
+    """The atomic sparse-gather cuts each active column into pieces (cdiv(mean column length, BLOCK))
+    and strides its programs over (column, piece) items: columns far longer and far shorter than the
+    mean (full, one entry, empty), fewer programs than items and more, a NaN input in a long column
+    (its implicit zeros are filled once, by piece 0)."""
+    import triton
+
+    monkeypatch.setattr(launch, "INTERPRET_PROGRAMS", programs)
+    monkeypatch.setattr(launch.SPARSE_GATHER, "tuned", None)
+    monkeypatch.setattr(launch.SPARSE_GATHER, "fixed", triton.Config({"BLOCK": 32}, num_warps=1))
+    g = torch.Generator().manual_seed(3)
+    n_in, n_out = 12, 300
+    keep = torch.rand(n_out, n_in, generator=g) < 0.3
+    keep[:, 0] = True   # a full column: ~3x the mean length
+    keep[:, 1] = False  # empty
+    keep[:, 2] = False
+    keep[7, 2] = True   # one entry
+    w = torch.randn(n_out, n_in, generator=g) * keep
+    x = torch.randn(2, n_in, generator=g)
+    x[1, 5] = 0.0
+    sp = evsparse.pack(w, layout="sparse")
+    args = (sp.col_ptr.to(DEV), sp.row_idx.to(DEV), sp.values.to(DEV), n_out)
+    y = launch.sparse_gather_linear(x.to(DEV), *args, deterministic=False)
+    torch.testing.assert_close(y.cpu(), x @ w.T, rtol=1e-4, atol=1e-4)
+    x[0, 0] = float("nan")
+    y = launch.sparse_gather_linear(x.to(DEV), *args, deterministic=False)
+    assert torch.isnan(y[0]).all() and not torch.isnan(y[1]).any()
+    torch.testing.assert_close(y[1].cpu(), x[1] @ w.T, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("programs", [1, 5, 1000])
+def test_atomic_dense_gather_with_capped_programs(programs, monkeypatch):
+    """Fewer programs than active blocks x tiles (each program walks several blocks of its tile), and
+    more (one block per program; the grid's own extent, cdiv(in, BLOCK_K), is then the cap)."""
+    monkeypatch.setattr(launch, "INTERPRET_PROGRAMS", programs)
+    x, w, b = problem(6, 2, 200, 140, 0.6, 1.0)
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    torch.testing.assert_close(launch.gather_linear(x, wt, b, reduction="atomic"), x @ w.T + b, rtol=1e-4, atol=1e-4)
+
+
 def test_int32_row_indices_and_half_weights():
     x, w, b = problem(1, 2, 40, 50, 0.3, 0.3)
     sparse = evsparse.pack(w.cpu(), layout="sparse")
@@ -262,6 +303,7 @@ def test_gpu_report_harness(tmp_path):
     for r in report["rows"]:
         t = r["times_us"]
         assert set(t) == {"evsparse", "evs_dense_gather", "evs_dense_gather two-pass", "evs_sparse_gather",
+                          "evs_dense_gather uncapped", "evs_sparse_gather uncapped",
                           "evs_dense_gather deterministic", "evs_sparse_gather deterministic",
                           "cuBLAS F.linear", "masked split-K", "torch CSR mv"}
         assert all(v > 0 for v in t.values())

@@ -2,9 +2,8 @@
 
 For each size, activity and weight density it times, side by side in one run: evsparse (``"auto"``
 layout and both forced layouts, through ``evsparse.sparse_linear`` on the CUDA key; the dense-gather
-also with its two-pass split-K reduction instead of atomics; both layouts in their deterministic
-forms), dense cuBLAS
-``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
+also with its two-pass split-K reduction instead of atomics; both layouts with the program cap lifted
+and in their deterministic forms), dense cuBLAS ``F.linear``, the TEAL-style masked split-K kernel (:func:`evsparse.gpu.launch.masked_splitk_linear`)
 and ``torch.sparse`` CSR ``mv``; with the theoretical MAC speedup and the fraction of the device's
 measured copy bandwidth that evsparse achieves. Then the EGRU step and a T-step sequence at batch 1
 against ``torch.nn.GRUCell``, eager and captured in CUDA graphs, and (dense recurrent weight) the
@@ -93,6 +92,20 @@ class Weights:
         self.csr = csr_baseline(self.w)
 
 
+def _uncapped(fn: Callable) -> Callable:
+    """``fn`` with the atomic products' program cap lifted (launch.PROGRAMS_PER_SM): the grid then has
+    a program per active block (dense) or per column piece (sparse) even where few have work, which is
+    what the cap is measured against."""
+    def call(x):
+        saved = launch.PROGRAMS_PER_SM, launch.INTERPRET_PROGRAMS
+        launch.PROGRAMS_PER_SM = launch.INTERPRET_PROGRAMS = 1 << 30
+        try:
+            return fn(x)
+        finally:
+            launch.PROGRAMS_PER_SM, launch.INTERPRET_PROGRAMS = saved
+    return call
+
+
 def build_methods(case: cpu_bench.Case, weights: Weights, device: torch.device) -> tuple[dict, evsparse.PackedWeight]:
     """name -> (fn, inputs) for one sweep point; ``weights`` holds case.w."""
     packed, w, wt = weights.packed, weights.w, weights.wt
@@ -103,6 +116,9 @@ def build_methods(case: cpu_bench.Case, weights: Weights, device: torch.device) 
         "evs_dense_gather": (_evsparse_call(pd, device), xs),
         "evs_sparse_gather": (_evsparse_call(ps, device), xs),
         "evs_dense_gather two-pass": (lambda x: launch.gather_linear(x, pd.values, None, "two_pass"), xs),
+        "evs_dense_gather uncapped": (_uncapped(lambda x: launch.gather_linear(x, pd.values, None, "atomic")), xs),
+        "evs_sparse_gather uncapped": (_uncapped(lambda x: launch.sparse_gather_linear(
+            x, ps.col_ptr, ps.row_idx, ps.values, ps.out_features, deterministic=False)), xs),
         # what torch.use_deterministic_algorithms(True) costs: ordered compaction, fixed-order sums
         "evs_dense_gather deterministic": (lambda x: launch.gather_linear(x, pd.values, deterministic=True), xs),
         "evs_sparse_gather deterministic": (lambda x: launch.sparse_gather_linear(
@@ -267,10 +283,12 @@ def to_markdown(report: dict) -> str:
            f"{m['copy_GBps']:.0f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks, synchronised\n"]
     if m["interpreted"]:
         out.append("**Triton interpreter on CPU tensors: a harness check, not a GPU measurement.**\n")
-    out.append(f"Split-K reduction: {m['reduction']}; autotuning {'on' if m['autotune'] else 'off'} "
+    out.append(f"Split-K reduction: {m['reduction']}; atomic products capped at {m['programs_per_sm']} programs per SM "
+               f"(\"uncapped\": a program per active block or column piece); autotuning {'on' if m['autotune'] else 'off'} "
                "(report.json lists the configurations chosen per size and activity bucket).\n")
     others = ["cuBLAS F.linear", "masked split-K", "torch CSR mv", "evs_dense_gather", "evs_dense_gather two-pass",
-              "evs_sparse_gather", "evs_dense_gather deterministic", "evs_sparse_gather deterministic"]
+              "evs_dense_gather uncapped", "evs_sparse_gather", "evs_sparse_gather uncapped",
+              "evs_dense_gather deterministic", "evs_sparse_gather deterministic"]
     out.append("| size (in x out) | activity | density | layout | theoretical | evsparse us | "
                + " | ".join(f"vs {o}" for o in others) + " | GB/s | of copy BW | cuBLAS of copy BW |")
     out.append("|" + "---|" * (9 + len(others)))
@@ -330,6 +348,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report = {"meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "device": name,
                        "torch": torch.__version__, "triton": triton.__version__, "copy_GBps": copy_gbps,
                        "reps": args.reps, "interpreted": interpreted, "evsparse": evsparse.__version__,
+                       "programs_per_sm": launch.PROGRAMS_PER_SM,
                        "seconds": time.perf_counter() - t0, "reduction": launch.REDUCTION,
                        "autotune": tuning.AUTOTUNE, "tuned_configs": tuned_configs()},
               "rows": rows, "egru": egru}

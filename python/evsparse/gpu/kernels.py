@@ -2,14 +2,15 @@
 CPU tensors under ``TRITON_INTERPRET=1``, which is how the CPU-only test suite checks them).
 
 No host synchronisation anywhere: the active inputs are compacted on the device into per-row index
-lists with a device counter, and the product grids are sized for the worst case (every input active);
-programs past the counter return at once. Partial sums meet in fp32 ``atomic_add`` (split-K), or, in
-the two-pass alternative, in a partial buffer summed by a second kernel. The default compaction
-reserves slots atomically, so its order, the summation order and the last bits of a result vary
-from run to run. The deterministic set (chosen by ``torch.use_deterministic_algorithms``, see
-launch.py) compacts in order with one program per row and sums partial buffers in a fixed order:
-:func:`compact_ordered_kernel`, :func:`dense_gather_partial_kernel`,
-:func:`sparse_gather_partial_kernel` and :func:`reduce_splits_kernel`.
+lists with a device counter, so the host sizes the product grids without knowing how many inputs are
+active. Programs stride over the work the counter holds (active blocks, or active columns cut into
+pieces) and the grids are capped (launch.py), so at low activity few programs find nothing to do.
+Partial sums meet in fp32 ``atomic_add`` (split-K), or, in the two-pass alternative, in a partial
+buffer summed by a second kernel. The default compaction reserves slots atomically, so its order, the
+summation order and the last bits of a result vary from run to run. The deterministic set (chosen by
+``torch.use_deterministic_algorithms``, see launch.py) compacts in order with one program per row and
+sums partial buffers in a fixed order: :func:`compact_ordered_kernel`, :func:`dense_gather_kernel`
+without ATOMIC, :func:`sparse_gather_partial_kernel` and :func:`reduce_splits_kernel`.
 """
 
 from __future__ import annotations
@@ -78,43 +79,42 @@ def _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, 
 
 
 @triton.jit
-def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, y_ptr, n_in, n_out, act_bucket,
-                        BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
-    """y[b] += sum over a block of active inputs j of x[b, j] * W_t[j, tile]. W_t is [in, out]
-    (input-major), so each active input's row is one contiguous read. Grid:
-    (cdiv(n_in, BLOCK_K), cdiv(n_out, BLOCK_N), B). ``act_bucket`` is unused here: it is part of the
-    autotuning key (tuning.py), as in the other product kernels."""
-    pid_k = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    b = tl.program_id(2)
-    count = tl.load(count_ptr + b)
-    k0 = pid_k * BLOCK_K
-    if k0 < count:
-        ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-        n_ok = ns < n_out
-        part = _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K)
-        tl.atomic_add(y_ptr + b * n_out + ns, part, mask=n_ok, sem="relaxed")  # a sum: no ordering needed
-
-
-@triton.jit
-def dense_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, part_ptr, n_in, n_out, splits, act_bucket,
-                                BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
-    """First pass of the two-pass alternative to :func:`dense_gather_kernel`: split s sums the active
-    blocks s, s + splits, ... in registers and stores its partial tile, no atomics. part is
-    [splits, B, out]. Grid: (splits, cdiv(n_out, BLOCK_N), B)."""
-    s = tl.program_id(0)
-    pid_n = tl.program_id(1)
-    b = tl.program_id(2)
-    n_rows = tl.num_programs(2)
-    count = tl.load(count_ptr + b)
-    ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
-    n_ok = ns < n_out
-    acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+def _split_sum(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, s, splits, count, ns, n_ok, BLOCK_K: tl.constexpr):
+    """Split s's share of a row's product for outputs ``ns``: active blocks s, s + splits, ..., in fp32."""
+    acc = tl.zeros(ns.shape, dtype=tl.float32)
     k0 = s * BLOCK_K
     while k0 < count:
         acc += _active_block_product(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, k0, count, ns, n_ok, BLOCK_K)
         k0 += splits * BLOCK_K
-    tl.store(part_ptr + (s * n_rows + b).to(tl.int64) * n_out + ns, acc, mask=n_ok)
+    return acc
+
+
+@triton.jit
+def dense_gather_kernel(x_ptr, idx_ptr, count_ptr, w_ptr, out_ptr, n_in, n_out, act_bucket,
+                        ATOMIC: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Split-K over the active inputs: program (s, tile, b) sums the active blocks s, s + S, ...
+    (S = the grid's first extent) of row b for one output tile in registers, reading W_t [in, out]
+    (input-major: an active input's row is one contiguous read). Then, with ATOMIC, it adds the tile
+    to y [B, out] with one fp32 atomic (a program with no block adds nothing); else (the two-pass
+    alternative) it stores it as partial s of part [S, B, out] for :func:`reduce_splits_kernel`.
+    The grid is sized on the host without knowing the device-side count: S up to cdiv(n_in, BLOCK_K)
+    (one block per program, when the GPU has room for that many programs), fewer when the grid would
+    otherwise be mostly programs that find nothing to do. Grid: (S, cdiv(n_out, BLOCK_N), B).
+    ``act_bucket`` is unused here: it is part of the autotuning key (tuning.py)."""
+    s = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    b = tl.program_id(2)
+    splits = tl.num_programs(0)
+    count = tl.load(count_ptr + b)
+    ns = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    n_ok = ns < n_out
+    if ATOMIC:
+        if s * BLOCK_K < count:  # most programs at low activity: return before touching the weights
+            acc = _split_sum(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, s, splits, count, ns, n_ok, BLOCK_K)
+            tl.atomic_add(out_ptr + b * n_out + ns, acc, mask=n_ok, sem="relaxed")  # a sum: no ordering needed
+    else:
+        acc = _split_sum(x_ptr, idx_ptr, w_ptr, b, n_in, n_out, s, splits, count, ns, n_ok, BLOCK_K)
+        tl.store(out_ptr + (s * tl.num_programs(2) + b).to(tl.int64) * n_out + ns, acc, mask=n_ok)
 
 
 @triton.jit
@@ -165,17 +165,18 @@ def _add(ptr, vals, mask, ATOMIC: tl.constexpr):
 
 
 @triton.jit
-def _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out_ptr, b, a, n_in, n_out, nnz,
+def _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out_ptr, b, a, piece, pieces, n_in, n_out, nnz,
                     ATOMIC: tl.constexpr, BLOCK: tl.constexpr):
-    """out[0, n_out) += x[b, j] * column j of the CSC weight, j the a-th active input of row b.
-    Accesses are masked to [0, nnz) and [0, n_out): a corrupted structure can give a wrong result but
-    cannot touch memory outside the tensors. Without ATOMIC a CTA barrier ends each pass, so the next
-    column's adds (from other threads) come after this one's."""
+    """out[0, n_out) += x[b, j] * piece ``piece`` of ``pieces`` (equal shares of its nonzeros) of
+    column j of the CSC weight, j the a-th active input of row b. Accesses are masked to [0, nnz) and
+    [0, n_out): a corrupted structure can give a wrong result but cannot touch memory outside the
+    tensors. Without ATOMIC a CTA barrier ends each pass, so the next column's adds (from other
+    threads) come after this one's."""
     j = tl.load(idx_ptr + b * n_in + a)
     xv = tl.load(x_ptr + b * n_in + j).to(tl.float32)
     k0 = tl.maximum(tl.load(col_ptr + j), 0)
     k1 = tl.minimum(tl.load(col_ptr + j + 1), nnz)
-    if xv * 0.0 != 0.0:  # NaN or Inf: the implicit zeros contribute NaN too
+    if (piece == 0) & (xv * 0.0 != 0.0):  # NaN or Inf: the implicit zeros contribute NaN too (once)
         o = 0
         while o < n_out:
             os = o + tl.arange(0, BLOCK)
@@ -184,10 +185,12 @@ def _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out_ptr, b, a, n_
             o += BLOCK
         if not ATOMIC:
             tl.debug_barrier()
-    k = k0
-    while k < k1:  # (a while loop: the interpreter cannot range() over loaded bounds)
+    span = tl.maximum(k1 - k0, 0)
+    k = k0 + span * piece // pieces
+    k_end = k0 + span * (piece + 1) // pieces
+    while k < k_end:  # (a while loop: the interpreter cannot range() over loaded bounds)
         ks = k + tl.arange(0, BLOCK)
-        ok = ks < k1
+        ok = ks < k_end
         r = tl.load(row_ptr + ks, mask=ok, other=0).to(tl.int32)
         v = tl.load(val_ptr + ks, mask=ok, other=0.0).to(tl.float32)
         _add(out_ptr + r, xv * v, ok & (r >= 0) & (r < n_out), ATOMIC)
@@ -197,16 +200,25 @@ def _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out_ptr, b, a, n_
 
 
 @triton.jit
-def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out, nnz,
+def sparse_gather_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, val_ptr, y_ptr, n_in, n_out, nnz, mean_nnz,
                          act_bucket, BLOCK: tl.constexpr):
-    """Pruned weights (CSC): one program per active input, which scatters x[b, j] * values over its
-    column's nonzeros with atomics. Grid: (n_in, B). The structure is validated on the host once per
-    pair of index tensors, not per call (that would need a host sync); the kernel masks its accesses."""
-    a = tl.program_id(0)
+    """Pruned weights (CSC), scattered with fp32 atomics. The work items of row b are (active column,
+    piece) pairs: each active column is cut into pieces = cdiv(mean_nnz, BLOCK) equal shares (about one
+    BLOCK each for a column of average length), so a long column is spread over many programs instead
+    of one program walking it block after dependent block. The P programs of a row stride over its
+    count * pieces items (P fixed by the host without knowing count: programs with no item return at
+    once, and there are at most P of them). The structure is validated on the host once per pair of
+    index tensors, not per call (that would need a host sync); the kernel masks its accesses.
+    Grid: (P, B)."""
+    p = tl.program_id(0)
     b = tl.program_id(1)
-    if a < tl.load(count_ptr + b):
-        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, y_ptr + b * n_out, b, a, n_in, n_out, nnz,
-                        ATOMIC=True, BLOCK=BLOCK)
+    pieces = tl.maximum(tl.cdiv(mean_nnz, BLOCK), 1)
+    items = tl.load(count_ptr + b) * pieces
+    w = p
+    while w < items:
+        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, y_ptr + b * n_out, b, w // pieces, w % pieces,
+                        pieces, n_in, n_out, nnz, ATOMIC=True, BLOCK=BLOCK)
+        w += tl.num_programs(0)
 
 
 @triton.jit
@@ -225,7 +237,7 @@ def sparse_gather_partial_kernel(x_ptr, idx_ptr, count_ptr, col_ptr, row_ptr, va
     out = part_ptr + (s * n_rows + b).to(tl.int64) * n_out
     a = s
     while a < count:
-        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out, b, a, n_in, n_out, nnz,
+        _scatter_column(x_ptr, idx_ptr, col_ptr, row_ptr, val_ptr, out, b, a, 0, 1, n_in, n_out, nnz,
                         ATOMIC=False, BLOCK=BLOCK)
         a += splits
 
@@ -317,10 +329,7 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
             ns = n0 + tl.arange(0, BLOCK_N)
             n_ok = ns < H3
             acc = tl.load(b_hh_ptr + ns, mask=n_ok, other=0.0)
-            k0 = 0
-            while k0 < count:
-                acc += _active_block_product(y_prev, idx_ptr, w_ptr, b, H, H3, k0, count, ns, n_ok, BLOCK_K)
-                k0 += BLOCK_K
+            acc += _split_sum(y_prev, idx_ptr, w_ptr, b, H, H3, 0, 1, count, ns, n_ok, BLOCK_K)
             tl.store(gh_ptr + b * H3 + ns, acc, mask=n_ok)
             n0 += BLOCK_N
         tl.debug_barrier()

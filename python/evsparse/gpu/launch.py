@@ -14,6 +14,7 @@ bitwise reproducible run to run, at some cost in speed (evsparse-gpu-bench times
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from typing import NamedTuple, Optional
@@ -31,6 +32,13 @@ COMPACT_BLOCK = 256
 # (evsparse-gpu-bench times both) says otherwise; EVSPARSE_GPU_REDUCTION overrides.
 REDUCTION = os.environ.get("EVSPARSE_GPU_REDUCTION", "atomic")
 TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough programs to fill a large GPU
+# The atomic products' grids are sized without the device-side count of active inputs, so at low
+# activity most of a worst-case grid would be programs that load the count and return. They are capped
+# at this many programs per SM (more than fit at once, so the GPU stays full at any activity;
+# EVSPARSE_GPU_PROGRAMS_PER_SM overrides, evsparse-gpu-bench times the uncapped grid beside it); the
+# interpreter gets a small fixed number, so that the tests walk the strided loops.
+PROGRAMS_PER_SM = int(os.environ.get("EVSPARSE_GPU_PROGRAMS_PER_SM", "16"))
+INTERPRET_PROGRAMS = 8
 SPARSE_SPLITS = 128  # deterministic sparse-gather: partial rows per batch row (programs walking columns)
 _SPLIT_BLOCK_K, _SPLIT_BLOCK_N = 16, 128  # the tile the two-pass split count is sized for
 
@@ -43,14 +51,26 @@ _FIXED_PRODUCT = triton.Config({"BLOCK_K": 16, "BLOCK_N": 128}, num_warps=4)
 _PRODUCT_CONFIGS = [c for c in (product_configs((8, 16, 32, 64), (64, 128, 256), (4,))
                                 + product_configs((16, 32), (128, 256), (2, 8)))
                     if c.kwargs["BLOCK_K"] * c.kwargs["BLOCK_N"] <= 64 * 32 * c.num_warps]
-DENSE_GATHER = TunedKernel(kernels.dense_gather_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
-DENSE_GATHER_PARTIAL = TunedKernel(kernels.dense_gather_partial_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY)
+DENSE_GATHER = TunedKernel(kernels.dense_gather_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("out_ptr",))
+DENSE_GATHER_PARTIAL = TunedKernel(kernels.dense_gather_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY)
 MASKED_SPLITK = TunedKernel(kernels.masked_splitk_kernel, _FIXED_PRODUCT, _PRODUCT_CONFIGS, _KEY, restore=("y_ptr",))
 _SPARSE_FIXED = triton.Config({"BLOCK": 128}, num_warps=4)
 _SPARSE_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (32, 64, 128, 256) for w in (1, 2, 4)]
 SPARSE_GATHER = TunedKernel(kernels.sparse_gather_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY, restore=("y_ptr",))
 SPARSE_GATHER_PARTIAL = TunedKernel(kernels.sparse_gather_partial_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY,
                                     restore=("part_ptr",))
+
+
+def max_programs(device: torch.device) -> int:
+    """The cap on an atomic product's programs (see :data:`PROGRAMS_PER_SM`)."""
+    if device.type != "cuda":
+        return INTERPRET_PROGRAMS
+    return PROGRAMS_PER_SM * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _sm_count(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
 
 
 def use_deterministic(flag: Optional[bool] = None) -> bool:
@@ -231,14 +251,19 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
     idx, count = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     if reduction == "atomic":
-        DENSE_GATHER(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), B),
-                     x2, idx, count, weight_t, y, n_in, n_out, bucket)
+        cap = max_programs(x2.device)
+
+        def grid(m):  # one active block per program, unless that is more programs than the cap
+            tiles = triton.cdiv(n_out, m["BLOCK_N"])
+            return max(1, min(triton.cdiv(n_in, m["BLOCK_K"]), cap // (tiles * B))), tiles, B
+
+        DENSE_GATHER(grid, x2, idx, count, weight_t, y, n_in, n_out, bucket, ATOMIC=True)
     else:
         # The split count is fixed by the sizes (not the tile), so every tuned tile fills the same buffer.
         splits = max(1, min(triton.cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // triton.cdiv(n_out, _SPLIT_BLOCK_N)))
         part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x2.device)
         DENSE_GATHER_PARTIAL(lambda m: (splits, triton.cdiv(n_out, m["BLOCK_N"]), B),
-                             x2, idx, count, weight_t, part, n_in, n_out, splits, bucket)
+                             x2, idx, count, weight_t, part, n_in, n_out, bucket, ATOMIC=False)
         kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
                                                                              BLOCK=_SPLIT_BLOCK_N)
     tuning.HINTS.observe(n_in, count)
@@ -265,8 +290,12 @@ def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor,
         kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
                                                                              BLOCK=_SPLIT_BLOCK_N)
     else:
-        SPARSE_GATHER(lambda m: (n_in, B), x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out,
-                      row_idx.numel(), bucket)
+        nnz = row_idx.numel()
+        mean_nnz = triton.cdiv(nnz, n_in)
+        cap = max(1, max_programs(x2.device) // B)
+        # items per row: active columns x pieces (the kernel's cdiv(mean_nnz, BLOCK)), at most n_in x pieces
+        SPARSE_GATHER(lambda m: (min(n_in * max(1, triton.cdiv(mean_nnz, m["BLOCK"])), cap), B),
+                      x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, nnz, mean_nnz, bucket)
     tuning.HINTS.observe(n_in, count)
 
 
