@@ -40,7 +40,7 @@ def _products():
     weight dtype; the tile lists are the launchers' own (fixed tile first, then the autotuning list)."""
     def tiles(tuned):
         out = []
-        for c in [tuned.fixed] + (tuned.tuned.configs if tuned.tuned else []):
+        for c in [tuned.fixed] + tuned.configs:
             if (dict(c.kwargs), c.num_warps) not in out:
                 out.append((dict(c.kwargs), c.num_warps))
         return out

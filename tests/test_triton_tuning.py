@@ -85,15 +85,10 @@ def _candidates():
     num_stages, so there one config per block shape is enough."""
     from evsparse.gpu import launch
 
-    tuned = {"dense_gather": (launch.DENSE_GATHER, launch._PRODUCT_CONFIGS),
-             "dense_gather_partial": (launch.DENSE_GATHER_PARTIAL, launch._PRODUCT_CONFIGS),
-             "masked_splitk": (launch.MASKED_SPLITK, launch._PRODUCT_CONFIGS),
-             "sparse_gather": (launch.SPARSE_GATHER, launch._SPARSE_CONFIGS),
-             "sparse_gather_partial": (launch.SPARSE_GATHER_PARTIAL, launch._SPARSE_CONFIGS)}
     params = []
-    for name, (kernel, configs) in tuned.items():
+    for name, kernel in launch.TUNED_KERNELS.items():
         seen = set()
-        for cfg in configs:
+        for cfg in kernel.configs:
             shape = tuple(sorted(cfg.kwargs.items()))
             if not HAS_CUDA and shape in seen:
                 continue

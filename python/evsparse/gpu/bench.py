@@ -83,10 +83,9 @@ class Weights:
 
     def __init__(self, w: torch.Tensor, device: torch.device):
         self.host = w
-        auto = evsparse.pack(w)
+        auto = evsparse.pack(w).to(device)
         other = "sparse" if auto.layout == "dense" else "dense"
-        self.packed = {"auto": auto.to(device), auto.layout: None, other: evsparse.pack(w, layout=other).to(device)}
-        self.packed[auto.layout] = self.packed["auto"]
+        self.packed = {"auto": auto, auto.layout: auto, other: evsparse.pack(w, layout=other).to(device)}
         self.w = w.to(device)
         self.wt = self.w.t().contiguous()
         self.csr = csr_baseline(self.w)
@@ -270,10 +269,8 @@ def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int
 
 def tuned_configs() -> dict:
     """What the autotuner chose per (in, out, activity bucket, dtypes) key, per product kernel."""
-    kernels = {"dense_gather": launch.DENSE_GATHER, "dense_gather_partial": launch.DENSE_GATHER_PARTIAL,
-               "sparse_gather": launch.SPARSE_GATHER, "sparse_gather_partial": launch.SPARSE_GATHER_PARTIAL,
-               "masked_splitk": launch.MASKED_SPLITK}
-    return {name: {" ".join(map(str, k)): c for k, c in (k_.chosen() or {}).items()} for name, k_ in kernels.items()}
+    return {name: {" ".join(map(str, k)): c for k, c in (k_.chosen() or {}).items()}
+            for name, k_ in launch.TUNED_KERNELS.items()}
 
 
 def to_markdown(report: dict) -> str:

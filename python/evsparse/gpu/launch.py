@@ -59,6 +59,9 @@ _SPARSE_CONFIGS = [triton.Config({"BLOCK": b}, num_warps=w) for b in (32, 64, 12
 SPARSE_GATHER = TunedKernel(kernels.sparse_gather_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY, restore=("y_ptr",))
 SPARSE_GATHER_PARTIAL = TunedKernel(kernels.sparse_gather_partial_kernel, _SPARSE_FIXED, _SPARSE_CONFIGS, _KEY,
                                     restore=("part_ptr",))
+TUNED_KERNELS = {"dense_gather": DENSE_GATHER, "dense_gather_partial": DENSE_GATHER_PARTIAL,
+                 "sparse_gather": SPARSE_GATHER, "sparse_gather_partial": SPARSE_GATHER_PARTIAL,
+                 "masked_splitk": MASKED_SPLITK}
 
 
 def max_programs(device: torch.device) -> int:

@@ -103,10 +103,11 @@ class TunedKernel:
                  restore: Sequence[str] = ()):
         self.kernel = kernel
         self.fixed = fixed
+        self.configs = list(configs)  # the candidates, also when not autotuning (tests, compile check)
         self.tuned = None
         if AUTOTUNE:
             extra = {"do_bench": _wall_clock_bench} if INTERPRET else {"warmup": 5, "rep": 25}
-            self.tuned = triton.autotune(configs=list(configs), key=list(key), restore_value=list(restore),
+            self.tuned = triton.autotune(configs=self.configs, key=list(key), restore_value=list(restore),
                                          **extra)(kernel)
 
     def __call__(self, grid, *args, **kwargs) -> None:
