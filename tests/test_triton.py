@@ -18,7 +18,7 @@ if not HAS_CUDA:
 pytest.importorskip("triton")
 
 import evsparse  # noqa: E402
-from evsparse.gpu import cuda_ops, launch  # noqa: E402
+from evsparse.gpu import cuda_ops, launch, recurrent  # noqa: E402
 
 DEV = "cuda" if HAS_CUDA else "cpu"
 
@@ -111,11 +111,11 @@ def test_int32_row_indices_and_half_weights():
     torch.testing.assert_close(y16, x @ w.half().float().T + b, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("programs", [2, 6])
+@pytest.mark.parametrize("programs", [4, 12])
 def test_two_pass_dense_gather_with_few_splits(programs, monkeypatch):
     """Few splits, so each split walks several active blocks (the loop the default sizing rarely takes)."""
     monkeypatch.setattr(launch, "TWO_PASS_PROGRAMS", programs)
-    x, w, b = problem(5, 2, 200, 140, 0.6, 1.0)  # 2 output tiles -> 1 or 3 splits; ~120 active = 8 blocks
+    x, w, b = problem(5, 2, 200, 140, 0.6, 1.0)  # 2 rows x 2 output tiles -> 1 or 3 splits; ~120 active = 8 blocks
     wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
     torch.testing.assert_close(launch.gather_linear(x, wt, b, reduction="two_pass"), x @ w.T + b, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="reduction must be 'atomic' or 'two_pass'"):
@@ -141,6 +141,109 @@ def test_nonfinite_input_propagates_like_dense(bad, deterministic):
     for name, y in got.items():
         assert torch.equal(torch.isnan(y), torch.isnan(ref)), name
         torch.testing.assert_close(y[~torch.isnan(ref)], ref[~torch.isnan(ref)], rtol=1e-4, atol=1e-4)
+
+
+def _grids_launched(monkeypatch) -> list:
+    """Records the grid of every kernel launch (``kernel[grid](...)``, as the launchers call them)."""
+    from triton.runtime.jit import KernelInterface
+    grids, real = [], KernelInterface.__getitem__
+
+    def spy(self, grid):
+        grids.append(tuple(grid))
+        return real(self, grid)
+
+    monkeypatch.setattr(KernelInterface, "__getitem__", spy)
+    return grids
+
+
+def test_row_chunks_respect_both_limits(monkeypatch):
+    assert launch.row_chunks(0, 5) == []
+    assert launch.row_chunks(70_000, 10) == [(0, 65_535), (65_535, 70_000)]
+    assert launch.row_chunks(10, 2**30) == [(r, r + 1) for r in range(10)]  # 2 rows x 2**30 would pass int32
+    monkeypatch.setattr(launch, "MAX_ROW_OFFSET", 100)
+    assert launch.row_chunks(7, 30) == [(0, 3), (3, 6), (6, 7)]
+    assert launch.row_chunks(2, 500) == [(0, 1), (1, 2)]  # a row wider than the bound still gets a launch
+
+
+@pytest.mark.parametrize("limit", ["grid", "offset"])
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_rows_beyond_one_launch_are_split(limit, deterministic, monkeypatch):
+    """The sequence ops do all T steps' input products as one [T*B, in] launch; past 65535 rows that
+    reaches CUDA's limit on grid axes 1 and 2 (where the kernels put rows), and row * width can pass
+    int32. Both limits are shrunk here so that 8 rows need three launches: every launch must stay
+    within 3 rows and the results must not change."""
+    if limit == "grid":
+        monkeypatch.setattr(launch, "MAX_GRID_ROWS", 3)
+    else:
+        monkeypatch.setattr(launch, "MAX_ROW_OFFSET", 3 * 100 + 2)  # 3 rows of in = out = 100
+    grids = _grids_launched(monkeypatch)
+    x, w, b = problem(7, 8, 100, 100, 0.2, 0.5)
+    ref = x @ w.T + b
+    sp = evsparse.pack(w.cpu(), layout="sparse")
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    got = {"sparse": launch.sparse_gather_linear(x, sp.col_ptr.to(DEV), sp.row_idx.to(DEV), sp.values.to(DEV), 100, b,
+                                                 deterministic=deterministic),
+           "two_pass": launch.gather_linear(x, wt, b, reduction="two_pass", deterministic=deterministic)}
+    if not deterministic:
+        got["atomic"] = launch.gather_linear(x, wt, b, reduction="atomic")
+        got["masked"] = launch.masked_splitk_linear(x, wt, b)
+    for name, y in got.items():
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=name)
+    assert grids
+    too_big = [g for g in grids if max(g[1:], default=1) > 3 or (len(g) == 1 and g[0] > 3)]
+    assert not too_big, too_big
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_a_batch_beyond_one_launch_is_split(layout, monkeypatch):
+    """The recurrent ops' kernels put the batch on grid axis 1: a batch past the limit runs in chunks."""
+    monkeypatch.setattr(launch, "MAX_GRID_ROWS", 3)
+    grids = _grids_launched(monkeypatch)
+    torch.manual_seed(1)
+    egru = evsparse.nn.EGRU(6, 8, thr_mean=0.1).eval()
+    xs = torch.randn(2, 7, 6) * (torch.rand(2, 7, 6) < 0.5)
+    c0, y0 = torch.randn(7, 8), torch.relu(torch.randn(7, 8))
+    args = egru.sparsify(layout=layout)._args(0)
+    ref = torch.ops.evsparse.egru_sequence(xs, c0, y0, *args)
+    dev_args = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+    for mode in ("launches", "persistent"):
+        got = recurrent.egru_sequence(xs.to(DEV), c0.to(DEV), y0.to(DEV), *dev_args, mode=mode)
+        for r, g_ in zip(ref, got):
+            torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-5)
+    rnn = evsparse.nn.SparseLinearRNN(6, 5, 6, complex=True).eval()
+    h0 = torch.randn(7, rnn.width)
+    args = rnn.sparsify(layout=layout)._args(0)
+    ref = torch.ops.evsparse.linear_rnn_sequence(torch.relu(xs), h0, *args)
+    dev_args = [a.to(DEV) if isinstance(a, torch.Tensor) else a for a in args]
+    got = cuda_ops.linear_rnn_sequence(torch.relu(xs).to(DEV), h0.to(DEV), *dev_args)
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-5)
+    too_big = [g for g in grids if max(g[1:], default=1) > 3 or (len(g) == 1 and g[0] > 3)]
+    assert grids and not too_big, too_big
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU: the real limit is 65535 programs on grid axes 1 and 2")
+def test_more_rows_than_a_grid_axis_holds_on_the_gpu():
+    x, w, b = problem(8, 70_000, 16, 24, 0.3, 0.5)
+    ref = x @ w.T + b
+    sp = evsparse.pack(w.cpu(), layout="sparse")
+    wt = evsparse.pack(w.cpu(), layout="dense").values.to(DEV)
+    for det in (False, True):
+        torch.testing.assert_close(launch.gather_linear(x, wt, b, deterministic=det), ref, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(launch.sparse_gather_linear(x, sp.col_ptr.to(DEV), sp.row_idx.to(DEV),
+                                                               sp.values.to(DEV), 24, b, deterministic=det),
+                                   ref, rtol=1e-4, atol=1e-4)
+    torch.manual_seed(2)
+    egru = evsparse.nn.EGRU(4, 4, thr_mean=0.1).eval()
+    xs = torch.randn(70_000, 1, 4) * (torch.rand(70_000, 1, 4) < 0.5)
+    c0, y0 = torch.zeros(1, 4), torch.zeros(1, 4)
+    args = egru.sparsify()._args(0)
+    ref = torch.ops.evsparse.egru_sequence(xs, c0, y0, *args)
+    got = recurrent.egru_sequence(xs.to(DEV), c0.to(DEV), y0.to(DEV), *[a.to(DEV) if isinstance(a, torch.Tensor)
+                                                                      else a for a in args])
+    for r, g_ in zip(ref, got):
+        torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-4)
 
 
 def test_gradient_ops_match_cpu_ops():

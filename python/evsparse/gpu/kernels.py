@@ -314,7 +314,7 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
     H3 = 3 * H
     t = 0
     while t < T:
-        y_prev = ys_ptr + t * B * H  # row b of it is step t - 1's output
+        y_prev = ys_ptr + (t * B).to(tl.int64) * H  # row b: step t - 1's output (T*B*H may pass int32)
         count = 0
         h0 = 0
         while h0 < H:
@@ -337,9 +337,10 @@ def egru_sequence_persistent_kernel(gi_ptr, w_ptr, b_hh_ptr, thr_ptr, c_ptr, ys_
         while h0 < H:
             hs = h0 + tl.arange(0, BLOCK_H)
             ok = hs < H
-            c_new, y = _egru_gate(gi_ptr + (t * B + b) * H3, gh_ptr + b * H3, c_ptr + b * H, thr_ptr, hs, ok, H)
+            c_new, y = _egru_gate(gi_ptr + (t * B + b).to(tl.int64) * H3, gh_ptr + b * H3, c_ptr + b * H, thr_ptr,
+                                  hs, ok, H)
             tl.store(c_ptr + b * H + hs, c_new, mask=ok)
-            tl.store(ys_ptr + ((t + 1) * B + b) * H + hs, y, mask=ok)
+            tl.store(ys_ptr + ((t + 1) * B + b).to(tl.int64) * H + hs, y, mask=ok)
             h0 += BLOCK_H
         tl.debug_barrier()  # step t + 1 reads this output (and rewrites the index list read above)
         t += 1

@@ -31,7 +31,7 @@ COMPACT_BLOCK = 256
 # partial buffer and a reduction kernel). Atomics are the default until a GPU measurement
 # (evsparse-gpu-bench times both) says otherwise; EVSPARSE_GPU_REDUCTION overrides.
 REDUCTION = os.environ.get("EVSPARSE_GPU_REDUCTION", "atomic")
-TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough programs to fill a large GPU
+TWO_PASS_PROGRAMS = 512  # about (splits x output tiles x rows) per launch: enough to fill a large GPU
 # The atomic products' grids are sized without the device-side count of active inputs, so at low
 # activity most of a worst-case grid would be programs that load the count and return. They are capped
 # at this many programs per SM (more than fit at once, so the GPU stays full at any activity;
@@ -39,7 +39,13 @@ TWO_PASS_PROGRAMS = 512  # about (splits x output tiles) per row: enough program
 # interpreter gets a small fixed number, so that the tests walk the strided loops.
 PROGRAMS_PER_SM = int(os.environ.get("EVSPARSE_GPU_PROGRAMS_PER_SM", "16"))
 INTERPRET_PROGRAMS = 8
-SPARSE_SPLITS = 128  # deterministic sparse-gather: partial rows per batch row (programs walking columns)
+SPARSE_SPLITS = 128  # deterministic sparse-gather: partial rows (programs walking columns) per launch
+# Row counts reach CUDA's limits when a sequence op does all T steps' input products as one [T*B, in]
+# launch: grid axes 1 and 2 (where the kernels put the rows) hold at most 65535 programs, and the
+# kernels address rows with int32 offsets (row * width). The row-wise launchers split their rows into
+# chunks within both (row_chunks), so a sequence of any length runs.
+MAX_GRID_ROWS = 65535
+MAX_ROW_OFFSET = 2**31 - 1
 _SPLIT_BLOCK_K, _SPLIT_BLOCK_N = 16, 128  # the tile the two-pass split count is sized for
 
 _KEY = ("n_in", "n_out", "act_bucket")
@@ -74,6 +80,13 @@ def max_programs(device: torch.device) -> int:
 @functools.lru_cache(maxsize=None)
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def row_chunks(rows: int, width: int) -> list[tuple[int, int]]:
+    """[r0, r1) ranges covering ``rows`` rows of ``width`` elements (the widest tensor a launch indexes by
+    row): at most :data:`MAX_GRID_ROWS` rows each, and few enough that row * width fits in int32."""
+    step = max(1, min(MAX_GRID_ROWS, MAX_ROW_OFFSET // max(width, 1)))
+    return [(r, min(r + step, rows)) for r in range(0, rows, step)]
 
 
 def use_deterministic(flag: Optional[bool] = None) -> bool:
@@ -214,13 +227,18 @@ def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Activ
     if into is None:
         into = Active(torch.empty((B, n_in), dtype=torch.int32, device=x2.device),
                       torch.empty(B, dtype=torch.int32, device=x2.device))
-    if ordered and B and n_in:  # one program per row writes its count
-        kernels.compact_ordered_kernel[(B,)](x2, into.idx, into.count, n_in, BLOCK=COMPACT_BLOCK)
+    if not ordered:
+        into.count.zero_()  # the atomic kernel adds to it
+    if not n_in:
+        into.count.zero_()
         return into
-    into.count.zero_()  # the atomic kernel adds to it
-    if B and n_in:
-        kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), B)](x2, into.idx, into.count, n_in,
-                                                                             BLOCK=COMPACT_BLOCK)
+    for r0, r1 in row_chunks(B, n_in):
+        x_r, idx_r, count_r = x2[r0:r1], into.idx[r0:r1], into.count[r0:r1]
+        if ordered:  # one program per row writes its count
+            kernels.compact_ordered_kernel[(r1 - r0,)](x_r, idx_r, count_r, n_in, BLOCK=COMPACT_BLOCK)
+        else:
+            kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), r1 - r0)](x_r, idx_r, count_r, n_in,
+                                                                                      BLOCK=COMPACT_BLOCK)
     return into
 
 
@@ -251,8 +269,19 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
     n_out = weight_t.shape[1]
     if not (B and n_in and n_out):
         return
-    idx, count = active if active is not None else compact_active(x2, ordered=det)
+    active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
+    for r0, r1 in row_chunks(B, max(n_in, n_out)):
+        _dense_gather_rows(y[r0:r1], x2[r0:r1], weight_t, Active(active.idx[r0:r1], active.count[r0:r1]),
+                           reduction, bucket)
+    tuning.HINTS.observe(n_in, active.count)
+
+
+def _dense_gather_rows(y, x2, weight_t, active: Active, reduction: str, bucket: int) -> None:
+    """:func:`dense_gather_into` for rows that fit one launch (:func:`row_chunks`)."""
+    B, n_in = x2.shape
+    n_out = weight_t.shape[1]
+    idx, count = active
     if reduction == "atomic":
         cap = max_programs(x2.device)
 
@@ -261,15 +290,15 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
             return max(1, min(triton.cdiv(n_in, m["BLOCK_K"]), cap // (tiles * B))), tiles, B
 
         DENSE_GATHER(grid, x2, idx, count, weight_t, y, n_in, n_out, bucket, ATOMIC=True)
-    else:
-        # The split count is fixed by the sizes (not the tile), so every tuned tile fills the same buffer.
-        splits = max(1, min(triton.cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // triton.cdiv(n_out, _SPLIT_BLOCK_N)))
-        part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x2.device)
-        DENSE_GATHER_PARTIAL(lambda m: (splits, triton.cdiv(n_out, m["BLOCK_N"]), B),
-                             x2, idx, count, weight_t, part, n_in, n_out, bucket, ATOMIC=False)
-        kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
-                                                                             BLOCK=_SPLIT_BLOCK_N)
-    tuning.HINTS.observe(n_in, count)
+        return
+    # The split count is fixed by the sizes (not the tile), so every tuned tile fills the same buffer;
+    # many rows fill the GPU by themselves and need few splits (and the buffer stays rows x out).
+    tiles = triton.cdiv(n_out, _SPLIT_BLOCK_N)
+    splits = max(1, min(triton.cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // (tiles * B)))
+    part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x2.device)
+    DENSE_GATHER_PARTIAL(lambda m: (splits, triton.cdiv(n_out, m["BLOCK_N"]), B),
+                         x2, idx, count, weight_t, part, n_in, n_out, bucket, ATOMIC=False)
+    kernels.reduce_splits_kernel[(tiles, B)](part, y, n_out, splits, BLOCK=_SPLIT_BLOCK_N)
 
 
 def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor, row_idx: torch.Tensor,
@@ -283,23 +312,35 @@ def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor,
     n_out = y.shape[1]
     if not (B and n_in and n_out and row_idx.numel()):
         return
-    idx, count = active if active is not None else compact_active(x2, ordered=det)
+    active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
+    for r0, r1 in row_chunks(B, max(n_in, n_out)):
+        _sparse_gather_rows(y[r0:r1], x2[r0:r1], col_ptr, row_idx, values,
+                            Active(active.idx[r0:r1], active.count[r0:r1]), det, bucket)
+    tuning.HINTS.observe(n_in, active.count)
+
+
+def _sparse_gather_rows(y, x2, col_ptr, row_idx, values, active: Active, det: bool, bucket: int) -> None:
+    """:func:`sparse_gather_into` for rows that fit one launch (:func:`row_chunks`)."""
+    B, n_in = x2.shape
+    n_out = y.shape[1]
+    nnz = row_idx.numel()
+    idx, count = active
     if det:
-        splits = min(n_in, SPARSE_SPLITS)
+        # SPARSE_SPLITS programs share the launch: one row gets them all, many rows fewer each (down
+        # to one, walking its row's columns alone), so the partial buffer stays about rows x out.
+        splits = max(1, min(n_in, SPARSE_SPLITS // B))
         part = torch.zeros((splits, B, n_out), dtype=torch.float32, device=x2.device)
         SPARSE_GATHER_PARTIAL(lambda m: (splits, B), x2, idx, count, col_ptr, row_idx, values, part, n_in, n_out,
-                              row_idx.numel(), splits, bucket)
+                              nnz, splits, bucket)
         kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
                                                                              BLOCK=_SPLIT_BLOCK_N)
-    else:
-        nnz = row_idx.numel()
-        mean_nnz = triton.cdiv(nnz, n_in)
-        cap = max(1, max_programs(x2.device) // B)
-        # items per row: active columns x pieces (the kernel's cdiv(mean_nnz, BLOCK)), at most n_in x pieces
-        SPARSE_GATHER(lambda m: (min(n_in * max(1, triton.cdiv(mean_nnz, m["BLOCK"])), cap), B),
-                      x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, nnz, mean_nnz, bucket)
-    tuning.HINTS.observe(n_in, count)
+        return
+    mean_nnz = triton.cdiv(nnz, n_in)
+    cap = max(1, max_programs(x2.device) // B)
+    # items per row: active columns x pieces (the kernel's cdiv(mean_nnz, BLOCK)), at most n_in x pieces
+    SPARSE_GATHER(lambda m: (min(n_in * max(1, triton.cdiv(mean_nnz, m["BLOCK"])), cap), B),
+                  x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, nnz, mean_nnz, bucket)
 
 
 def product_into(y: torch.Tensor, x2: torch.Tensor, values: torch.Tensor, col_ptr: Optional[torch.Tensor],
@@ -348,6 +389,7 @@ def masked_splitk_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional
     n_out = weight_t.shape[1]
     y = new_output(B, n_out, bias, x.device)
     if B and n_in and n_out:
-        MASKED_SPLITK(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), B),
-                      x2, weight_t, y, n_in, n_out, tuning.HINTS.bucket(n_in))
+        for r0, r1 in row_chunks(B, max(n_in, n_out)):
+            MASKED_SPLITK(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), r1 - r0),
+                          x2[r0:r1], weight_t, y[r0:r1], n_in, n_out, tuning.HINTS.bucket(n_in))
     return _finish(y, x)

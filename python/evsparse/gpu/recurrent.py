@@ -34,7 +34,7 @@ import torch
 import triton
 
 from . import kernels
-from .launch import Active, check_csc, check_dense_weight, compact_active, new_output, product_into, \
+from .launch import Active, check_csc, check_dense_weight, compact_active, new_output, product_into, row_chunks, \
     use_deterministic
 
 GATE_BLOCK = 256
@@ -104,6 +104,12 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
     if T == 0 or B == 0 or H == 0:
         ys = torch.zeros((T, B, H), dtype=torch.float32, device=xs.device)
         return ys, c.clone(), (ys[-1] if T else y).clone()
+    chunks = row_chunks(B, 3 * H)
+    if len(chunks) > 1:  # more batch rows than one launch holds: the rows are independent
+        parts = [egru_sequence(xs[:, r0:r1].contiguous(), c[r0:r1], y[r0:r1], w_ih, w_ih_col_ptr, w_ih_row_idx,
+                               w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr, _op=_op, mode=mode)
+                 for r0, r1 in chunks]
+        return tuple(torch.cat([part[i] for part in parts], dim=1 if i == 0 else 0) for i in range(3))
 
     det = use_deterministic()
     gi = new_output(T * B, 3 * H, b_ih, xs.device)  # every step's input product in one launch
@@ -166,6 +172,12 @@ def linear_rnn_sequence(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_i
     _check_float(_op, "h", h, (B, W), xs)
     if T == 0 or B == 0:
         return torch.empty((T, B, n_out), dtype=torch.float32, device=xs.device), h.clone()
+    chunks = row_chunks(B, max(W, n_out))
+    if len(chunks) > 1:  # more batch rows than one launch holds: the rows are independent
+        parts = [linear_rnn_sequence(xs[:, r0:r1].contiguous(), h[r0:r1], w_in, w_in_col_ptr, w_in_row_idx, b_in,
+                                     a_re, a_im, w_out, w_out_col_ptr, w_out_row_idx, b_out, residual, _op=_op)
+                 for r0, r1 in chunks]
+        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
 
     u = new_output(T * B, W, b_in, xs.device)
     product_into(u, xs.view(T * B, n_in), w_in, w_in_col_ptr, w_in_row_idx)
