@@ -246,6 +246,31 @@ def test_more_rows_than_a_grid_axis_holds_on_the_gpu():
         torch.testing.assert_close(g_.cpu(), r, rtol=1e-4, atol=1e-4)
 
 
+def test_ops_run_on_their_inputs_gpu(monkeypatch):
+    """Triton launches on the current device, so the CUDA implementations switch to their inputs' GPU
+    (multi-GPU, untestable on one: the device switch is recorded instead of made)."""
+    from types import SimpleNamespace
+    entered, seen = [], []
+
+    class Recorder:
+        def __init__(self, index):
+            entered.append(index)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", Recorder)
+    op = cuda_ops.on_inputs_device(lambda *args: seen.append(len(entered)) or "result")
+    on = lambda i: SimpleNamespace(is_cuda=True, device=torch.device("cuda", i))  # noqa: E731
+    assert op(3, on(1), on(0)) == "result" and entered == [1] and seen == [1]
+    assert op(on(0), on(1)) == "result" and entered == [1]  # already current: no switch
+    assert op(torch.zeros(1)) == "result" and entered == [1]  # no CUDA tensor
+
+
 def test_gradient_ops_match_cpu_ops():
     x, w, _ = problem(3, 3, 12, 9, 0.5, 0.4)
     g = torch.randn(3, 9).to(DEV)

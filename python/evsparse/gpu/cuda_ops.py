@@ -5,6 +5,7 @@ under ``TRITON_INTERPRET=1``); :func:`register` puts them on the CUDA key."""
 
 from __future__ import annotations
 
+import functools
 from typing import Optional
 
 import torch
@@ -41,8 +42,30 @@ def sparse_gather_linear_grad_input(grad_out, col_ptr, row_idx, values) -> torch
     return out if grad_out.dim() == 2 else out[0]
 
 
+def _cuda_device_of(args) -> Optional[torch.device]:
+    """The device of the first CUDA tensor among ``args``."""
+    return next((a.device for a in args if getattr(a, "is_cuda", False)), None)
+
+
+def on_inputs_device(fn):
+    """Runs ``fn`` with its inputs' GPU as the current device. Triton launches on the current device,
+    not on the tensors', and the dispatcher sets no device guard for an op implemented in Python: a
+    model on ``cuda:1`` would otherwise launch on ``cuda:0`` with ``cuda:1``'s pointers."""
+
+    @functools.wraps(fn)
+    def guarded(*args, **kwargs):
+        dev = _cuda_device_of(args)
+        if dev is None or dev.index is None or dev.index == torch.cuda.current_device():
+            return fn(*args, **kwargs)
+        with torch.cuda.device(dev.index):
+            return fn(*args, **kwargs)
+
+    return guarded
+
+
 def register() -> None:
-    """Puts every function above on the CUDA key of its ``torch.ops.evsparse`` op."""
+    """Puts every function above on the CUDA key of its ``torch.ops.evsparse`` op, each run on its
+    inputs' GPU (:func:`on_inputs_device`)."""
     global _LIB
     if _LIB is not None:
         return
@@ -59,5 +82,5 @@ def register() -> None:
         "linear_rnn_sequence": linear_rnn_sequence,
     }
     for name, fn in impls.items():
-        lib.impl(name, fn, "CUDA")
+        lib.impl(name, on_inputs_device(fn), "CUDA")
     _LIB = lib
