@@ -439,6 +439,10 @@ def test_gpu_report_harness(tmp_path):
         assert r["speedup_vs"]["cuBLAS F.linear"] == pytest.approx(t["cuBLAS F.linear"] / t["evsparse"])
         full = 1 / r["activity"]
         assert r["theoretical_speedup"] == pytest.approx(full) if r["density"] == 1.0 else r["theoretical_speedup"] > full
+        cold = r["cold_l2_times_us"]
+        assert set(cold) == {"evsparse", "cuBLAS F.linear"} and all(v > 0 for v in cold.values())
+        assert r["cold_l2_speedup_vs_cublas"] == pytest.approx(cold["cuBLAS F.linear"] / cold["evsparse"])
+        assert r["cold_l2_copy_fraction"] == pytest.approx(r["copy_fraction"] * t["evsparse"] / cold["evsparse"])
     assert [e["hidden"] for e in report["egru"]] == [8, 8]
     persistent = "evsparse egru_sequence T=3 persistent"  # dense recurrent weight only
     assert [persistent in e["times_us"] for e in report["egru"]] == [True, False]
@@ -446,3 +450,6 @@ def test_gpu_report_harness(tmp_path):
                                                     "sparse_gather_partial", "masked_splitk"}
     md = (out / "report.md").read_text()
     assert "| 24x40 | 25% | 100% |" in md and "checked against cuBLAS before timing" in md
+    header = next(line for line in md.splitlines() if line.startswith("| size"))
+    row = next(line for line in md.splitlines() if line.startswith("| 24x40 | 25% | 100% |"))
+    assert "cold-L2 of copy BW" in header and header.count("|") == row.count("|")
