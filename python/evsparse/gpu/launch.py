@@ -89,6 +89,12 @@ def row_chunks(rows: int, width: int) -> list[tuple[int, int]]:
     return [(r, min(r + step, rows)) for r in range(0, rows, step)]
 
 
+def _rows(t: torch.Tensor, r0: int, r1: int) -> torch.Tensor:
+    """Rows [r0, r1) of ``t``: ``t`` itself when that is all of it (a slice costs ~2 us of host time,
+    which a batch-1 step loop pays per call)."""
+    return t if r0 == 0 and r1 == t.shape[0] else t[r0:r1]
+
+
 def use_deterministic(flag: Optional[bool] = None) -> bool:
     """``flag``, or PyTorch's global setting (``torch.use_deterministic_algorithms``) when None."""
     return torch.are_deterministic_algorithms_enabled() if flag is None else flag
@@ -233,7 +239,7 @@ def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Activ
         into.count.zero_()
         return into
     for r0, r1 in row_chunks(B, n_in):
-        x_r, idx_r, count_r = x2[r0:r1], into.idx[r0:r1], into.count[r0:r1]
+        x_r, idx_r, count_r = _rows(x2, r0, r1), _rows(into.idx, r0, r1), _rows(into.count, r0, r1)
         if ordered:  # one program per row writes its count
             kernels.compact_ordered_kernel[(r1 - r0,)](x_r, idx_r, count_r, n_in, BLOCK=COMPACT_BLOCK)
         else:
@@ -272,8 +278,8 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
     active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     for r0, r1 in row_chunks(B, max(n_in, n_out)):
-        _dense_gather_rows(y[r0:r1], x2[r0:r1], weight_t, Active(active.idx[r0:r1], active.count[r0:r1]),
-                           reduction, bucket)
+        _dense_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), weight_t,
+                           Active(_rows(active.idx, r0, r1), _rows(active.count, r0, r1)), reduction, bucket)
     tuning.HINTS.observe(n_in, active.count)
 
 
@@ -315,8 +321,8 @@ def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor,
     active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     for r0, r1 in row_chunks(B, max(n_in, n_out)):
-        _sparse_gather_rows(y[r0:r1], x2[r0:r1], col_ptr, row_idx, values,
-                            Active(active.idx[r0:r1], active.count[r0:r1]), det, bucket)
+        _sparse_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), col_ptr, row_idx, values,
+                            Active(_rows(active.idx, r0, r1), _rows(active.count, r0, r1)), det, bucket)
     tuning.HINTS.observe(n_in, active.count)
 
 
@@ -391,5 +397,5 @@ def masked_splitk_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional
     if B and n_in and n_out:
         for r0, r1 in row_chunks(B, max(n_in, n_out)):
             MASKED_SPLITK(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), r1 - r0),
-                          x2[r0:r1], weight_t, y[r0:r1], n_in, n_out, tuning.HINTS.bucket(n_in))
+                          _rows(x2, r0, r1), weight_t, _rows(y, r0, r1), n_in, n_out, tuning.HINTS.bucket(n_in))
     return _finish(y, x)
