@@ -82,6 +82,12 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def cdiv(a: int, b: int) -> int:
+    """ceil(a / b) for the grids. Not ``triton.cdiv``: that is a jit function, whose host-side call costs
+    several microseconds, and a batch-1 step computes a handful of grids."""
+    return -(-a // b)
+
+
 def row_chunks(rows: int, width: int) -> list[tuple[int, int]]:
     """[r0, r1) ranges covering ``rows`` rows of ``width`` elements (the widest tensor a launch indexes by
     row): at most :data:`MAX_GRID_ROWS` rows each, and few enough that row * width fits in int32."""
@@ -230,20 +236,20 @@ def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Activ
     the blocks' atomic slot reservations give (a program per block). ``into``: buffers to reuse
     (idx [B, in] int32, count [B] int32)."""
     B, n_in = x2.shape
+    zero_count = not ordered or not n_in  # the atomic kernel adds to it; the ordered one writes it
     if into is None:
         into = Active(torch.empty((B, n_in), dtype=torch.int32, device=x2.device),
-                      torch.empty(B, dtype=torch.int32, device=x2.device))
-    if not ordered:
-        into.count.zero_()  # the atomic kernel adds to it
-    if not n_in:
+                      (torch.zeros if zero_count else torch.empty)(B, dtype=torch.int32, device=x2.device))
+    elif zero_count:
         into.count.zero_()
+    if not n_in:
         return into
     for r0, r1 in row_chunks(B, n_in):
         x_r, idx_r, count_r = _rows(x2, r0, r1), _rows(into.idx, r0, r1), _rows(into.count, r0, r1)
         if ordered:  # one program per row writes its count
             kernels.compact_ordered_kernel[(r1 - r0,)](x_r, idx_r, count_r, n_in, BLOCK=COMPACT_BLOCK)
         else:
-            kernels.compact_active_kernel[(triton.cdiv(n_in, COMPACT_BLOCK), r1 - r0)](x_r, idx_r, count_r, n_in,
+            kernels.compact_active_kernel[(cdiv(n_in, COMPACT_BLOCK), r1 - r0)](x_r, idx_r, count_r, n_in,
                                                                                       BLOCK=COMPACT_BLOCK)
     return into
 
@@ -252,6 +258,8 @@ def new_output(B: int, n_out: int, bias: Optional[torch.Tensor], device) -> torc
     """The fp32 accumulation buffer, starting at the bias (a copy: the kernels add into it)."""
     if bias is None:
         return torch.zeros((B, n_out), dtype=torch.float32, device=device)
+    if B == 1 and bias.dtype == torch.float32:  # one op, not three: a batch-1 step pays each in host time
+        return bias.view(1, n_out).clone()
     return bias.to(torch.float32).expand(B, n_out).clone()
 
 
@@ -292,17 +300,17 @@ def _dense_gather_rows(y, x2, weight_t, active: Active, reduction: str, bucket: 
         cap = max_programs(x2.device)
 
         def grid(m):  # one active block per program, unless that is more programs than the cap
-            tiles = triton.cdiv(n_out, m["BLOCK_N"])
-            return max(1, min(triton.cdiv(n_in, m["BLOCK_K"]), cap // (tiles * B))), tiles, B
+            tiles = cdiv(n_out, m["BLOCK_N"])
+            return max(1, min(cdiv(n_in, m["BLOCK_K"]), cap // (tiles * B))), tiles, B
 
         DENSE_GATHER(grid, x2, idx, count, weight_t, y, n_in, n_out, bucket, ATOMIC=True)
         return
     # The split count is fixed by the sizes (not the tile), so every tuned tile fills the same buffer;
     # many rows fill the GPU by themselves and need few splits (and the buffer stays rows x out).
-    tiles = triton.cdiv(n_out, _SPLIT_BLOCK_N)
-    splits = max(1, min(triton.cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // (tiles * B)))
+    tiles = cdiv(n_out, _SPLIT_BLOCK_N)
+    splits = max(1, min(cdiv(n_in, _SPLIT_BLOCK_K), TWO_PASS_PROGRAMS // (tiles * B)))
     part = torch.empty((splits, B, n_out), dtype=torch.float32, device=x2.device)
-    DENSE_GATHER_PARTIAL(lambda m: (splits, triton.cdiv(n_out, m["BLOCK_N"]), B),
+    DENSE_GATHER_PARTIAL(lambda m: (splits, cdiv(n_out, m["BLOCK_N"]), B),
                          x2, idx, count, weight_t, part, n_in, n_out, bucket, ATOMIC=False)
     kernels.reduce_splits_kernel[(tiles, B)](part, y, n_out, splits, BLOCK=_SPLIT_BLOCK_N)
 
@@ -339,13 +347,13 @@ def _sparse_gather_rows(y, x2, col_ptr, row_idx, values, active: Active, det: bo
         part = torch.zeros((splits, B, n_out), dtype=torch.float32, device=x2.device)
         SPARSE_GATHER_PARTIAL(lambda m: (splits, B), x2, idx, count, col_ptr, row_idx, values, part, n_in, n_out,
                               nnz, splits, bucket)
-        kernels.reduce_splits_kernel[(triton.cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
+        kernels.reduce_splits_kernel[(cdiv(n_out, _SPLIT_BLOCK_N), B)](part, y, n_out, splits,
                                                                              BLOCK=_SPLIT_BLOCK_N)
         return
-    mean_nnz = triton.cdiv(nnz, n_in)
+    mean_nnz = cdiv(nnz, n_in)
     cap = max(1, max_programs(x2.device) // B)
     # items per row: active columns x pieces (the kernel's cdiv(mean_nnz, BLOCK)), at most n_in x pieces
-    SPARSE_GATHER(lambda m: (min(n_in * max(1, triton.cdiv(mean_nnz, m["BLOCK"])), cap), B),
+    SPARSE_GATHER(lambda m: (min(n_in * max(1, cdiv(mean_nnz, m["BLOCK"])), cap), B),
                   x2, idx, count, col_ptr, row_idx, values, y, n_in, n_out, nnz, mean_nnz, bucket)
 
 
@@ -396,6 +404,6 @@ def masked_splitk_linear(x: torch.Tensor, weight_t: torch.Tensor, bias: Optional
     y = new_output(B, n_out, bias, x.device)
     if B and n_in and n_out:
         for r0, r1 in row_chunks(B, max(n_in, n_out)):
-            MASKED_SPLITK(lambda m: (triton.cdiv(n_in, m["BLOCK_K"]), triton.cdiv(n_out, m["BLOCK_N"]), r1 - r0),
+            MASKED_SPLITK(lambda m: (cdiv(n_in, m["BLOCK_K"]), cdiv(n_out, m["BLOCK_N"]), r1 - r0),
                           _rows(x2, r0, r1), weight_t, _rows(y, r0, r1), n_in, n_out, tuning.HINTS.bucket(n_in))
     return _finish(y, x)

@@ -31,11 +31,10 @@ import os
 from typing import Optional
 
 import torch
-import triton
 
 from . import kernels
-from .launch import Active, check_csc, check_dense_weight, compact_active, new_output, product_into, row_chunks, \
-    use_deterministic
+from .launch import Active, _rows, cdiv, check_csc, check_dense_weight, compact_active, new_output, product_into, \
+    row_chunks, use_deterministic
 
 GATE_BLOCK = 256
 SCAN_BLOCK = 128
@@ -82,7 +81,7 @@ def _check_packed(op: str, name: str, values, col_ptr, row_idx, n_in: int, n_out
 
 
 def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr,
-                  _op: str = "egru_sequence", mode: Optional[str] = None):
+                  _op: str = "egru_sequence", mode: Optional[str] = None, _step: bool = False):
     """xs [T, B, in] -> (ys [T, B, H], c [B, H], y [B, H]) of the last step. ``mode``: "launches" or
     "persistent" (default :data:`EGRU_SEQUENCE`; the persistent kernel takes a dense ``w_hh`` only,
     a sparse one always runs as launches)."""
@@ -124,29 +123,39 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
                                                       T, B, H, **PERSISTENT_TILE)
         return ys_ext[1:], c_run, ys_ext[T].clone()
 
-    ys = torch.empty((T, B, H), dtype=torch.float32, device=xs.device)
-    gh = new_output(T * B, 3 * H, b_hh, xs.device).view(T, B, 3 * H)
-    counts = torch.zeros((T, B), dtype=torch.int32, device=xs.device)
-    idx = torch.empty((2, B, H), dtype=torch.int32, device=xs.device)  # written by step t, read by t + 1
+    # Per-step tensors are row ranges of [T*B, *] buffers (_rows: no slice at all when T = 1, the step
+    # op, whose host time per call is the eager step's cost).
+    ys = torch.empty((T * B, H), dtype=torch.float32, device=xs.device)
+    gh = new_output(T * B, 3 * H, b_hh, xs.device)
+    if T > 1:  # the gate kernel compacts step t's events for step t + 1's gather into idx[t % 2]
+        counts = torch.zeros((T, B), dtype=torch.int32, device=xs.device)
+        idx = torch.empty((2, B, H), dtype=torch.int32, device=xs.device)
     active = compact_active(y, ordered=det)
     y_prev, c_prev = y, c
-    grid = (triton.cdiv(H, GATE_BLOCK), B)
+    grid = (cdiv(H, GATE_BLOCK), B)
     for t in range(T):
-        product_into(gh[t], y_prev, w_hh, w_hh_col_ptr, w_hh_row_idx, active, deterministic=det)
+        r0, r1 = t * B, (t + 1) * B
+        gh_t, y_t = _rows(gh, r0, r1), _rows(ys, r0, r1)
+        product_into(gh_t, y_prev, w_hh, w_hh_col_ptr, w_hh_row_idx, active, deterministic=det)
         c_next = torch.empty((B, H), dtype=torch.float32, device=xs.device)
-        kernels.egru_gate_kernel[grid](gi[t * B:(t + 1) * B], gh[t], c_prev, thr, c_next, ys[t], idx[t % 2],
-                                       counts[t], H, COMPACT=t + 1 < T and not det, BLOCK=GATE_BLOCK)
-        active = Active(idx[t % 2], counts[t])
-        if det and t + 1 < T:
-            compact_active(ys[t], ordered=True, into=active)
-        y_prev, c_prev = ys[t], c_next
-    return ys, c_prev, ys[-1].clone()
+        compact = t + 1 < T
+        if compact:
+            active = Active(idx[t % 2], counts[t])
+        # (without COMPACT the kernel leaves the index list alone: the last step passes the one just read)
+        kernels.egru_gate_kernel[grid](_rows(gi, r0, r1), gh_t, c_prev, thr, c_next, y_t, active.idx, active.count,
+                                       H, COMPACT=compact and not det, BLOCK=GATE_BLOCK)
+        if det and compact:
+            compact_active(y_t, ordered=True, into=active)
+        y_prev, c_prev = y_t, c_next
+    if _step:  # egru_step returns no ys: its last row needs no copy of its own
+        return None, c_prev, y_prev
+    return ys.view(T, B, H), c_prev, y_prev.clone()
 
 
 def egru_step(x, c, y, *weights):
     """x [B, in] -> (c, y) [B, H]."""
     _check_input("egru_step", x, 2)
-    _, c_new, y_new = egru_sequence(x[None], c, y, *weights, _op="egru_step")
+    _, c_new, y_new = egru_sequence(x[None], c, y, *weights, _op="egru_step", _step=True)
     return c_new, y_new
 
 
@@ -183,7 +192,7 @@ def linear_rnn_sequence(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_i
     product_into(u, xs.view(T * B, n_in), w_in, w_in_col_ptr, w_in_row_idx)
     hs = torch.empty((T, B, W), dtype=torch.float32, device=xs.device)
     if S:
-        kernels.diagonal_scan_kernel[(triton.cdiv(S, SCAN_BLOCK), B)](
+        kernels.diagonal_scan_kernel[(cdiv(S, SCAN_BLOCK), B)](
             a_re, a_re if a_im is None else a_im, h, u, hs, T, B, S, W, COMPLEX=a_im is not None, BLOCK=SCAN_BLOCK)
     v = new_output(T * B, n_out, b_out, xs.device)
     product_into(v, hs.view(T * B, W), w_out, w_out_col_ptr, w_out_row_idx)
