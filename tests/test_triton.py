@@ -453,3 +453,18 @@ def test_gpu_report_harness(tmp_path):
     header = next(line for line in md.splitlines() if line.startswith("| size"))
     row = next(line for line in md.splitlines() if line.startswith("| 24x40 | 25% | 100% |"))
     assert "cold-L2 of copy BW" in header and header.count("|") == row.count("|")
+
+
+def test_host_overhead_script_runs():
+    """scripts/gpu_host_overhead.py (the README's host-time figure) at a tiny size, in its own process:
+    it stubs every Triton launch globally."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_host_overhead.py"
+    out = subprocess.run([sys.executable, str(script), "--hidden", "16", "--calls", "5"], capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["dense", "sparse"] and all("egru_step" in line for line in lines)
