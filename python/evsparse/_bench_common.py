@@ -50,6 +50,24 @@ def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, blo
     return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
 
 
+def copy_bandwidth(mb: int = 256, reps: int = 5, device: str | torch.device = "cpu",
+                   sync: Optional[Callable[[], None]] = None) -> float:
+    """Copy bandwidth of ``device``'s memory in GB/s (bytes read + written; on the CPU torch's threaded
+    copy), the practical ceiling for a bandwidth-bound kernel. ``sync`` as in :func:`time_interleaved`."""
+    sync = sync or (lambda: None)
+    src = torch.ones(mb * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
 @torch.no_grad()
 def magnitude_prune_(module: nn.Module, density: float) -> Optional[dict]:
     """Keeps the largest-magnitude fraction ``density`` of each ``weight*`` parameter (per tensor),

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 import evsparse
 
 from . import linear_rnn_bench
-from ._bench_common import csr_baseline, magnitude_prune_, time_interleaved
+from ._bench_common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -110,19 +110,6 @@ def bytes_needed(case: Case, pw) -> float:
         return statistics.mean(float((x != 0).sum()) for x in case.xs) * case.n_out * esize
     isize = pw.row_idx.element_size()
     return case.mean_macs() * (esize + isize)
-
-
-def copy_bandwidth(mb: int = 256, reps: int = 5) -> float:
-    """This machine's copy bandwidth in GB/s (bytes read + written), with torch's threaded copy."""
-    src = torch.ones(mb * 2**20 // 4)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * src.numel() * 4 / best / 1e9
 
 
 def overhead_section(reps: int = 15) -> dict:

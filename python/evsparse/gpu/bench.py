@@ -33,7 +33,7 @@ import torch.nn.functional as F
 import evsparse
 
 from .. import bench as cpu_bench
-from .._bench_common import csr_baseline, magnitude_prune_, time_interleaved
+from .._bench_common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 from . import cuda_ops, launch, recurrent, tuning
 
 DEFAULT_SIZES = ["1024x3072", "4096x12288", "8192x24576"]
@@ -51,21 +51,6 @@ def time_interleaved_device(methods: dict, rounds: int, device: torch.device) ->
     """Median seconds per call (``name -> (fn, inputs)``): interleaved blocks of back-to-back calls,
     each ended by a device synchronisation."""
     return time_interleaved(methods, rounds, sync=lambda: _sync(device))
-
-
-def copy_bandwidth(device: torch.device, mb: int = 1024, reps: int = 5) -> float:
-    """The device's copy bandwidth in GB/s (bytes read + written), the practical HBM ceiling."""
-    src = torch.ones(mb * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    dst.copy_(src)
-    best = float("inf")
-    for _ in range(reps):
-        _sync(device)
-        t0 = time.perf_counter()
-        dst.copy_(src)
-        _sync(device)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * src.numel() * 4 / best / 1e9
 
 
 L2_FLUSH_MIN_BYTES = 256 * 2**20  # at least twice the L2 of current data-centre GPUs (H100 50 MB)
@@ -90,30 +75,33 @@ def time_cold_l2(methods: dict, names, calls: int, device: torch.device) -> dict
     GPU between CUDA events, so launch overhead is left out (the flush, ~0.1 ms of writes, lets the
     host queue the call's launches ahead). Under the interpreter: the wall clock (a harness check)."""
     flush = _l2_flush_buffer(device)
+    cuda = device.type == "cuda"
     out = {}
     for name in names:
         fn, inputs = methods[name]
         fn(inputs[0])  # compiled and tuned outside the timing
-        times = []
-        if device.type == "cuda":
-            pairs = []
-            for i in range(calls):
-                flush.zero_()
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record()
-                fn(inputs[i % len(inputs)])
-                end.record()
-                pairs.append((start, end))
-            torch.cuda.synchronize(device)
-            times = [start.elapsed_time(end) / 1e3 for start, end in pairs]
-        else:
-            for i in range(calls):
-                flush.zero_()
-                t0 = time.perf_counter()
-                fn(inputs[i % len(inputs)])
-                times.append(time.perf_counter() - t0)
-        out[name] = statistics.median(times)
+        marks = []
+        for i in range(calls):
+            flush.zero_()
+            start = _mark(cuda)
+            fn(inputs[i % len(inputs)])
+            marks.append((start, _mark(cuda)))
+        _sync(device)
+        out[name] = statistics.median(_seconds_between(start, end) for start, end in marks)
     return out
+
+
+def _mark(cuda: bool):
+    """A point in time: a CUDA event recorded on the current stream (read after a sync), or the wall clock."""
+    if not cuda:
+        return time.perf_counter()
+    event = torch.cuda.Event(enable_timing=True)
+    event.record()
+    return event
+
+
+def _seconds_between(start, end) -> float:
+    return start.elapsed_time(end) / 1e3 if isinstance(start, torch.cuda.Event) else end - start
 
 
 def _evsparse_call(pw, device: torch.device) -> Callable:
@@ -400,7 +388,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     import triton
 
     t0 = time.perf_counter()
-    copy_gbps = copy_bandwidth(device, mb=64 if interpreted else 1024)
+    copy_gbps = copy_bandwidth(mb=64 if interpreted else 1024, device=device, sync=lambda: _sync(device))
     rows = sweep(args.sizes, args.activity, args.density, args.reps, device, copy_gbps, log)
     egru = (egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.steps, args.reps, device, log)
             if args.egru_hidden else [])

@@ -121,6 +121,10 @@ class Active(NamedTuple):
     idx: torch.Tensor
     count: torch.Tensor
 
+    def rows(self, r0: int, r1: int) -> "Active":
+        """The lists of rows [r0, r1) (see :func:`_rows`)."""
+        return Active(_rows(self.idx, r0, r1), _rows(self.count, r0, r1))
+
 
 def _check(op: str, x: torch.Tensor, n_in: int, *others) -> torch.Tensor:
     if x.dim() not in (1, 2):
@@ -245,7 +249,7 @@ def compact_active(x2: torch.Tensor, ordered: bool = False, into: Optional[Activ
     if not n_in:
         return into
     for r0, r1 in row_chunks(B, n_in):
-        x_r, idx_r, count_r = _rows(x2, r0, r1), _rows(into.idx, r0, r1), _rows(into.count, r0, r1)
+        x_r, (idx_r, count_r) = _rows(x2, r0, r1), into.rows(r0, r1)
         if ordered:  # one program per row writes its count
             kernels.compact_ordered_kernel[(r1 - r0,)](x_r, idx_r, count_r, n_in, BLOCK=COMPACT_BLOCK)
         else:
@@ -258,9 +262,8 @@ def new_output(B: int, n_out: int, bias: Optional[torch.Tensor], device) -> torc
     """The fp32 accumulation buffer, starting at the bias (a copy: the kernels add into it)."""
     if bias is None:
         return torch.zeros((B, n_out), dtype=torch.float32, device=device)
-    if B == 1 and bias.dtype == torch.float32:  # one op, not three: a batch-1 step pays each in host time
-        return bias.view(1, n_out).clone()
-    return bias.to(torch.float32).expand(B, n_out).clone()
+    # copy_ broadcasts and casts: two ops at any batch and dtype (a batch-1 step pays each in host time)
+    return torch.empty((B, n_out), dtype=torch.float32, device=device).copy_(bias)
 
 
 def _finish(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -286,8 +289,7 @@ def dense_gather_into(y: torch.Tensor, x2: torch.Tensor, weight_t: torch.Tensor,
     active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     for r0, r1 in row_chunks(B, max(n_in, n_out)):
-        _dense_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), weight_t,
-                           Active(_rows(active.idx, r0, r1), _rows(active.count, r0, r1)), reduction, bucket)
+        _dense_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), weight_t, active.rows(r0, r1), reduction, bucket)
     tuning.HINTS.observe(n_in, active.count)
 
 
@@ -329,8 +331,8 @@ def sparse_gather_into(y: torch.Tensor, x2: torch.Tensor, col_ptr: torch.Tensor,
     active = active if active is not None else compact_active(x2, ordered=det)
     bucket = tuning.HINTS.bucket(n_in)
     for r0, r1 in row_chunks(B, max(n_in, n_out)):
-        _sparse_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), col_ptr, row_idx, values,
-                            Active(_rows(active.idx, r0, r1), _rows(active.count, r0, r1)), det, bucket)
+        _sparse_gather_rows(_rows(y, r0, r1), _rows(x2, r0, r1), col_ptr, row_idx, values, active.rows(r0, r1),
+                            det, bucket)
     tuning.HINTS.observe(n_in, active.count)
 
 

@@ -80,6 +80,14 @@ def _check_packed(op: str, name: str, values, col_ptr, row_idx, n_in: int, n_out
         raise ValueError(f"evsparse.{op}: {name} col_ptr must have {n_in + 1} entries, got {col_ptr.numel()}")
 
 
+def _by_batch_chunks(chunks, run, xs, *states) -> tuple:
+    """A sequence op over more batch rows than one launch holds (launch.row_chunks): the rows are
+    independent, so ``run(xs, *states)`` goes chunk by chunk and its results are joined, ys [T, B, *]
+    along the batch (dim 1), the states [B, *] along dim 0."""
+    parts = [run(xs[:, r0:r1].contiguous(), *(s[r0:r1] for s in states)) for r0, r1 in chunks]
+    return tuple(torch.cat([part[i] for part in parts], dim=1 if i == 0 else 0) for i in range(len(parts[0])))
+
+
 def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr,
                   _op: str = "egru_sequence", mode: Optional[str] = None, _step: bool = False):
     """xs [T, B, in] -> (ys [T, B, H], c [B, H], y [B, H]) of the last step. ``mode``: "launches" or
@@ -104,11 +112,10 @@ def egru_sequence(xs, c, y, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr
         ys = torch.zeros((T, B, H), dtype=torch.float32, device=xs.device)
         return ys, c.clone(), (ys[-1] if T else y).clone()
     chunks = row_chunks(B, 3 * H)
-    if len(chunks) > 1:  # more batch rows than one launch holds: the rows are independent
-        parts = [egru_sequence(xs[:, r0:r1].contiguous(), c[r0:r1], y[r0:r1], w_ih, w_ih_col_ptr, w_ih_row_idx,
-                               w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr, _op=_op, mode=mode)
-                 for r0, r1 in chunks]
-        return tuple(torch.cat([part[i] for part in parts], dim=1 if i == 0 else 0) for i in range(3))
+    if len(chunks) > 1:
+        return _by_batch_chunks(chunks, lambda xs_, c_, y_: egru_sequence(
+            xs_, c_, y_, w_ih, w_ih_col_ptr, w_ih_row_idx, w_hh, w_hh_col_ptr, w_hh_row_idx, b_ih, b_hh, thr, _op=_op,
+            mode=mode), xs, c, y)
 
     det = use_deterministic()
     gi = new_output(T * B, 3 * H, b_ih, xs.device)  # every step's input product in one launch
@@ -182,11 +189,10 @@ def linear_rnn_sequence(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_i
     if T == 0 or B == 0:
         return torch.empty((T, B, n_out), dtype=torch.float32, device=xs.device), h.clone()
     chunks = row_chunks(B, max(W, n_out))
-    if len(chunks) > 1:  # more batch rows than one launch holds: the rows are independent
-        parts = [linear_rnn_sequence(xs[:, r0:r1].contiguous(), h[r0:r1], w_in, w_in_col_ptr, w_in_row_idx, b_in,
-                                     a_re, a_im, w_out, w_out_col_ptr, w_out_row_idx, b_out, residual, _op=_op)
-                 for r0, r1 in chunks]
-        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts])
+    if len(chunks) > 1:
+        return _by_batch_chunks(chunks, lambda xs_, h_: linear_rnn_sequence(
+            xs_, h_, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_re, a_im, w_out, w_out_col_ptr, w_out_row_idx, b_out,
+            residual, _op=_op), xs, h)
 
     u = new_output(T * B, W, b_in, xs.device)
     product_into(u, xs.view(T * B, n_in), w_in, w_in_col_ptr, w_in_row_idx)
