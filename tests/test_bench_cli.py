@@ -5,6 +5,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 
 from evsparse import bench
 
@@ -43,3 +44,15 @@ def test_report_command_rejects_non_fractions(arg, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--activity" in err and ("fraction" in err or "not a number" in err)
+
+
+def test_sweep_cases_share_their_weight_across_activities():
+    """A sweep draws each (size, density) weight once (8192x24576 takes seconds): cases that differ
+    only in activity get the same tensor; the inputs still follow the activity."""
+    from evsparse.bench import Case
+
+    a, b = Case(64, 96, 0.5, 0.25), Case(64, 96, 0.125, 0.25)
+    assert a.w is b.w and a.w.shape == (96, 64) and 0.15 < float((a.w != 0).float().mean()) < 0.35
+    assert all(int((x != 0).sum()) == 32 for x in a.xs) and all(int((x != 0).sum()) == 8 for x in b.xs)
+    assert not torch.equal(Case(64, 96, 0.5, 1.0).w, a.w)
+    assert torch.equal(Case(64, 96, 0.5, 0.25).w, a.w)  # same draw again after the cache moved on

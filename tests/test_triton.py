@@ -417,13 +417,15 @@ def test_ops_run_on_cuda_with_no_code_change():
     torch.testing.assert_close(got.cpu(), ref, rtol=1e-4, atol=1e-4)
 
 
-def test_gpu_report_harness(tmp_path):
+def test_gpu_report_harness(tmp_path, monkeypatch):
     """evsparse-gpu-bench end to end at tiny sizes (on CPU tensors under the interpreter here; on a GPU
     under -m gpu runs it for real): every method runs, the numbers agree with each other."""
     import json
 
     from evsparse.gpu import bench as gpu_bench
 
+    built, weights_cls = [], gpu_bench.Weights  # device weights: one per (size, density), shared by its activities
+    monkeypatch.setattr(gpu_bench, "Weights", lambda w, device: built.append(w) or weights_cls(w, device))
     out = tmp_path / "gpu-report"
     rc = gpu_bench.main(["--sizes", "24x40", "--activity", "0.25", "0.5", "--density", "1", "0.5", "--egru-hidden", "8",
                          "--steps", "3", "--reps", "1", "--out", str(out), "--quiet"])
@@ -431,6 +433,7 @@ def test_gpu_report_harness(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["meta"]["interpreted"] == (not HAS_CUDA)
     assert [(r["activity"], r["density"]) for r in report["rows"]] == [(0.25, 1.0), (0.5, 1.0), (0.25, 0.5), (0.5, 0.5)]
+    assert len(built) == 2 and (built[0] != 0).all() and 0.3 < float((built[1] != 0).float().mean()) < 0.7
     for r in report["rows"]:
         t = r["times_us"]
         assert set(t) == {"evsparse", "evs_dense_gather", "evs_dense_gather two-pass", "evs_sparse_gather",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import platform
 import statistics
@@ -39,6 +40,18 @@ def parse_size(s: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
+@functools.lru_cache(maxsize=1)
+def sweep_weight(n_out: int, n_in: int, density: float, dtype: torch.dtype, seed: int) -> torch.Tensor:
+    """The weight of a sweep point: it depends on the size, density and seed only, and the sweeps visit
+    every activity of one (size, density) in a row, so it is made once for them (an 8192x24576 weight
+    takes seconds to draw). Shared: do not modify it in place."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(n_out, n_in, generator=g)
+    if density < 1.0:
+        w = w * (torch.rand(n_out, n_in, generator=g) < density)
+    return w.to(dtype)
+
+
 @dataclass
 class Case:
     """One sweep point: weight W [out, in] with the given density, inputs with the given activity."""
@@ -53,11 +66,8 @@ class Case:
     xs: list = field(init=False)
 
     def __post_init__(self):
-        g = torch.Generator().manual_seed(self.seed)
-        w = torch.randn(self.n_out, self.n_in, generator=g)
-        if self.density < 1.0:
-            w = w * (torch.rand(self.n_out, self.n_in, generator=g) < self.density)
-        self.w = w.to(self.dtype)
+        self.w = sweep_weight(self.n_out, self.n_in, self.density, self.dtype, self.seed)
+        g = torch.Generator().manual_seed(self.seed + 1)  # the inputs' own stream: w is cached
         xs = []
         for _ in range(POOL):
             k = max(1, round(self.activity * self.n_in))

@@ -180,10 +180,10 @@ def sweep(sizes, activities, densities, reps: int, device: torch.device, copy_gb
     for size in sizes:
         n_in, n_out = cpu_bench.parse_size(size)
         for d in densities:
-            weights = None  # Case's fixed seed: the weight depends on the size and density only
+            weights = None
             for a in activities:
                 case = cpu_bench.Case(n_in, n_out, a, d)
-                if weights is None or not torch.equal(weights.host, case.w):
+                if weights is None or weights.host is not case.w:  # bench.sweep_weight is cached
                     weights = Weights(case.w, device)
                 methods, pw = build_methods(case, weights, device)
                 errors = max_errors(methods)
