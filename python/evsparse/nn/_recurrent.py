@@ -47,6 +47,35 @@ class CachedOpArgs:
         return super()._apply(fn, *args, **kwargs)
 
     def _args(self, k: int):
+        if torch.compiler.is_compiling():  # traced: the buffers as export/compile see them (not the cache's)
+            return self._collect_args(k)
         if self._cached_args is None:
             self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
         return self._cached_args[k]
+
+
+class ActivityLog:
+    """Per layer, the fraction of nonzero entries of a tensor in a module's last forward.
+
+    Counted on the tensor's device and turned into floats only when read: a ``float()`` in forward is
+    a host sync per layer, which stalls a GPU pipeline, fails inside CUDA-graph capture, breaks the
+    graph under ``torch.compile`` and stops ``torch.export`` (a data-dependent value). Under
+    ``torch.compile`` the counts are graph outputs; ``torch.export`` records nothing (an exported
+    program has no module to keep them on), so the log keeps the last run's numbers."""
+
+    def __init__(self) -> None:
+        self._counts: list[tuple[torch.Tensor, int]] = []
+
+    def start(self) -> None:
+        if not torch.compiler.is_exporting():
+            self._counts = []
+
+    def add(self, t: torch.Tensor) -> None:
+        if not torch.compiler.is_exporting():
+            self._counts.append((torch.count_nonzero(t.detach()), t.numel()))  # NaN counts as nonzero
+
+    def fractions(self) -> list[float]:
+        if not self._counts:
+            return []
+        counts = torch.stack([c for c, _ in self._counts]).tolist()  # one sync for all layers
+        return [c / n if n else 0.0 for c, (_, n) in zip(counts, self._counts)]

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
-from ._recurrent import CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
+from ._buffers import register_optional_buffer
+from ._recurrent import ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -126,7 +127,7 @@ class EGRU(nn.Module):
                 self.register_parameter(f"bias_ih_l{k}", None)
                 self.register_parameter(f"bias_hh_l{k}", None)
             self.register_parameter(f"thr_l{k}", nn.Parameter(torch.empty(H)))
-        self._activity: list[float] = []
+        self._activity = ActivityLog()
         self._event_rates: list[torch.Tensor] = []
         self.reset_parameters()
 
@@ -151,7 +152,8 @@ class EGRU(nn.Module):
         T, B = x.shape[0], x.shape[1]
         c0, y0 = _initial_state(state, self.num_layers, B, self.hidden_size, x, "EGRU")
         inp = x
-        c_last, y_last, self._activity, self._event_rates = [], [], [], []
+        c_last, y_last, self._event_rates = [], [], []
+        self._activity.start()
         for k in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = self.layer_params(k)
             if self.training and self.dropconnect > 0:
@@ -166,7 +168,7 @@ class EGRU(nn.Module):
             inp = torch.stack(ys) if T > 0 else x.new_zeros((0, B, self.hidden_size))
             c_last.append(c)
             y_last.append(y)
-            self._activity.append(float((inp.detach() != 0).float().mean()) if T > 0 else 0.0)
+            self._activity.add(inp)
             self._event_rates.append(rate / max(T, 1))
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 # Variational dropout: one mask per sequence and unit, shared by all steps.
@@ -181,7 +183,7 @@ class EGRU(nn.Module):
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero event outputs over the last forward."""
-        return list(self._activity)
+        return self._activity.fractions()
 
     def activity_loss(self) -> torch.Tensor:
         """Sum over layers of the mean event rate of the last forward; differentiable through the
@@ -262,13 +264,13 @@ class SparseEGRU(CachedOpArgs, nn.Module):
         for k, (w_ih, w_hh, b_ih, b_hh, thr) in enumerate(layers):
             for name, pw in (("w_ih", w_ih), ("w_hh", w_hh)):
                 self.register_buffer(f"{name}_l{k}_values", pw.values)
-                self.register_buffer(f"{name}_l{k}_col_ptr", pw.col_ptr)
-                self.register_buffer(f"{name}_l{k}_row_idx", pw.row_idx)
+                register_optional_buffer(self, f"{name}_l{k}_col_ptr", pw.col_ptr)
+                register_optional_buffer(self, f"{name}_l{k}_row_idx", pw.row_idx)
             self.register_buffer(f"b_ih_l{k}", b_ih)
             self.register_buffer(f"b_hh_l{k}", b_hh)
             self.register_buffer(f"thr_l{k}", thr)
             self.layouts.append((w_ih.layout, w_hh.layout))
-        self._activity: list[float] = []
+        self._activity = ActivityLog()
 
     @classmethod
     def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
@@ -303,12 +305,13 @@ class SparseEGRU(CachedOpArgs, nn.Module):
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
         c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
-        inp, c_last, y_last, self._activity = x, [], [], []
+        inp, c_last, y_last = x, [], []
+        self._activity.start()
         for k in range(self.num_layers):
             inp, c, y = torch.ops.evsparse.egru_sequence(inp, c0[k].contiguous(), y0[k].contiguous(), *self._args(k))
             c_last.append(c)
             y_last.append(y)
-            self._activity.append(float((inp != 0).float().mean()) if inp.numel() else 0.0)
+            self._activity.add(inp)
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
@@ -330,7 +333,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero event outputs over the last forward."""
-        return list(self._activity)
+        return self._activity.fractions()
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..functional import sparse_linear
 from ..packed import PackedWeight, pack
+from ._buffers import register_optional_buffer
 
 __all__ = ["SparseLinear"]
 
@@ -30,8 +31,8 @@ class SparseLinear(nn.Module):
         self.out_features = weight.out_features
         self.layout = weight.layout
         self.weight_values = nn.Parameter(weight.values.detach(), requires_grad=True)
-        self.register_buffer("col_ptr", weight.col_ptr)
-        self.register_buffer("row_idx", weight.row_idx)
+        register_optional_buffer(self, "col_ptr", weight.col_ptr)
+        register_optional_buffer(self, "row_idx", weight.row_idx)
         self.bias = None if bias is None else nn.Parameter(bias.detach())
 
     @classmethod

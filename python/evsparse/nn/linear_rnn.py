@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..packed import PackedWeight, pack
-from ._recurrent import CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
+from ._buffers import register_optional_buffer
+from ._recurrent import ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -142,8 +143,7 @@ class SparseLinearRNN(nn.Module):
             self.register_parameter(f"bias_out_l{k}", nn.Parameter(torch.empty(output_size)) if bias else None)
             self.register_parameter(f"nu_log_l{k}", nn.Parameter(torch.empty(state_size)))
             self.register_parameter(f"theta_log_l{k}", nn.Parameter(torch.empty(state_size)) if complex else None)
-        self._activity: list[float] = []
-        self._state_activity: list[float] = []
+        self._activity, self._state_activity = ActivityLog(), ActivityLog()
         self._output_means: list[torch.Tensor] = []
         self.reset_parameters()
 
@@ -204,16 +204,18 @@ class SparseLinearRNN(nn.Module):
         x = _check_input(x, self.input_size, self.batch_first, "SparseLinearRNN")
         T, B = x.shape[0], x.shape[1]
         h0 = _initial_state(state, self.num_layers, B, self.width, x, "SparseLinearRNN")
-        inp, h_last, self._activity, self._output_means, self._state_activity = x, [], [], [], []
+        inp, h_last, self._output_means = x, [], []
+        self._activity.start()
+        self._state_activity.start()
         for k in range(self.num_layers):
             w_in, b_in, w_out, b_out, _, _ = self.layer_params(k)
             u = F.linear(inp, w_in, b_in) * self.input_gain(k)
             h = self._recurrence(k, u, h0[k])
-            self._state_activity.append(float((h.detach() != 0).float().mean()) if h.numel() else 0.0)
+            self._state_activity.add(h)
             v = F.linear(h, w_out, b_out)
             y = F.relu(v + inp if self.residual[k] else v)
             h_last.append(h[-1] if T > 0 else h0[k])
-            self._activity.append(float((y.detach() != 0).float().mean()) if y.numel() else 0.0)
+            self._activity.add(y)
             self._output_means.append(y.mean() if y.numel() else y.new_zeros(()))
             if self.training and self.dropout > 0 and k < self.num_layers - 1:
                 y = F.dropout(y, self.dropout, training=True)
@@ -227,12 +229,12 @@ class SparseLinearRNN(nn.Module):
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero outputs over the last forward."""
-        return list(self._activity)
+        return self._activity.fractions()
 
     def state_activity(self) -> list[float]:
         """Per layer, the fraction of nonzero state entries over the last forward (the input activity of
         the output product; a linear state is rarely exactly zero)."""
-        return list(self._state_activity)
+        return self._state_activity.fractions()
 
     def activity_loss(self) -> torch.Tensor:
         """Sum over layers of the mean output (an L1 penalty on the non-negative ReLU outputs) of the
@@ -272,14 +274,14 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
         for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers):
             for name, pw in (("w_in", w_in), ("w_out", w_out)):
                 for part in self._PARTS:
-                    self.register_buffer(f"{name}_l{k}_{part}", getattr(pw, part))
+                    register_optional_buffer(self, f"{name}_l{k}_{part}", getattr(pw, part))
             self.register_buffer(f"b_in_l{k}", b_in)
             self.register_buffer(f"a_re_l{k}", a_re)
-            self.register_buffer(f"a_im_l{k}", a_im)
+            register_optional_buffer(self, f"a_im_l{k}", a_im)
             self.register_buffer(f"b_out_l{k}", b_out)
             self.layouts.append((w_in.layout, w_out.layout))
             self.residual.append(bool(residual))
-        self._activity: list[float] = []
+        self._activity = ActivityLog()
 
     @classmethod
     @torch.no_grad()
@@ -319,11 +321,12 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "PackedLinearRNN").contiguous()
         h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "PackedLinearRNN")
-        inp, h_last, self._activity = x, [], []
+        inp, h_last = x, []
+        self._activity.start()
         for k in range(self.num_layers):
             inp, h = torch.ops.evsparse.linear_rnn_sequence(inp, h0[k].contiguous(), *self._args(k))
             h_last.append(h)
-            self._activity.append(float((inp != 0).float().mean()) if inp.numel() else 0.0)
+            self._activity.add(inp)
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, torch.stack(h_last)
 
@@ -345,7 +348,7 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero outputs over the last forward."""
-        return list(self._activity)
+        return self._activity.fractions()
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.state_size}, {self.output_size}, num_layers={self.num_layers}, "
