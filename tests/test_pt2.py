@@ -178,3 +178,26 @@ def test_compile_fullgraph_and_activity(layout):
             mod(xs[:0])
             torch.export.export(mod, (xs,))
             assert mod.activity() == [0.0, 0.0], name
+
+
+def test_aot_inductor_package_runs_in_a_fresh_process(tmp_path):
+    """export -> AOTInductor package -> load and run in another process: the package calls the
+    evsparse ops through the dispatcher, so that process needs only ``import evsparse``."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(5)
+    sparse = EGRU(8, 16, thr_mean=0.1).eval().sparsify(layout="sparse")
+    ep = torch.export.export(sparse, (torch.randn(6, 1, 8),),
+                             dynamic_shapes=({0: torch.export.Dim("T", min=1, max=4096)},))
+    package = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "egru.pt2"))
+    x = torch.randn(11, 1, 8)
+    torch.save({"x": x, "want": sparse(x)}, tmp_path / "io.pt")
+    script = ("import sys, torch, evsparse\n"
+              "io = torch.load(sys.argv[2])\n"
+              "got = torch._inductor.aoti_load_package(sys.argv[1])(io['x'])\n"
+              "torch.testing.assert_close(got, io['want'], rtol=0, atol=0)\n"
+              "print('ok')\n")
+    out = subprocess.run([sys.executable, "-c", script, package, str(tmp_path / "io.pt")], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
