@@ -1,25 +1,14 @@
-// The evsparse._C extension module. Loading it registers the torch.ops.evsparse.* operators
-// (static initialisers in csrc/ops); the pybind11 functions here only describe the build and let
-// tests and benchmarks pick the kernels' instruction set.
+// The evsparse._C extension module. It links the operator library libevsparse_ops (csrc/ops and the
+// kernel core), whose loading registers the torch.ops.evsparse.* operators (static initialisers);
+// the pybind11 functions here only describe the build and let tests and benchmarks pick the
+// kernels' instruction set (the library's one state, shared with the operators).
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
 #include <string>
 
 #include "cpu/kernels.h"
-
-#ifndef EVSPARSE_CXX_FLAGS
-#define EVSPARSE_CXX_FLAGS ""
-#endif
-#ifndef EVSPARSE_BUILD_TYPE
-#define EVSPARSE_BUILD_TYPE ""
-#endif
-#ifndef EVSPARSE_ISA_FLAGS
-#define EVSPARSE_ISA_FLAGS ""
-#endif
-#ifndef EVSPARSE_TORCH_VERSION
-#define EVSPARSE_TORCH_VERSION ""
-#endif
+#include "ops/build_info.h"
 
 namespace py = pybind11;
 using evsparse::cpu::Isa;
@@ -28,44 +17,25 @@ namespace {
 
 constexpr Isa kAllIsas[] = {Isa::scalar, Isa::avx2, Isa::avx512, Isa::neon};
 
-std::string compiler() {
-#if defined(__clang__)
-  return std::string("clang ") + __clang_version__;
-#elif defined(__GNUC__)
-  return std::string("gcc ") + __VERSION__;
-#else
-  return "unknown";
-#endif
-}
-
 py::dict build_info() {
   py::list compiled, supported;
   for (Isa isa : kAllIsas) {
     if (evsparse::cpu::isa_compiled(isa)) compiled.append(evsparse::cpu::isa_name(isa));
     if (evsparse::cpu::isa_supported(isa)) supported.append(evsparse::cpu::isa_name(isa));
   }
+  const evsparse::ops::BuildInfo built = evsparse::ops::build_info();
   py::dict info;
-  info["compiler"] = compiler();
-  info["cxx_flags"] = std::string(EVSPARSE_CXX_FLAGS);
-  info["isa_flags"] = std::string(EVSPARSE_ISA_FLAGS);
-  info["build_type"] = std::string(EVSPARSE_BUILD_TYPE);
-  info["torch_version"] = std::string(EVSPARSE_TORCH_VERSION);
-#if defined(__x86_64__) || defined(_M_X64)
-  info["arch"] = "x86_64";
-#elif defined(__aarch64__)
-  info["arch"] = "aarch64";
-#else
-  info["arch"] = "other";
-#endif
+  info["compiler"] = built.compiler;
+  info["cxx_flags"] = built.cxx_flags;
+  info["isa_flags"] = built.isa_flags;
+  info["build_type"] = built.build_type;
+  info["torch_version"] = built.torch_version;
+  info["arch"] = built.arch;
   info["isa_compiled"] = compiled;
   info["isa_supported"] = supported;
   info["isa_active"] = std::string(evsparse::cpu::active_kernels().name);
   info["cpu_features"] = evsparse::cpu::detected_cpu_features();
-#if defined(_OPENMP)
-  info["openmp"] = true;
-#else
-  info["openmp"] = false;
-#endif
+  info["openmp"] = built.openmp;
   return info;
 }
 

@@ -74,3 +74,18 @@ def test_build_info_reports_the_build():
     assert "scalar" in info["isa_compiled"] and info["openmp"] is True
     assert info["torch_version"].startswith(torch.__version__.split("+")[0])
     assert info["compiler"] and info["arch"] in ("x86_64", "aarch64", "other")
+
+
+def test_library_path_is_the_operators_library():
+    """evsparse._C is a thin module over libevsparse_ops, the library a C++ program loads."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    path = Path(evsparse.library_path())
+    assert path.is_file() and path.name.startswith("libevsparse_ops.") and path.parent == Path(evsparse._C.__file__).parent
+    if shutil.which("readelf") is None:
+        pytest.skip("readelf (binutils) is not installed: the link structure is not checked")
+    dynamic = lambda f: subprocess.run(["readelf", "-d", f], capture_output=True, text=True, check=True).stdout  # noqa: E731
+    assert "[libevsparse_ops.so]" in dynamic(evsparse._C.__file__)
+    assert "libpython" not in dynamic(str(path))

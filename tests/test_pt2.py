@@ -180,17 +180,25 @@ def test_compile_fullgraph_and_activity(layout):
             assert mod.activity() == [0.0, 0.0], name
 
 
-def test_aot_inductor_package_runs_in_a_fresh_process(tmp_path):
+@pytest.fixture(scope="module")
+def aoti_package(tmp_path_factory):
+    """An exported one-layer SparseEGRU (sparse layout, dynamic T) compiled by AOTInductor (~20 s),
+    with the module it came from."""
+    torch.manual_seed(5)
+    sparse = EGRU(8, 16, thr_mean=0.1).eval().sparsify(layout="sparse")
+    ep = torch.export.export(sparse, (torch.randn(6, 1, 8),),
+                             dynamic_shapes=({0: torch.export.Dim("T", min=1, max=4096)},))
+    path = tmp_path_factory.mktemp("aoti") / "egru.pt2"
+    return torch._inductor.aoti_compile_and_package(ep, package_path=str(path)), sparse
+
+
+def test_aot_inductor_package_runs_in_a_fresh_process(aoti_package, tmp_path):
     """export -> AOTInductor package -> load and run in another process: the package calls the
     evsparse ops through the dispatcher, so that process needs only ``import evsparse``."""
     import subprocess
     import sys
 
-    torch.manual_seed(5)
-    sparse = EGRU(8, 16, thr_mean=0.1).eval().sparsify(layout="sparse")
-    ep = torch.export.export(sparse, (torch.randn(6, 1, 8),),
-                             dynamic_shapes=({0: torch.export.Dim("T", min=1, max=4096)},))
-    package = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "egru.pt2"))
+    package, sparse = aoti_package
     x = torch.randn(11, 1, 8)
     torch.save({"x": x, "want": sparse(x)}, tmp_path / "io.pt")
     script = ("import sys, torch, evsparse\n"
@@ -201,3 +209,36 @@ def test_aot_inductor_package_runs_in_a_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, package, str(tmp_path / "io.pt")], capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_cpp_process_runs_an_aoti_package(aoti_package, tmp_path):
+    """A C++ program on libtorch alone (tests/cpp/aoti_runner.cpp: no Python in the process) loads
+    evsparse.library_path() and runs the package: the same events as the module."""
+    import os
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from torch.utils import cpp_extension
+
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        pytest.skip(f"no C++ compiler ({cxx})")
+    source = Path(__file__).resolve().parent / "cpp" / "aoti_runner.cpp"
+    runner = tmp_path / "aoti_runner"
+    lib_dir = cpp_extension.library_paths()[0]
+    build = subprocess.run([cxx, "-O1", "-std=c++17", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
+                            *(f"-I{p}" for p in cpp_extension.include_paths()), str(source), "-o", str(runner),
+                            f"-L{lib_dir}", f"-Wl,-rpath,{lib_dir}", "-ltorch", "-ltorch_cpu", "-lc10", "-ldl"],
+                           capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-3000:]
+    package, sparse = aoti_package
+    x = torch.randn(13, 1, 8)
+    x.numpy().tofile(tmp_path / "in.bin")
+    run = subprocess.run([str(runner), evsparse.library_path(), package, str(tmp_path / "in.bin"), "13", "1", "8",
+                          str(tmp_path / "out.bin")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    got = torch.frombuffer(bytearray((tmp_path / "out.bin").read_bytes()), dtype=torch.float32).view(13, 1, 16)
+    want = sparse(x)[0]
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    assert 0 < float((want != 0).float().mean()) < 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from . import _C  # noqa: F401  (registers torch.ops.evsparse.*)
+from . import _C  # noqa: F401  (loads libevsparse_ops, which registers torch.ops.evsparse.*)
 from . import _ops  # noqa: F401  (fake kernels, autograd)
 from . import nn
 from . import macs, prune
@@ -16,7 +16,7 @@ from .functional import sparse_linear
 from .packed import AUTO_SPARSE_MAX_DENSITY, PackedWeight, pack
 
 __version__ = "0.1.0"
-__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa",
+__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "library_path",
            "AUTO_SPARSE_MAX_DENSITY"]
 
 torch.serialization.add_safe_globals([PackedWeight])
@@ -42,3 +42,15 @@ def set_isa(name: str) -> None:
     here). The default is the best this CPU supports; the EVSPARSE_ISA environment variable sets it
     at import."""
     _C.set_isa(name)
+
+
+def library_path() -> str:
+    """Path of ``libevsparse_ops``, the operators' shared library (libtorch only, no Python): a C++
+    program loads it (``dlopen``, or links it) to run ``evsparse::`` ops, e.g. in an AOTInductor
+    package or a model saved from Python."""
+    from pathlib import Path
+
+    found = sorted(Path(_C.__file__).parent.glob("libevsparse_ops.*"))  # beside _C in any install mode
+    if not found:
+        raise RuntimeError("evsparse: libevsparse_ops is missing next to the package; reinstall evsparse")
+    return str(found[0])
