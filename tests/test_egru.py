@@ -195,6 +195,35 @@ def test_sparsify_equals_training_module_with_masks(isa, layout, bias):
     torch.testing.assert_close(torch.stack(outs), ref)
 
 
+def test_concurrent_inference_from_threads_is_exact(threads):
+    """The ops release the GIL and keep their scratch buffers per thread: Python threads sharing one
+    SparseEGRU get exactly the single-threaded results (each op also runs its own parallel_for)."""
+    import threading
+
+    threads(2)
+    torch.manual_seed(0)
+    m = EGRU(64, 128, num_layers=2, thr_mean=0.1).eval()
+    mods = {layout: m.sparsify(layout=layout) for layout in ("dense", "sparse")}
+    inputs = [torch.randn(20, 1, 64) * (torch.rand(20, 1, 64) < 0.3) for _ in range(4)]
+    refs = {k: [mod(x)[0] for x in inputs] for k, mod in mods.items()}
+    wrong = []
+
+    def work(i):
+        for _ in range(20):
+            for k, mod in mods.items():
+                if not torch.equal(mod(inputs[i])[0], refs[k][i]):
+                    wrong.append((k, i, "forward"))
+                if not torch.equal(mod.step(inputs[i][0])[0], refs[k][i][0]):
+                    wrong.append((k, i, "step"))
+
+    workers = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert wrong == []
+
+
 def test_sparsify_half_weights_close():
     m = make_model()
     x = torch.randn(10, 1, 12)
