@@ -396,6 +396,15 @@ def test_corrupted_csc_structure_is_a_clear_error():
         call(x, cp.int(), ri, v, 4, b)
     with pytest.raises(ValueError, match="one entry per row index"):
         call(x, cp, ri, v[1:], 4, b)
+    with torch.inference_mode():  # inference tensors have no version counter: checked once all the same
+        fresh = evsparse.pack(w.cpu(), layout="sparse")  # (ri above shares sp's storage on CPU: corrupted)
+        cp_i, ri_i, v_i = fresh.col_ptr.to(DEV), fresh.row_idx.to(DEV), fresh.values.to(DEV)
+        assert ri_i.is_inference()
+        torch.testing.assert_close(call(x, cp_i, ri_i, v_i, 4, b), x @ w.T + b, rtol=1e-4, atol=1e-4)
+        bad = ri_i.clone()
+        bad[-1] = 4
+        with pytest.raises(ValueError, match=r"row_idx has entries out of range \[0, 4\)"):
+            call(x, cp_i, bad, v_i, 4, b)
 
 
 @pytest.mark.gpu
@@ -459,6 +468,23 @@ def test_gpu_report_harness(tmp_path, monkeypatch):
     header = next(line for line in md.splitlines() if line.startswith("| size"))
     row = next(line for line in md.splitlines() if line.startswith("| 24x40 | 25% | 100% |"))
     assert "cold-L2 of copy BW" in header and header.count("|") == row.count("|")
+
+
+def test_gpu_pytest_benchmarks_run_under_the_interpreter():
+    """benchmarks/test_bench_gpu.py (pytest-benchmark, the Triton kernels) at tiny sizes on CPU tensors,
+    each case once (--benchmark-disable): the products against their baselines and the EGRU step
+    against GRUCell run; the CUDA-graph cases skip without a GPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "EVSPARSE_GPU_BENCH_SIZES": "24x40", "EVSPARSE_GPU_BENCH_HIDDEN": "8"}
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
+                          "benchmarks/test_bench_gpu.py"], cwd=root, capture_output=True, text=True, timeout=600,
+                         env=env)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    assert "28 passed, 4 skipped" in out.stdout, out.stdout[-1000:]
 
 
 def test_host_overhead_script_runs():

@@ -237,71 +237,80 @@ def _graphed(fn: Callable, example) -> Callable:
     return replay
 
 
+def build_egru_methods(hidden: int, activity: float, density: float, steps: int, device: torch.device):
+    """One EGRU layer (input size = hidden) at batch 1 with ``density`` of its weights kept, inputs and
+    events at ``activity``: name -> (fn, inputs) for the step and a ``steps``-long sequence, evsparse
+    against ``torch.nn.GRUCell``, eager and (on CUDA) captured in CUDA graphs, plus the persistent
+    sequence kernel where the recurrent weight is dense. Returns (methods, graph capture errors)."""
+    from ..nn import EGRU
+
+    torch.manual_seed(0)
+    egru = EGRU(hidden, hidden).eval()
+    sparse = egru.sparsify(magnitude_prune_(egru, density)).to(device)
+    cell = torch.nn.GRUCell(hidden, hidden).eval().to(device)
+    g = torch.Generator().manual_seed(0)
+
+    def events(*shape):
+        v = torch.randn(*shape, generator=g)
+        return (v * (torch.rand(*shape, generator=g) < activity)).to(device)
+
+    args = sparse._args(0)
+    steps_in = [(events(1, hidden), events(1, hidden), torch.randn(1, hidden, generator=g).to(device) * 0.5)
+                for _ in range(cpu_bench.POOL)]
+    seqs = [events(steps, 1, hidden) for _ in range(2)]
+    c0, y0 = torch.zeros(1, hidden, device=device), torch.zeros(1, hidden, device=device)
+
+    # On CUDA through the dispatcher; under the interpreter the functions the CUDA key is given.
+    step_op = torch.ops.evsparse.egru_step if device.type == "cuda" else cuda_ops.egru_step
+    seq_op = torch.ops.evsparse.egru_sequence if device.type == "cuda" else cuda_ops.egru_sequence
+
+    def ev_step(x, y, c):
+        return step_op(x, c, y, *args)
+
+    def gru_step(x, y, c):
+        return cell(x, c)
+
+    def ev_seq(xs):
+        return seq_op(xs, c0, y0, *args)
+
+    def gru_seq(xs):
+        h = c0
+        for t in range(xs.shape[0]):
+            h = cell(xs[t], h)
+        return h
+
+    methods = {
+        "evsparse egru_step": (lambda a: ev_step(*a), steps_in),
+        "GRUCell step": (lambda a: gru_step(*a), steps_in),
+        f"evsparse egru_sequence T={steps}": (ev_seq, seqs),
+        f"GRUCell loop T={steps}": (gru_seq, seqs),
+    }
+    if args[4] is None:  # dense recurrent weight: the one-launch persistent sequence kernel applies
+        methods[f"evsparse egru_sequence T={steps} persistent"] = (
+            lambda xs: recurrent.egru_sequence(xs, c0, y0, *args, mode="persistent"), seqs)
+    errors = {}
+    if device.type == "cuda":
+        for name, fn, example in (("evsparse egru_step", ev_step, steps_in[0]),
+                                  ("GRUCell step", gru_step, steps_in[0]),
+                                  (f"evsparse egru_sequence T={steps}", ev_seq, (seqs[0],)),
+                                  (f"GRUCell loop T={steps}", gru_seq, (seqs[0],))):
+            try:
+                replay = _graphed(fn, example)
+                methods[name + " (CUDA graph)"] = ((lambda r: lambda a: r(*a))(replay),
+                                                   steps_in if "step" in name else [(s,) for s in seqs])
+            except Exception as e:  # reported, not hidden: a capture failure is a finding
+                errors[name + " (CUDA graph)"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+    return methods, errors
+
+
 def egru_section(hidden_sizes, activity: float, densities, steps: int, reps: int, device: torch.device,
                  log=print) -> list[dict]:
     """EGRU step and a ``steps``-long sequence at batch 1 vs ``torch.nn.GRUCell``, eager and in CUDA
     graphs (graphs on CUDA only; a capture that fails is reported with its error)."""
-    from ..nn import EGRU
-
     rows = []
     for hidden in hidden_sizes:
         for d in densities:
-            torch.manual_seed(0)
-            egru = EGRU(hidden, hidden).eval()
-            sparse = egru.sparsify(magnitude_prune_(egru, d)).to(device)
-            cell = torch.nn.GRUCell(hidden, hidden).eval().to(device)
-            g = torch.Generator().manual_seed(0)
-
-            def events(*shape):
-                v = torch.randn(*shape, generator=g)
-                return (v * (torch.rand(*shape, generator=g) < activity)).to(device)
-
-            args = sparse._args(0)
-            steps_in = [(events(1, hidden), events(1, hidden), torch.randn(1, hidden, generator=g).to(device) * 0.5)
-                        for _ in range(cpu_bench.POOL)]
-            seqs = [events(steps, 1, hidden) for _ in range(2)]
-            c0, y0 = torch.zeros(1, hidden, device=device), torch.zeros(1, hidden, device=device)
-
-            # On CUDA through the dispatcher; under the interpreter the functions the CUDA key is given.
-            step_op = torch.ops.evsparse.egru_step if device.type == "cuda" else cuda_ops.egru_step
-            seq_op = torch.ops.evsparse.egru_sequence if device.type == "cuda" else cuda_ops.egru_sequence
-
-            def ev_step(x, y, c):
-                return step_op(x, c, y, *args)
-
-            def gru_step(x, y, c):
-                return cell(x, c)
-
-            def ev_seq(xs):
-                return seq_op(xs, c0, y0, *args)
-
-            def gru_seq(xs):
-                h = c0
-                for t in range(xs.shape[0]):
-                    h = cell(xs[t], h)
-                return h
-
-            methods = {
-                "evsparse egru_step": (lambda a: ev_step(*a), steps_in),
-                "GRUCell step": (lambda a: gru_step(*a), steps_in),
-                f"evsparse egru_sequence T={steps}": (ev_seq, seqs),
-                f"GRUCell loop T={steps}": (gru_seq, seqs),
-            }
-            if args[4] is None:  # dense recurrent weight: the one-launch persistent sequence kernel applies
-                methods[f"evsparse egru_sequence T={steps} persistent"] = (
-                    lambda xs: recurrent.egru_sequence(xs, c0, y0, *args, mode="persistent"), seqs)
-            errors = {}
-            if device.type == "cuda":
-                for name, fn, example in (("evsparse egru_step", ev_step, steps_in[0]),
-                                          ("GRUCell step", gru_step, steps_in[0]),
-                                          (f"evsparse egru_sequence T={steps}", ev_seq, (seqs[0],)),
-                                          (f"GRUCell loop T={steps}", gru_seq, (seqs[0],))):
-                    try:
-                        replay = _graphed(fn, example)
-                        methods[name + " (CUDA graph)"] = ((lambda r: lambda a: r(*a))(replay),
-                                                           steps_in if "step" in name else [(s,) for s in seqs])
-                    except Exception as e:  # reported, not hidden: a capture failure is a finding
-                        errors[name + " (CUDA graph)"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
+            methods, errors = build_egru_methods(hidden, activity, d, steps, device)
             t = time_interleaved_device(methods, reps, device)
             rows.append({"hidden": hidden, "activity": activity, "density": d,
                          "theoretical_speedup": 1.0 / (activity * d), "steps": steps,

@@ -172,12 +172,19 @@ def check_csc(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, values: tor
     _check_csc_structure_once(op, col_ptr, row_idx, n_out)
 
 
+def _version(t: torch.Tensor) -> Optional[int]:
+    return None if t.is_inference() else t._version
+
+
 def _check_csc_structure_once(op: str, col_ptr: torch.Tensor, row_idx: torch.Tensor, n_out: int) -> None:
     """Reads the index arrays (one host sync) the first time a (col_ptr, row_idx) pair is used with
     ``n_out`` outputs, then remembers it on row_idx, keyed by both tensors' version counters so that
     an in-place change is checked again. Steady-state calls never sync; inside a CUDA-graph capture
-    (where a sync is illegal) nothing is read: the warm-up calls before it were checked."""
-    stamp = (id(col_ptr), col_ptr._version, row_idx._version, n_out)
+    (where a sync is illegal) nothing is read: the warm-up calls before it were checked. Inference
+    tensors (made under ``torch.inference_mode``) have no version counter: an in-place change to
+    them inside inference mode is not checked again (the kernels' masked accesses still keep a bad
+    structure inside the tensors)."""
+    stamp = (id(col_ptr), _version(col_ptr), _version(row_idx), n_out)
     if getattr(row_idx, "_evsparse_csc_checked", None) == stamp:
         return
     if col_ptr.is_cuda and torch.cuda.is_current_stream_capturing():
