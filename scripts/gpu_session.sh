@@ -6,7 +6,7 @@
 #   bash scripts/gpu_session.sh [OUTDIR] [STAGE ...] [-- BENCH ARGS]
 #
 # OUTDIR defaults to benchmarks/results/gpu-YYYY-MM-DD. STAGEs: build, tests, bench (default: all three,
-# in that order). Device time comes in calls of at most 10 minutes, so the stages can be run one call
+# in that order), and pybench (benchmarks/test_bench_gpu.py, pytest-benchmark, -k from PYBENCH_K). Device time comes in calls of at most 10 minutes, so the stages can be run one call
 # each; arguments after -- go to evsparse-gpu-bench (e.g. -- --sizes 8192x24576 --egru-hidden), so the
 # sweep can be split across calls too (give each part its own --out there, or its report.md replaces the
 # last one; bench.log collects them all). Each stage's output goes to OUTDIR (env.txt, tests.txt,
@@ -15,7 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/gpu-$(date +%F)
-if [[ $# -gt 0 && $1 != -- && $1 != build && $1 != tests && $1 != bench ]]; then out=$1; shift; fi
+if [[ $# -gt 0 && $1 != -- && $1 != build && $1 != tests && $1 != bench && $1 != pybench ]]; then out=$1; shift; fi
 stages=()
 while [[ $# -gt 0 && $1 != -- ]]; do stages+=("$1"); shift; done
 [[ $# -gt 0 ]] && shift  # the --
@@ -49,7 +49,13 @@ for stage in "${stages[@]}"; do
       evsparse-gpu-bench --out "$out" "${bench_args[@]}" 2>&1 | tee -a "$out/bench.log"
       [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
       ;;
-    *) echo "gpu_session.sh: unknown stage '$stage' (build, tests, bench)" >&2; exit 2 ;;
+    pybench)
+      python -m pytest -q -p no:cacheprovider benchmarks/test_bench_gpu.py -k "${PYBENCH_K:-1024x3072 or egru}" \
+        --benchmark-json "$out/pybench.json" --benchmark-group-by=func \
+        2>&1 | tee "$out/pybench.txt"
+      [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
+      ;;
+    *) echo "gpu_session.sh: unknown stage '$stage' (build, tests, bench, pybench)" >&2; exit 2 ;;
   esac
 done
 exit "$rc"
