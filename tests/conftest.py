@@ -31,3 +31,24 @@ def threads():
     previous = torch.get_num_threads()
     yield torch.set_num_threads
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def run_benchmarks_once():
+    """Runs benchmark files of benchmarks/ in a pytest of their own, each case once
+    (--benchmark-disable), from the repository root: ``run(files, *pytest_args, env=None)`` asserts it
+    passed and returns its output."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+
+    def run(files, *args, env=None):
+        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
+                              *args, *files], cwd=root, capture_output=True, text=True, timeout=600,
+                             env=None if env is None else {**os.environ, **env})
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+        return out.stdout
+
+    return run

@@ -58,17 +58,10 @@ def test_sweep_cases_share_their_weight_across_activities():
     assert torch.equal(Case(64, 96, 0.5, 0.25).w, a.w)  # same draw again after the cache moved on
 
 
-def test_cpu_pytest_benchmarks_run():
+def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
     """benchmarks/test_bench_{linear,egru,linear_rnn}.py (pytest-benchmark) at their smallest size,
     each case once (--benchmark-disable): every method of every group runs."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
     files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn")]
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
-                          "-k", "256", *files], cwd=root, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    passed = int(out.stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
-    assert passed >= 150, out.stdout[-500:]
+    stdout = run_benchmarks_once(files, "-k", "256")
+    passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
+    assert passed >= 150, stdout[-500:]

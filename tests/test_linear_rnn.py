@@ -226,17 +226,6 @@ def test_nothing_active_gives_relu_of_bias_and_nan_propagates():
     assert torch.equal(torch.isnan(y), torch.isnan(y_ref)) and bool(torch.isnan(y).any())
 
 
-def test_opcheck_fake_kernels():
-    m = make(complex=True, input_size=7, output_size=7)
-    packed = m.sparsify(layout="sparse")
-    args = packed._args(0)
-    x, h = torch.rand(2, 7), torch.randn(2, m.width)
-    torch.library.opcheck(torch.ops.evsparse.linear_rnn_step, (x, h, *args),
-                          test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(torch.ops.evsparse.linear_rnn_sequence, (torch.rand(3, 2, 7), h, *args),
-                          test_utils=("test_schema", "test_faketensor"))
-
-
 # ---- pruning and MAC accounting ---------------------------------------------------------------------
 
 

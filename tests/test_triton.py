@@ -470,21 +470,13 @@ def test_gpu_report_harness(tmp_path, monkeypatch):
     assert "cold-L2 of copy BW" in header and header.count("|") == row.count("|")
 
 
-def test_gpu_pytest_benchmarks_run_under_the_interpreter():
+def test_gpu_pytest_benchmarks_run_under_the_interpreter(run_benchmarks_once):
     """benchmarks/test_bench_gpu.py (pytest-benchmark, the Triton kernels) at tiny sizes on CPU tensors,
     each case once (--benchmark-disable): the products against their baselines and the EGRU step
     against GRUCell run; the CUDA-graph cases skip without a GPU."""
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "TRITON_INTERPRET": "1", "EVSPARSE_GPU_BENCH_SIZES": "24x40", "EVSPARSE_GPU_BENCH_HIDDEN": "8"}
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--benchmark-disable",
-                          "benchmarks/test_bench_gpu.py"], cwd=root, capture_output=True, text=True, timeout=600,
-                         env=env)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-    assert "28 passed, 4 skipped" in out.stdout, out.stdout[-1000:]
+    stdout = run_benchmarks_once(["benchmarks/test_bench_gpu.py"], env={
+        "TRITON_INTERPRET": "1", "EVSPARSE_GPU_BENCH_SIZES": "24x40", "EVSPARSE_GPU_BENCH_HIDDEN": "8"})
+    assert "28 passed, 4 skipped" in stdout, stdout[-1000:]
 
 
 def test_host_overhead_script_runs():
