@@ -143,7 +143,7 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         meta = {"triton": triton.__version__, "date": time.strftime("%Y-%m-%d"), "host": "no GPU: compile only"}
         (args.out / "report.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
-        md = [f"# Triton kernels compiled for NVIDIA targets (no GPU: compile only)\n",
+        md = ["# Triton kernels compiled for NVIDIA targets (no GPU: compile only)\n",
               f"{meta['date']} · triton {meta['triton']} · ptxas -v from Triton's CUDA backend\n",
               "| arch | kernel | variant | tile | warps | ok | registers | spill bytes |", "|---|---|---|---|---|---|---|---|"]
         for r in rows:

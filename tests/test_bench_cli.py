@@ -7,13 +7,14 @@ import json
 import pytest
 import torch
 
+import evsparse
 from evsparse import bench
 
 
 def test_report_command_tiny_sweep(tmp_path, capsys):
     out = tmp_path / "report"
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
-                     "--egru-hidden", "16", "--lrnn-width", "16", "--out", str(out), "--quiet"])
+                     "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -33,6 +34,14 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         assert f"| 48x80 | {r['activity']:.0%} | {r['density']:.0%} |" in md
     assert [e["hidden"] for e in report["egru"]] == [16, 16]
     assert [e["width"] for e in report["linear_rnn"]] == [16, 16]
+    for r in report["timed_layout"]:
+        u = r["us_per_step"]
+        assert r["timed_vs_auto"] == pytest.approx(u["auto"] / u["timed"])
+        assert r["timed_vs_best_forced"] == pytest.approx(min(u["dense"], u["sparse"]) / u["timed"])
+        assert tuple(r["auto"]) == (("sparse",) * 2 if r["density"] <= evsparse.AUTO_SPARSE_MAX_DENSITY else ("dense",) * 2)
+        assert len(r["timed"]) == 2 and set(r["timed"]) <= {"dense", "sparse"}
+    assert [(r["hidden"], r["density"]) for r in report["timed_layout"]] == [(16, 0.15), (16, 0.3)]
+    assert "## Layout chosen by timing" in md
     assert report["targets"] and "| target | measured | met |" in md
     assert "wrote" in capsys.readouterr().out
 
@@ -59,9 +68,9 @@ def test_sweep_cases_share_their_weight_across_activities():
 
 
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
-    """benchmarks/test_bench_{linear,egru,linear_rnn}.py (pytest-benchmark) at their smallest size,
+    """benchmarks/test_bench_{linear,egru,linear_rnn,layout}.py (pytest-benchmark) at their smallest size,
     each case once (--benchmark-disable): every method of every group runs."""
-    files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn")]
+    files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn", "layout")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 150, stdout[-500:]

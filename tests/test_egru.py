@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-import evsparse
 from evsparse.nn import EGRU, SparseEGRU
 from evsparse.nn.egru import egru_cell, spike
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-import evsparse
 from evsparse import macs, prune
 from evsparse.nn import EGRU
 

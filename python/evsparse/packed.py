@@ -8,7 +8,7 @@ import torch
 
 __all__ = ["PackedWeight", "pack", "LAYOUTS", "AUTO_SPARSE_MAX_DENSITY"]
 
-LAYOUTS = ("dense", "sparse", "auto")
+LAYOUTS = ("dense", "sparse", "auto", "timed")
 _VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 _INT16_MAX_OUT = 32767
 
@@ -208,37 +208,65 @@ class PackedWeight:
         self._validate()
 
 
-def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto") -> PackedWeight:
+def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
+         example_input: Optional[torch.Tensor] = None) -> PackedWeight:
     """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
 
     ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
-    ``layout``: ``"dense"``, ``"sparse"`` or ``"auto"`` (sparse when the density of ``weight * mask``
-    is at most :data:`AUTO_SPARSE_MAX_DENSITY`). Non-finite weights are rejected. The packed values are
-    a detached copy; call ``.requires_grad_()`` on the result to train them.
+    ``layout``: ``"dense"``, ``"sparse"``, ``"auto"`` (sparse when the density of ``weight * mask``
+    is at most :data:`AUTO_SPARSE_MAX_DENSITY`) or ``"timed"``: both layouts are packed and
+    ``sparse_linear(example_input, ...)`` is timed with each on this machine; the faster is kept
+    (see :mod:`evsparse.layout_timing`). ``example_input`` is needed by, and only allowed with,
+    ``"timed"``: an input like those the weight will see (``[in]`` or ``[B, in]``, at its usual
+    activity). Non-finite weights are rejected. The packed values are a detached copy; call
+    ``.requires_grad_()`` on the result to train them.
     """
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise ValueError(f"evsparse.pack: weight must be a 2-D [out, in] tensor, got {type(weight).__name__} "
-                         f"with shape {getattr(weight, 'shape', None)}")
-    if weight.dtype not in _VALUE_DTYPES:
-        raise ValueError(f"evsparse.pack: weight dtype must be one of {_VALUE_DTYPES}, got {weight.dtype}")
     if layout not in LAYOUTS:
         raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
+    if (layout == "timed") != (example_input is not None):
+        raise ValueError("evsparse.pack: layout='timed' needs example_input (an input to time both layouts on), "
+                         "and example_input is used only with layout='timed'")
+    w = masked_weight(weight, mask, "evsparse.pack")
+    if layout == "timed":
+        from .functional import sparse_linear
+        from .layout_timing import choose_layouts
+
+        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p))
+        return pw
+    return _pack_masked(w, _auto_layout(w) if layout == "auto" else layout)
+
+
+def _auto_layout(w: torch.Tensor) -> str:
+    """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold."""
+    total = w.numel()
+    density = int(torch.count_nonzero(w)) / total if total else 1.0
+    return "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
+
+
+def masked_weight(weight: torch.Tensor, mask: Optional[torch.Tensor], who: str) -> torch.Tensor:
+    """``weight * mask`` detached, after checking both (2-D, a value dtype, finite): what gets packed."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError(f"{who}: weight must be a 2-D [out, in] tensor, got {type(weight).__name__} "
+                         f"with shape {getattr(weight, 'shape', None)}")
+    if weight.dtype not in _VALUE_DTYPES:
+        raise ValueError(f"{who}: weight dtype must be one of {_VALUE_DTYPES}, got {weight.dtype}")
     w = weight.detach()
     if mask is not None:
         if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(w.shape):
-            raise ValueError(f"evsparse.pack: mask must be a tensor of shape {list(w.shape)}, "
+            raise ValueError(f"{who}: mask must be a tensor of shape {list(w.shape)}, "
                              f"got {getattr(mask, 'shape', None)}")
         if mask.device != w.device:
-            raise ValueError(f"evsparse.pack: mask is on {mask.device} but weight is on {w.device}")
+            raise ValueError(f"{who}: mask is on {mask.device} but weight is on {w.device}")
         w = torch.where(mask.to(torch.bool), w, torch.zeros((), dtype=w.dtype, device=w.device))
     if not bool(torch.isfinite(w).all()):
-        raise ValueError("evsparse.pack: weight contains NaN or Inf; the kernels skip inactive inputs, so "
+        raise ValueError(f"{who}: weight contains NaN or Inf; the kernels skip inactive inputs, so "
                          "non-finite weights would not propagate as in F.linear")
+    return w
+
+
+def _pack_masked(w: torch.Tensor, layout: str) -> PackedWeight:
+    """A checked, masked ``[out, in]`` weight in the "dense" or "sparse" layout."""
     out, inp = w.shape
-    if layout == "auto":
-        total = out * inp
-        density = int(torch.count_nonzero(w)) / total if total else 1.0
-        layout = "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
     wt = w.t().contiguous()  # [in, out]: row j = input j's outgoing weights
     if layout == "dense":
         return PackedWeight._trusted("dense", (out, inp), wt)

@@ -327,7 +327,7 @@ def tuned_configs() -> dict:
 
 def to_markdown(report: dict) -> str:
     m = report["meta"]
-    out = [f"# evsparse GPU benchmark — batch 1, float32\n",
+    out = ["# evsparse GPU benchmark — batch 1, float32\n",
            f"{m['date']} · {m['device']} · torch {m['torch']} · triton {m['triton']} · measured copy bandwidth "
            f"{m['copy_GBps']:.0f} GB/s · median over {m['reps']} rounds of interleaved ~2 ms blocks, synchronised\n"]
     if m["interpreted"]:

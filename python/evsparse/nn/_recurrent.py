@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
+
+from ..layout_timing import LayoutChoice, choose_layouts
+from ..packed import PackedWeight, masked_weight, pack
 
 
 def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
@@ -34,6 +37,36 @@ def checked_weight_masks(weight_masks: Optional[dict], num_layers: int, names: t
     if unknown:
         raise ValueError(f"sparsify: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
     return masks
+
+
+def timing_example(example_input, layout: str, module, who: str) -> Optional[torch.Tensor]:
+    """``sparsify``'s ``example_input`` as a [T, B, input_size] float32 tensor on the module's device
+    (None unless ``layout="timed"``, which needs it)."""
+    if (layout == "timed") != (example_input is not None):
+        raise ValueError(f"{who}: layout='timed' needs example_input (a [T, B, input_size] sequence to time the "
+                         "layouts on), and example_input is used only with layout='timed'")
+    if example_input is None:
+        return None
+    x = check_sequence_input(example_input, module.input_size, module.batch_first, who)
+    device = next(module.parameters()).device
+    if x.device != device or x.dtype != torch.float32:
+        raise ValueError(f"{who}: example_input must be float32 on {device} (the inference module's dtype and the "
+                         f"weights' device), got {x.dtype} on {x.device}")
+    return x.contiguous()
+
+
+def pack_layer(weights: list, layout: str, run: Optional[Callable[..., tuple]], who: str
+               ) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
+    """One layer's ``(weight, mask)`` pairs packed with ``layout``; with ``"timed"``, in the combination of
+    layouts with which ``run(*packed)`` (the layer's sequence op on its example input) was fastest."""
+    if layout == "timed":
+        return choose_layouts([masked_weight(w, m, who) for w, m in weights], run)
+    return [pack(w, m, layout) for w, m in weights], None
+
+
+def op_args(pw: PackedWeight) -> tuple:
+    """A packed weight as the fused ops take it: values, col_ptr, row_idx (None for the dense layout)."""
+    return pw.values, pw.col_ptr, pw.row_idx
 
 
 class CachedOpArgs:

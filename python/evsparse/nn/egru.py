@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..packed import PackedWeight, pack
+from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
-from ._recurrent import ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
+from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
+                         step_through_forward, timing_example)
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -192,12 +193,16 @@ class EGRU(nn.Module):
             raise RuntimeError("EGRU.activity_loss: run a forward pass first")
         return torch.stack([torch.as_tensor(r) for r in self._event_rates]).sum()
 
-    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto",
+                 example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
         """The inference module on the fused sparse kernels, with the same outputs (float32).
 
         ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
-        weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``)."""
-        return SparseEGRU.from_egru(self, weight_masks, layout)
+        weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``). With
+        ``layout="timed"``, each layer runs its sequence op on ``example_input`` (a sequence like this
+        module's input) with every combination of layouts for its two weights, and keeps the fastest;
+        ``SparseEGRU.layout_choices`` holds the timings."""
+        return SparseEGRU.from_egru(self, weight_masks, layout, example_input)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
         """Loads EvNN ``EGRU`` weights: ``kernel`` [in, 3H], ``recurrent_kernel`` [H, 3H], ``bias``,
@@ -270,23 +275,37 @@ class SparseEGRU(CachedOpArgs, nn.Module):
             self.register_buffer(f"b_hh_l{k}", b_hh)
             self.register_buffer(f"thr_l{k}", thr)
             self.layouts.append((w_ih.layout, w_hh.layout))
+        self.layout_choices: list = [None] * len(layers)  # per layer, a LayoutChoice where sparsify timed layouts
         self._activity = ActivityLog()
 
     @classmethod
-    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto") -> "SparseEGRU":
+    @torch.no_grad()
+    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto",
+                  example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
         masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
-        layers = []
+        inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
+        layers, choices = [], []
         for k in range(egru.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = (p.detach() if p is not None else None for p in egru.layer_params(k))
             zeros = torch.zeros(3 * egru.hidden_size, dtype=torch.float32, device=w_ih.device)
-            layers.append((
-                pack(w_ih.float(), masks.get(f"weight_ih_l{k}"), layout),
-                pack(w_hh.float(), masks.get(f"weight_hh_l{k}"), layout),
-                zeros if b_ih is None else b_ih.float().contiguous().clone(),
-                zeros.clone() if b_hh is None else b_hh.float().contiguous().clone(),
-                thr.float().contiguous().clone(),
-            ))
-        return cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
+            b_ih = zeros if b_ih is None else b_ih.float().contiguous().clone()
+            b_hh = zeros.clone() if b_hh is None else b_hh.float().contiguous().clone()
+            thr = thr.float().contiguous().clone()
+
+            def run(p_ih, p_hh, inp=inp, b_ih=b_ih, b_hh=b_hh, thr=thr):
+                state = inp.new_zeros(inp.shape[1], egru.hidden_size)
+                return torch.ops.evsparse.egru_sequence(inp, state, state, *op_args(p_ih), *op_args(p_hh),
+                                                        b_ih, b_hh, thr)
+
+            weights = [(w_ih.float(), masks.get(f"weight_ih_l{k}")), (w_hh.float(), masks.get(f"weight_hh_l{k}"))]
+            (p_ih, p_hh), choice = pack_layer(weights, layout, run, "EGRU.sparsify")
+            if choice is not None:
+                inp = run(p_ih, p_hh)[0]
+            layers.append((p_ih, p_hh, b_ih, b_hh, thr))
+            choices.append(choice)
+        module = cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
+        module.layout_choices = choices
+        return module
 
     def _collect_args(self, k: int):
         w = lambda name, part: getattr(self, f"{name}_l{k}_{part}")  # noqa: E731

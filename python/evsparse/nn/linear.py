@@ -36,12 +36,14 @@ class SparseLinear(nn.Module):
         self.bias = None if bias is None else nn.Parameter(bias.detach())
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto") -> "SparseLinear":
-        """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`) and copies the bias."""
+    def from_linear(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto",
+                    example_input: Optional[torch.Tensor] = None) -> "SparseLinear":
+        """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`, also for ``layout="timed"`` and
+        ``example_input``) and copies the bias."""
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"SparseLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(pack(linear.weight, mask=mask, layout=layout), bias)
+        return cls(pack(linear.weight, mask=mask, layout=layout, example_input=example_input), bias)
 
     @property
     def packed(self) -> PackedWeight:

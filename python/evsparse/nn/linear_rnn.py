@@ -20,9 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..packed import PackedWeight, pack
+from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
-from ._recurrent import ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, step_through_forward
+from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
+                         step_through_forward, timing_example)
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -243,12 +244,15 @@ class SparseLinearRNN(nn.Module):
             raise RuntimeError("SparseLinearRNN.activity_loss: run a forward pass first")
         return torch.stack(self._output_means).sum()
 
-    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto") -> "PackedLinearRNN":
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto",
+                 example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
         """The inference module on the fused kernels (``torch.ops.evsparse.linear_rnn_*``), float32.
 
         ``weight_masks`` maps ``weight_in_l{k}`` / ``weight_out_l{k}`` to masks; each weight is packed as
-        ``weight * mask`` (``gamma`` folded into the input weight's rows; see :func:`evsparse.pack`)."""
-        return PackedLinearRNN.from_module(self, weight_masks, layout)
+        ``weight * mask`` (``gamma`` folded into the input weight's rows; see :func:`evsparse.pack`).
+        ``layout="timed"`` times every combination of layouts per layer on ``example_input`` (a sequence
+        like this module's input) and keeps the fastest, as in :meth:`EGRU.sparsify`."""
+        return PackedLinearRNN.from_module(self, weight_masks, layout, example_input)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.state_size}, {self.output_size}, num_layers={self.num_layers}, "
@@ -281,30 +285,43 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
             self.register_buffer(f"b_out_l{k}", b_out)
             self.layouts.append((w_in.layout, w_out.layout))
             self.residual.append(bool(residual))
+        self.layout_choices: list = [None] * len(layers)  # per layer, a LayoutChoice where sparsify timed layouts
         self._activity = ActivityLog()
 
     @classmethod
     @torch.no_grad()
-    def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None,
-                    layout: str = "auto") -> "PackedLinearRNN":
+    def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None, layout: str = "auto",
+                    example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
         masks = checked_weight_masks(weight_masks, rnn.num_layers, ("weight_in", "weight_out"))
-        layers = []
+        inp = timing_example(example_input, layout, rnn, "SparseLinearRNN.sparsify")  # layer k's input when timed
+        layers, choices = [], []
         for k in range(rnn.num_layers):
             w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
             gamma = rnn.input_gain(k).detach().float()
             a_re, a_im = rnn.decay(k)
             zeros_in = torch.zeros(rnn.width, dtype=torch.float32, device=w_in.device)
-            layers.append((
-                pack((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}"), layout),
-                (zeros_in if b_in is None else b_in.detach().float() * gamma).contiguous(),
-                a_re.detach().float().contiguous(),
-                None if a_im is None else a_im.detach().float().contiguous(),
-                pack(w_out.detach().float(), masks.get(f"weight_out_l{k}"), layout),
-                (torch.zeros(rnn.output_size, device=w_in.device) if b_out is None
-                 else b_out.detach().float().contiguous().clone()),
-                rnn.residual[k],
-            ))
-        return cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
+            b_in = (zeros_in if b_in is None else b_in.detach().float() * gamma).contiguous()
+            a_re = a_re.detach().float().contiguous()
+            a_im = None if a_im is None else a_im.detach().float().contiguous()
+            b_out = (torch.zeros(rnn.output_size, device=w_in.device) if b_out is None
+                     else b_out.detach().float().contiguous().clone())
+            residual = rnn.residual[k]
+
+            def run(p_in, p_out, inp=inp, b_in=b_in, a_re=a_re, a_im=a_im, b_out=b_out, residual=residual):
+                h0 = inp.new_zeros(inp.shape[1], rnn.width)
+                return torch.ops.evsparse.linear_rnn_sequence(inp, h0, *op_args(p_in), b_in, a_re, a_im,
+                                                              *op_args(p_out), b_out, residual)
+
+            (p_in, p_out), choice = pack_layer(
+                [((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}")),
+                 (w_out.detach().float(), masks.get(f"weight_out_l{k}"))], layout, run, "SparseLinearRNN.sparsify")
+            if choice is not None:
+                inp = run(p_in, p_out)[0]
+            layers.append((p_in, b_in, a_re, a_im, p_out, b_out, residual))
+            choices.append(choice)
+        module = cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
+        module.layout_choices = choices
+        return module
 
     def _collect_args(self, k: int):
         g = lambda name: getattr(self, f"{name}_l{k}")  # noqa: E731

@@ -1,0 +1,190 @@
+"""layout="timed": both layouts timed on an example input, the fastest kept (pack, SparseLinear, sparsify)."""
+
+import itertools
+
+import pytest
+import torch
+
+import evsparse
+from evsparse import layout_timing, prune
+from evsparse.nn import EGRU, SparseLinear, SparseLinearRNN
+
+
+@pytest.fixture
+def rigged_timer(monkeypatch):
+    """Replaces the timer: every candidate runs once (its result kept by combination), and the
+    combination named next in ``winners`` gets the lowest time. Returns (winners, results)."""
+    winners, results = [], []
+
+    def fake_time_interleaved(methods, rounds, sync=None):
+        winner = winners.pop(0)
+        outs = {}
+        for combo, (fn, inputs) in methods.items():
+            outs[combo] = fn(inputs[0])
+        results.append(outs)
+        if isinstance(winner, dict):  # explicit times, the rest slow
+            return {combo: winner.get(combo, 1.0) for combo in methods}
+        return {combo: (1e-6 if combo == winner else 2e-6 + 1e-7 * i) for i, combo in enumerate(methods)}
+
+    monkeypatch.setattr(layout_timing, "time_interleaved", fake_time_interleaved)
+    return winners, results
+
+
+def _pruned_weight(out, inp, density, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(out, inp, generator=g) * (torch.rand(out, inp, generator=g) < density)
+
+
+@pytest.mark.parametrize("winner", ["dense", "sparse"])
+def test_pack_keeps_the_layout_that_timed_fastest(rigged_timer, winner):
+    winners, results = rigged_timer
+    winners.append((winner,))
+    w, x = _pruned_weight(48, 40, 0.3), torch.randn(3, 40) * (torch.rand(3, 40) < 0.2)
+    pw = evsparse.pack(w, layout="timed", example_input=x)
+    assert pw.layout == winner
+    assert torch.equal(pw.to_dense(), w)
+    assert set(results[0]) == {("dense",), ("sparse",)}  # both layouts ran the example's product
+    for y in results[0].values():
+        torch.testing.assert_close(y, x @ w.T, rtol=1e-5, atol=1e-5)
+
+
+def test_auto_layouts_stay_unless_another_combination_is_clearly_faster(rigged_timer):
+    winners, _ = rigged_timer
+    w, x = _pruned_weight(40, 30, 0.5), torch.randn(30)  # auto: dense
+    winners.append({("sparse",): 1.0e-6, ("dense",): 1.0e-6 * (1 + layout_timing.MARGIN) * 0.999})
+    assert evsparse.pack(w, layout="timed", example_input=x).layout == "dense"
+    winners.append({("sparse",): 1.0e-6, ("dense",): 1.0e-6 * (1 + layout_timing.MARGIN) * 1.001})
+    assert evsparse.pack(w, layout="timed", example_input=x).layout == "sparse"
+
+
+def test_pack_timed_on_this_machine_gives_a_correct_weight():
+    w, mask = _pruned_weight(96, 64, 1.0), torch.rand(96, 64) < 0.2
+    x = torch.randn(64) * (torch.rand(64) < 0.1)
+    pw = evsparse.pack(w, mask, layout="timed", example_input=x)
+    assert pw.layout in ("dense", "sparse")
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), (w * mask) @ x, rtol=1e-5, atol=1e-5)
+    layer = SparseLinear.from_linear(torch.nn.Linear(64, 96), mask=mask, layout="timed", example_input=x)
+    assert layer.layout in ("dense", "sparse")
+
+
+def test_the_choice_is_the_fastest_of_every_combination_timed():
+    egru = EGRU(24, 32, num_layers=2, thr_mean=0.05).eval()
+    masks = prune.global_magnitude(egru, sparsity=0.8)
+    xs = torch.randn(12, 1, 24)
+    sparse = egru.sparsify(masks, layout="timed", example_input=xs)
+    auto = egru.sparsify(masks).layouts
+    for k, choice in enumerate(sparse.layout_choices):
+        seconds = choice.seconds
+        assert set(seconds) == set(itertools.product(("dense", "sparse"), repeat=2))
+        assert all(s > 0 for s in seconds.values())
+        fastest = min(seconds, key=seconds.get)
+        assert choice.layouts == sparse.layouts[k]
+        assert choice.layouts == fastest or (
+            choice.layouts == auto[k] and seconds[auto[k]] <= seconds[fastest] * (1 + layout_timing.MARGIN))
+        assert "us *" in str(choice)
+    with torch.inference_mode():
+        torch.testing.assert_close(sparse(xs)[0], egru.sparsify(masks)(xs)[0])
+
+
+def test_egru_layers_take_their_own_combinations(rigged_timer):
+    winners, results = rigged_timer
+    winners += [("dense", "sparse"), ("sparse", "dense")]
+    egru = EGRU(16, 16, num_layers=2, thr_mean=0.05, batch_first=True).eval()  # square: a wrong input would run
+    masks = prune.global_magnitude(egru, sparsity=0.7)
+    xs = torch.randn(2, 9, 16)  # batch_first: [B, T, in]
+    sparse = egru.sparsify(masks, layout="timed", example_input=xs)
+    assert sparse.layouts == [("dense", "sparse"), ("sparse", "dense")]
+    assert sparse.layout_choices[1].layouts == ("sparse", "dense")
+    assert egru.sparsify(masks).layout_choices == [None, None]
+    prune.apply_masks(egru, masks)
+    with torch.inference_mode():
+        expected, _ = egru(xs)
+        torch.testing.assert_close(sparse(xs)[0], expected, rtol=1e-5, atol=1e-5)
+    # layer 1 was timed on layer 0's output (time-major): each of its combinations gave the module's output
+    assert len(results[1]) == 4
+    for ys, _, _ in results[1].values():
+        torch.testing.assert_close(ys.transpose(0, 1), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_linear_rnn_layers_take_their_own_combinations(rigged_timer):
+    winners, _ = rigged_timer
+    winners += [("sparse", "sparse"), ("dense", "sparse")]
+    rnn = SparseLinearRNN(12, 8, 12, num_layers=2, complex=True)
+    masks = prune.global_magnitude(rnn, sparsity=0.6)
+    xs = torch.relu(torch.randn(10, 2, 12))
+    packed = rnn.sparsify(masks, layout="timed", example_input=xs)
+    assert packed.layouts == [("sparse", "sparse"), ("dense", "sparse")]
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(xs)[0], rnn.sparsify(masks, layout="dense")(xs)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_linear_rnn_timed_on_this_machine():
+    rnn = SparseLinearRNN(16, 8, 16, num_layers=1)
+    xs = torch.relu(torch.randn(6, 1, 16))
+    packed = rnn.sparsify(layout="timed", example_input=xs)
+    choice = packed.layout_choices[0]
+    assert packed.layouts[0] == choice.layouts == min(choice.seconds, key=choice.seconds.get)
+
+
+def test_timed_layout_needs_an_example_and_only_it_takes_one():
+    w, x = torch.randn(8, 6), torch.randn(6)
+    with pytest.raises(ValueError, match="needs example_input"):
+        evsparse.pack(w, layout="timed")
+    with pytest.raises(ValueError, match="only with layout='timed'"):
+        evsparse.pack(w, example_input=x)
+    egru, rnn = EGRU(6, 4).eval(), SparseLinearRNN(6, 4, 6)
+    for module in (egru, rnn):
+        with pytest.raises(ValueError, match="needs example_input"):
+            module.sparsify(layout="timed")
+        with pytest.raises(ValueError, match="only with layout='timed'"):
+            module.sparsify(example_input=torch.randn(3, 1, 6))
+        with pytest.raises(ValueError, match="3-D"):
+            module.sparsify(layout="timed", example_input=torch.randn(3, 6))
+        with pytest.raises(ValueError, match="features"):
+            module.sparsify(layout="timed", example_input=torch.randn(3, 1, 5))
+        with pytest.raises(ValueError, match="float32"):
+            module.sparsify(layout="timed", example_input=torch.randn(3, 1, 6, dtype=torch.float64))
+    with pytest.raises(ValueError, match="x"):
+        evsparse.pack(w, layout="timed", example_input=torch.randn(5))  # the product's own check
+
+
+def test_modules_with_mixed_layouts_step_and_export(rigged_timer):
+    """A layer whose two weights have different layouts (as "timed" may choose) streams step by step
+    like its sequence forward, and exports with a dynamic length to the same results."""
+    winners, _ = rigged_timer
+    winners += [("sparse", "dense"), ("dense", "sparse")]
+    egru = EGRU(6, 9, thr_mean=0.1).eval()
+    rnn = SparseLinearRNN(6, 5, 6).eval()
+    xs, xs_long = torch.randn(5, 1, 6), torch.randn(9, 1, 6)
+    modules = {"SparseEGRU": egru.sparsify(layout="timed", example_input=xs),
+               "PackedLinearRNN": rnn.sparsify(layout="timed", example_input=xs.relu())}
+    assert modules["SparseEGRU"].layouts == [("sparse", "dense")]
+    assert modules["PackedLinearRNN"].layouts == [("dense", "sparse")]
+    for name, mod in modules.items():
+        with torch.inference_mode():
+            ys, _ = mod(xs_long)
+            state, steps = None, []
+            for x_t in xs_long:
+                y_t, state = mod.step(x_t, state)
+                steps.append(y_t)
+            torch.testing.assert_close(torch.stack(steps), ys, rtol=1e-6, atol=1e-6, msg=name)
+        ep = torch.export.export(mod, (xs,), dynamic_shapes=({0: torch.export.Dim("T", min=1, max=1024)},))
+        torch.testing.assert_close(ep.module()(xs_long)[0], mod(xs_long)[0], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_timed_layouts_on_cuda_time_the_triton_kernels():
+    w, mask = _pruned_weight(384, 128, 1.0).cuda(), (torch.rand(384, 128) < 0.2).cuda()
+    x = (torch.randn(128) * (torch.rand(128) < 0.1)).cuda()
+    pw = evsparse.pack(w, mask, layout="timed", example_input=x)
+    assert pw.device.type == "cuda"
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), (w * mask) @ x, rtol=1e-4, atol=1e-4)
+    egru = EGRU(64, 128, num_layers=2, thr_mean=0.1).eval()
+    masks = prune.global_magnitude(egru, sparsity=0.8)
+    xs = torch.randn(16, 1, 64)
+    ref, _ = egru.sparsify(masks)(xs)
+    egru.cuda()
+    sparse = egru.sparsify({k: m.cuda() for k, m in masks.items()}, layout="timed", example_input=xs.cuda())
+    assert all(choice is not None for choice in sparse.layout_choices)
+    torch.testing.assert_close(sparse(xs.cuda())[0].cpu(), ref, rtol=1e-4, atol=1e-4)
