@@ -188,3 +188,28 @@ def test_timed_layouts_on_cuda_time_the_triton_kernels():
     sparse = egru.sparsify({k: m.cuda() for k, m in masks.items()}, layout="timed", example_input=xs.cuda())
     assert all(choice is not None for choice in sparse.layout_choices)
     torch.testing.assert_close(sparse(xs.cuda())[0].cpu(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_timed_choice_is_reproduced_from_its_layouts(rigged_timer):
+    """``.layouts`` passed back as ``layout`` rebuilds the same layouts without timing, so a timed
+    module's state_dict loads into it."""
+    winners, _ = rigged_timer
+    winners += [("sparse", "dense"), ("dense", "dense"), ("dense", "sparse"), ("sparse", "sparse")]
+    egru = EGRU(6, 9, num_layers=2, thr_mean=0.1).eval()
+    rnn = SparseLinearRNN(6, 5, 6, num_layers=2).eval()
+    xs = torch.randn(5, 1, 6)
+    for model, example in ((egru, xs), (rnn, xs.relu())):
+        timed = model.sparsify(layout="timed", example_input=example)
+        again = model.sparsify(layout=timed.layouts)
+        assert again.layouts == timed.layouts and again.layout_choices == [None, None]
+        again.load_state_dict(timed.state_dict())
+        torch.testing.assert_close(again(example)[0], timed(example)[0], rtol=0, atol=0)
+    assert not winners  # all four layers were timed, the reproductions not
+
+
+@pytest.mark.parametrize("layout", [[("dense", "sparse")], [("dense", "sparse")] * 3, [("dense", "timed")] * 2,
+                                    [("dense",)] * 2, [("dense", "sparse", "auto")] * 2, [("dense", "bogus")] * 2, 7])
+def test_per_layer_layouts_are_checked(layout):
+    for model in (EGRU(6, 9, num_layers=2), SparseLinearRNN(6, 5, 6, num_layers=2)):
+        with pytest.raises(ValueError, match="pairs"):
+            model.sparsify(layout=layout)

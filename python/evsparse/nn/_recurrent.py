@@ -55,13 +55,30 @@ def timing_example(example_input, layout: str, module, who: str) -> Optional[tor
     return x.contiguous()
 
 
-def pack_layer(weights: list, layout: str, run: Optional[Callable[..., tuple]], who: str
+def per_layer_layouts(layout, num_layers: int, who: str) -> list:
+    """``sparsify``'s ``layout``, one entry per layer: a name for every weight (``"dense"``, ``"sparse"``,
+    ``"auto"``, ``"timed"``), or a list with a pair per layer (input, second weight), as a module's
+    ``.layouts`` reports them, which reproduces an earlier (e.g. timed) choice."""
+    if isinstance(layout, str):
+        return [layout] * num_layers
+    fixed = ("dense", "sparse", "auto")
+    if (not isinstance(layout, (list, tuple)) or len(layout) != num_layers
+            or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(n in fixed for n in p) for p in layout)):
+        raise ValueError(f"{who}: layout must be one of {('dense', 'sparse', 'auto', 'timed')} or a list of "
+                         f"{num_layers} (input weight, second weight) pairs of {fixed} (as .layouts reports), "
+                         f"got {layout!r}")
+    return [tuple(p) for p in layout]
+
+
+def pack_layer(weights: list, layout, run: Optional[Callable[..., tuple]], who: str
                ) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
-    """One layer's ``(weight, mask)`` pairs packed with ``layout``; with ``"timed"``, in the combination of
-    layouts with which ``run(*packed)`` (the layer's sequence op on its example input) was fastest."""
+    """One layer's ``(weight, mask)`` pairs packed with ``layout`` (a name, or one per weight); with
+    ``"timed"``, in the combination of layouts with which ``run(*packed)`` (the layer's sequence op on
+    its example input) was fastest."""
     if layout == "timed":
         return choose_layouts([masked_weight(w, m, who) for w, m in weights], run)
-    return [pack(w, m, layout) for w, m in weights], None
+    names = (layout,) * len(weights) if isinstance(layout, str) else layout
+    return [pack(w, m, name) for (w, m), name in zip(weights, names)], None
 
 
 def op_args(pw: PackedWeight) -> tuple:

@@ -25,7 +25,7 @@ from torch import nn
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
 from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
-                         step_through_forward, timing_example)
+                         per_layer_layouts, step_through_forward, timing_example)
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -193,7 +193,7 @@ class EGRU(nn.Module):
             raise RuntimeError("EGRU.activity_loss: run a forward pass first")
         return torch.stack([torch.as_tensor(r) for r in self._event_rates]).sum()
 
-    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto",
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
                  example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
         """The inference module on the fused sparse kernels, with the same outputs (float32).
 
@@ -201,7 +201,8 @@ class EGRU(nn.Module):
         weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``). With
         ``layout="timed"``, each layer runs its sequence op on ``example_input`` (a sequence like this
         module's input) with every combination of layouts for its two weights, and keeps the fastest;
-        ``SparseEGRU.layout_choices`` holds the timings."""
+        ``SparseEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
+        pairs per layer (``.layouts`` of an earlier result) reproduces a choice."""
         return SparseEGRU.from_egru(self, weight_masks, layout, example_input)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
@@ -280,10 +281,11 @@ class SparseEGRU(CachedOpArgs, nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: str = "auto",
+    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
                   example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
         masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
         inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
+        layouts = per_layer_layouts(layout, egru.num_layers, "EGRU.sparsify")
         layers, choices = [], []
         for k in range(egru.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = (p.detach() if p is not None else None for p in egru.layer_params(k))
@@ -298,7 +300,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
                                                         b_ih, b_hh, thr)
 
             weights = [(w_ih.float(), masks.get(f"weight_ih_l{k}")), (w_hh.float(), masks.get(f"weight_hh_l{k}"))]
-            (p_ih, p_hh), choice = pack_layer(weights, layout, run, "EGRU.sparsify")
+            (p_ih, p_hh), choice = pack_layer(weights, layouts[k], run, "EGRU.sparsify")
             if choice is not None:
                 inp = run(p_ih, p_hh)[0]
             layers.append((p_ih, p_hh, b_ih, b_hh, thr))

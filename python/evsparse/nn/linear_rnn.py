@@ -14,7 +14,7 @@ layer's output, the next layer's input, exactly zero for most units: the next in
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +23,7 @@ from torch import nn
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
 from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
-                         step_through_forward, timing_example)
+                         per_layer_layouts, step_through_forward, timing_example)
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -244,14 +244,16 @@ class SparseLinearRNN(nn.Module):
             raise RuntimeError("SparseLinearRNN.activity_loss: run a forward pass first")
         return torch.stack(self._output_means).sum()
 
-    def sparsify(self, weight_masks: Optional[dict] = None, layout: str = "auto",
+    def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
                  example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
         """The inference module on the fused kernels (``torch.ops.evsparse.linear_rnn_*``), float32.
 
         ``weight_masks`` maps ``weight_in_l{k}`` / ``weight_out_l{k}`` to masks; each weight is packed as
         ``weight * mask`` (``gamma`` folded into the input weight's rows; see :func:`evsparse.pack`).
         ``layout="timed"`` times every combination of layouts per layer on ``example_input`` (a sequence
-        like this module's input) and keeps the fastest, as in :meth:`EGRU.sparsify`."""
+        like this module's input) and keeps the fastest, as in :meth:`EGRU.sparsify`; a list of
+        (input, output) weight layout pairs per layer (``.layouts`` of an earlier result) reproduces a
+        choice."""
         return PackedLinearRNN.from_module(self, weight_masks, layout, example_input)
 
     def extra_repr(self) -> str:
@@ -290,10 +292,12 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None, layout: str = "auto",
+    def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None,
+                    layout: Union[str, Sequence] = "auto",
                     example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
         masks = checked_weight_masks(weight_masks, rnn.num_layers, ("weight_in", "weight_out"))
         inp = timing_example(example_input, layout, rnn, "SparseLinearRNN.sparsify")  # layer k's input when timed
+        layouts = per_layer_layouts(layout, rnn.num_layers, "SparseLinearRNN.sparsify")
         layers, choices = [], []
         for k in range(rnn.num_layers):
             w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
@@ -312,9 +316,9 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
                 return torch.ops.evsparse.linear_rnn_sequence(inp, h0, *op_args(p_in), b_in, a_re, a_im,
                                                               *op_args(p_out), b_out, residual)
 
-            (p_in, p_out), choice = pack_layer(
-                [((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}")),
-                 (w_out.detach().float(), masks.get(f"weight_out_l{k}"))], layout, run, "SparseLinearRNN.sparsify")
+            weights = [((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}")),
+                       (w_out.detach().float(), masks.get(f"weight_out_l{k}"))]
+            (p_in, p_out), choice = pack_layer(weights, layouts[k], run, "SparseLinearRNN.sparsify")
             if choice is not None:
                 inp = run(p_in, p_out)[0]
             layers.append((p_in, b_in, a_re, a_im, p_out, b_out, residual))
