@@ -1,9 +1,9 @@
 """``layout="timed"``: the layout chosen by timing both on this machine, on the caller's own input.
 
 ``"auto"`` switches to the sparse layout at one fixed weight density (0.2), a compromise measured on
-one machine: where a weight sits in the cache hierarchy moves the crossover (dense-gather wins down to
-about 5% density on small, cache-resident layers; the sparse-gather wins up to about 30% on layers read
-from DRAM). LIBXSMM's answer is to time the candidates once at load time and keep the faster; this
+one machine: where a weight sits in the cache hierarchy moves the crossover (on the project's 2-core
+VM the sparse-gather still won at 25-30% density on DRAM-bound 2048x6144, while a cache-resident
+H=256 EGRU layer ran faster dense at 15%: README "Choosing a layout"). LIBXSMM's answer is to time the candidates once at load time and keep the faster; this
 module does that, per weight matrix of a layer, on an example input (so at its real activity).
 """
 

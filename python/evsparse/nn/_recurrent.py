@@ -7,7 +7,7 @@ from typing import Callable, Optional
 import torch
 
 from ..layout_timing import LayoutChoice, choose_layouts
-from ..packed import PackedWeight, masked_weight, pack
+from ..packed import LAYOUTS, PackedWeight, masked_weight, pack
 
 
 def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
@@ -61,10 +61,10 @@ def per_layer_layouts(layout, num_layers: int, who: str) -> list:
     ``.layouts`` reports them, which reproduces an earlier (e.g. timed) choice."""
     if isinstance(layout, str):
         return [layout] * num_layers
-    fixed = ("dense", "sparse", "auto")
+    fixed = tuple(name for name in LAYOUTS if name != "timed")  # timing is per layer, not per weight
     if (not isinstance(layout, (list, tuple)) or len(layout) != num_layers
             or not all(isinstance(p, (list, tuple)) and len(p) == 2 and all(n in fixed for n in p) for p in layout)):
-        raise ValueError(f"{who}: layout must be one of {('dense', 'sparse', 'auto', 'timed')} or a list of "
+        raise ValueError(f"{who}: layout must be one of {LAYOUTS} or a list of "
                          f"{num_layers} (input weight, second weight) pairs of {fixed} (as .layouts reports), "
                          f"got {layout!r}")
     return [tuple(p) for p in layout]
