@@ -283,13 +283,13 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="11 features, expected input_size=12"):
         m(torch.randn(5, 2, 11))
     with pytest.raises(ValueError, match="3-D"):
-        m(torch.randn(5, 12))
+        m(torch.randn(12))  # 2-D is the unbatched form (tests/test_unbatched.py)
     with pytest.raises(ValueError, match="state c must have shape"):
         m(torch.randn(5, 2, 12), (torch.zeros(2, 3, 24), torch.zeros(2, 2, 24)))
     with pytest.raises(ValueError, match="tuple"):
         m(torch.randn(5, 2, 12), torch.zeros(2, 2, 24))
     with pytest.raises(ValueError, match="x_t must be 2-D"):
-        m.step(torch.randn(12))
+        m.step(torch.randn(1, 1, 12))
     with pytest.raises(ValueError, match="dropout"):
         EGRU(4, 4, dropout=1.0)
     with pytest.raises(ValueError, match="unknown weight_masks"):

@@ -145,7 +145,7 @@ def test_timed_layout_needs_an_example_and_only_it_takes_one():
         with pytest.raises(ValueError, match="only with layout='timed'"):
             module.sparsify(example_input=torch.randn(3, 1, 6))
         with pytest.raises(ValueError, match="3-D"):
-            module.sparsify(layout="timed", example_input=torch.randn(3, 6))
+            module.sparsify(layout="timed", example_input=torch.randn(6))
         with pytest.raises(ValueError, match="features"):
             module.sparsify(layout="timed", example_input=torch.randn(3, 1, 5))
         with pytest.raises(ValueError, match="float32"):

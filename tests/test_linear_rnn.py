@@ -257,13 +257,13 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="5 features, expected input_size=6"):
         m(torch.randn(4, 2, 5))
     with pytest.raises(ValueError, match="3-D"):
-        m(torch.randn(4, 6))
+        m(torch.randn(6))  # 2-D is the unbatched form (tests/test_unbatched.py)
     with pytest.raises(ValueError, match="floating point"):
         m(torch.ones(4, 2, 6, dtype=torch.int64))
     with pytest.raises(ValueError, match="state must be a tensor of shape \\[2, 2, 5\\]"):
         m(torch.randn(4, 2, 6), torch.zeros(2, 3, 5))
     with pytest.raises(ValueError, match="x_t must be 2-D"):
-        m.step(torch.randn(6))
+        m.step(torch.randn(1, 1, 6))
     with pytest.raises(ValueError, match="r_min"):
         SparseLinearRNN(4, 4, 4, r_min=0.9, r_max=1.0)
     with pytest.raises(ValueError, match="scan"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
@@ -13,17 +14,57 @@ from ..packed import LAYOUTS, PackedWeight, masked_weight, pack
 def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
     """``x`` as [T, B, input_size] (transposed from [B, T, ...] when ``batch_first``), or a ValueError."""
     if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size], "
-                         f"got shape {getattr(x, 'shape', None)}")
+        raise ValueError(f"{who}: input must be 3-D [{'B, T' if batch_first else 'T, B'}, input_size] "
+                         f"or 2-D [T, input_size] (unbatched), got shape {getattr(x, 'shape', None)}")
     if x.shape[-1] != input_size:
         raise ValueError(f"{who}: input has {x.shape[-1]} features, expected input_size={input_size}")
     return x.transpose(0, 1) if batch_first else x
 
 
+def accepts_unbatched(width: str, step: bool = False):
+    """Decorates ``forward`` (or, with ``step=True``, ``step``) of a recurrent module to take
+    ``torch.nn.GRU``'s unbatched form as well: a sequence [T, input_size] (whatever ``batch_first``
+    says) or a step input [input_size], with every state tensor [num_layers, width] (``width`` names
+    the module attribute) instead of [num_layers, B, width]. It runs as a batch of one and returns
+    output and state without the batch dimension. The state is a tensor or a tuple of tensors
+    (EGRU's ``(c, y)``)."""
+
+    def wrap(method):
+        @functools.wraps(method)
+        def call(self, x, state=None):
+            if not isinstance(x, torch.Tensor) or x.dim() != (1 if step else 2):
+                return method(self, x, state)
+            who = f"{type(self).__name__}{'.step' if step else ''}"
+            expected = (self.num_layers, getattr(self, width))
+            axis = 0 if step or self.batch_first else 1  # where the batched form has its batch dimension
+            y, state = method(self, x.unsqueeze(axis), _map_state(state, lambda t: _batch_of_one(t, expected, who)))
+            return y.squeeze(axis), _map_state(state, lambda t: t.squeeze(1))
+
+        return call
+
+    return wrap
+
+
+def _map_state(state, fn):
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return type(state)(fn(t) for t in state)
+    return fn(state)
+
+
+def _batch_of_one(t, expected: tuple, who: str) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+        raise ValueError(f"{who}: with an unbatched input each state tensor must be unbatched too, "
+                         f"{list(expected)} ([num_layers, width]), got shape {getattr(t, 'shape', None)}")
+    return t.unsqueeze(1)
+
+
 def step_through_forward(module, x_t, state, who: str):
     """One step of a sequence module: ``x_t`` [B, input_size] run as a length-1 sequence."""
     if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2:
-        raise ValueError(f"{who}: x_t must be 2-D [B, input_size], got {getattr(x_t, 'shape', None)}")
+        raise ValueError(f"{who}: x_t must be 2-D [B, input_size] or 1-D [input_size] (unbatched), "
+                         f"got {getattr(x_t, 'shape', None)}")
     seq = x_t.unsqueeze(1) if module.batch_first else x_t.unsqueeze(0)
     y, state = module.forward(seq, state)
     return (y[:, 0] if module.batch_first else y[0]), state
@@ -40,13 +81,15 @@ def checked_weight_masks(weight_masks: Optional[dict], num_layers: int, names: t
 
 
 def timing_example(example_input, layout: str, module, who: str) -> Optional[torch.Tensor]:
-    """``sparsify``'s ``example_input`` as a [T, B, input_size] float32 tensor on the module's device
-    (None unless ``layout="timed"``, which needs it)."""
+    """``sparsify``'s ``example_input`` (batched, or unbatched [T, input_size]) as a [T, B, input_size]
+    float32 tensor on the module's device (None unless ``layout="timed"``, which needs it)."""
     if (layout == "timed") != (example_input is not None):
         raise ValueError(f"{who}: layout='timed' needs example_input (a [T, B, input_size] sequence to time the "
                          "layouts on), and example_input is used only with layout='timed'")
     if example_input is None:
         return None
+    if isinstance(example_input, torch.Tensor) and example_input.dim() == 2:  # unbatched [T, input_size]
+        example_input = example_input.unsqueeze(0 if module.batch_first else 1)
     x = check_sequence_input(example_input, module.input_size, module.batch_first, who)
     device = next(module.parameters()).device
     if x.device != device or x.dtype != torch.float32:

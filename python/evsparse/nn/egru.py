@@ -24,8 +24,8 @@ from torch import nn
 
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
-from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
-                         per_layer_layouts, step_through_forward, timing_example)
+from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
+                         op_args, pack_layer, per_layer_layouts, step_through_forward, timing_example)
 
 __all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
 
@@ -148,6 +148,7 @@ class EGRU(nn.Module):
     def _spike(self, v):
         return spike(v, self.dampening, self.support)
 
+    @accepts_unbatched("hidden_size")
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "EGRU")
         T, B = x.shape[0], x.shape[1]
@@ -178,8 +179,9 @@ class EGRU(nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
+    @accepts_unbatched("hidden_size", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state)."""
+        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state); unbatched, [input_size] -> [H]."""
         return step_through_forward(self, x_t, state, "EGRU.step")
 
     def activity(self) -> list[float]:
@@ -323,6 +325,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
         return (PackedWeight._trusted(self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]),
                 PackedWeight._trusted(self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
 
+    @accepts_unbatched("hidden_size")
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
         c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
@@ -336,10 +339,13 @@ class SparseEGRU(CachedOpArgs, nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
+    @accepts_unbatched("hidden_size", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state)."""
+        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
+        unbatched, [input_size] -> [H]."""
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
-            raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}], got {getattr(x_t, 'shape', None)}")
+            raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
+                             f"got {getattr(x_t, 'shape', None)}")
         c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "SparseEGRU.step")
         inp = x_t.contiguous()
         if self.num_layers == 1:  # no stacking: views keep the per-step Python cost down

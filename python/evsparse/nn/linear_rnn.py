@@ -22,8 +22,8 @@ from torch import nn
 
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
-from ._recurrent import (ActivityLog, CachedOpArgs, check_sequence_input, checked_weight_masks, op_args, pack_layer,
-                         per_layer_layouts, step_through_forward, timing_example)
+from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
+                         op_args, pack_layer, per_layer_layouts, step_through_forward, timing_example)
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -201,6 +201,7 @@ class SparseLinearRNN(nn.Module):
         hc = diagonal_scan(uc, torch.complex(a_re, a_im), torch.complex(h0[..., :S], h0[..., S:]), self.scan)
         return torch.cat([hc.real, hc.imag], dim=-1)
 
+    @accepts_unbatched("width")
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "SparseLinearRNN")
         T, B = x.shape[0], x.shape[1]
@@ -224,8 +225,10 @@ class SparseLinearRNN(nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, torch.stack(h_last)
 
+    @accepts_unbatched("width", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state)."""
+        """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state); unbatched,
+        [input_size] -> [output_size]."""
         return step_through_forward(self, x_t, state, "SparseLinearRNN.step")
 
     def activity(self) -> list[float]:
@@ -339,6 +342,7 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
         return (PackedWeight._trusted(self.layouts[k][0], (self.width, n_in), a[0], a[1], a[2]),
                 PackedWeight._trusted(self.layouts[k][1], (self.output_size, self.width), a[6], a[7], a[8]))
 
+    @accepts_unbatched("width")
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "PackedLinearRNN").contiguous()
         h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "PackedLinearRNN")
@@ -351,10 +355,12 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, torch.stack(h_last)
 
+    @accepts_unbatched("width", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size], state)."""
+        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size],
+        state); unbatched, [input_size] -> [output_size]."""
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
-            raise ValueError(f"PackedLinearRNN.step: x_t must be [B, {self.input_size}], "
+            raise ValueError(f"PackedLinearRNN.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         h0 = _initial_state(state, self.num_layers, x_t.shape[0], self.width, x_t, "PackedLinearRNN.step")
         inp = x_t.contiguous()
