@@ -56,3 +56,36 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
     assert result["test_ppl_kernels"] == pytest.approx(result["test_ppl_dense_model"], rel=1e-5)
     assert result["macs_per_token"]["weight_sparse"] == pytest.approx(0.3 * result["macs_per_token"]["dense"], rel=0.2)
     assert (tmp_path / "r.json").exists()
+    assert result["layout"] == "auto" and len(result["layouts"]) == 2
+    timed = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"),
+                                "--stream-tokens", "20", "--layout", "timed", "--timing-tokens", "30"])
+    assert timed["test_ppl_kernels"] == pytest.approx(result["test_ppl_dense_model"], rel=1e-5)
+    assert timed["layout"] == "timed" and all(len(pair) == 2 for pair in timed["layouts"])
+
+
+def test_timed_sparsify_times_each_layer_on_its_own_input(monkeypatch):
+    """Layer k is timed on the embeddings run through the dense layers before it, and a list of
+    per-layer pairs (``.layouts``) rebuilds the choice."""
+    model_mod = _load("model")
+    torch.manual_seed(0)
+    model = model_mod.build(50, "tiny").eval()
+    tokens = torch.randint(0, 50, (12,))
+    seen = []
+    original = model_mod.EGRU.sparsify
+
+    def spy(layer, masks=None, layout="auto", example_input=None):
+        seen.append(None if example_input is None else example_input.clone())
+        return original(layer, masks, layout, example_input)
+
+    monkeypatch.setattr(model_mod.EGRU, "sparsify", spy)
+    sparse = model.sparsify(layout="timed", example_tokens=tokens)
+    with torch.no_grad():
+        first = model.embedding(tokens)
+        second = model.layers[0](first)[0]
+    torch.testing.assert_close(seen[0], first, rtol=0, atol=0)
+    torch.testing.assert_close(seen[1], second, rtol=0, atol=0)
+    rebuilt = model.sparsify(layout=sparse.layouts)
+    assert rebuilt.layouts == sparse.layouts
+    with torch.inference_mode():
+        torch.testing.assert_close(rebuilt(tokens.unsqueeze(1))[0], model(tokens.unsqueeze(1))[0],
+                                   rtol=1e-4, atol=1e-5)

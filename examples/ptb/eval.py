@@ -58,6 +58,9 @@ def main(argv=None):
     ap.add_argument("--max-test-tokens", type=int, default=None, help="evaluate on the first N test tokens")
     ap.add_argument("--stream-tokens", type=int, default=1000, help="tokens for the batch-1 speed measurement")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--layout", choices=("auto", "dense", "sparse", "timed"), default="auto",
+                    help="weight layouts on the kernels; timed: the fastest per layer here, on validation tokens")
+    ap.add_argument("--timing-tokens", type=int, default=200, help="validation tokens that --layout timed runs")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -67,7 +70,8 @@ def main(argv=None):
     model = build(ckpt["vocab_size"], ckpt["config"]).eval()
     model.load_state_dict(ckpt["model"])
     masks = ckpt.get("masks") or {}
-    sparse = model.sparsify(masks).eval()
+    example = corpus.valid[: args.timing_tokens] if args.layout == "timed" else None
+    sparse = model.sparsify(masks, args.layout, example).eval()
     test = corpus.test[: args.max_test_tokens] if args.max_test_tokens else corpus.test
 
     ppl_dense = perplexity_batch1(model, test)
@@ -85,7 +89,7 @@ def main(argv=None):
         "checkpoint": args.checkpoint, "sparsity": ckpt.get("sparsity", 0.0), "test_tokens": int(test.numel()),
         "test_ppl_dense_model": ppl_dense, "test_ppl_kernels": ppl_sparse, "activity": activity,
         "macs_per_token": report.totals, "macs_other": report.other, "batch1_speed": timing,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), "layout": args.layout, "layouts": sparse.layouts,
     }
     print(report)
     print(json.dumps(result, indent=1))

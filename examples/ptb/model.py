@@ -53,10 +53,22 @@ class EGRULanguageModel(nn.Module):
     def activity_loss(self) -> torch.Tensor:
         return sum(layer.activity_loss() for layer in self.layers)
 
-    def sparsify(self, masks: dict | None = None, layout: str = "auto") -> "SparseLanguageModel":
+    @torch.no_grad()
+    def sparsify(self, masks: dict | None = None, layout="auto",
+                 example_tokens: torch.Tensor | None = None) -> "SparseLanguageModel":
+        """The model on the kernels. ``layout`` as for ``EGRU.sparsify`` (one name, or per layer the
+        pairs ``.layouts`` reports); ``"timed"`` times each layer on its input for ``example_tokens``
+        ([T] or [T, B] token ids): the embeddings, then each dense layer's output in turn."""
         masks = masks or {}
-        layers = [layer.sparsify(prune.masks_for(layer, masks, f"layers.{k}."), layout)
-                  for k, layer in enumerate(self.layers)]
+        x = None if example_tokens is None else self.embedding(example_tokens)
+        layers = []
+        for k, layer in enumerate(self.layers):
+            layer_layout = layout if isinstance(layout, str) else [layout[k]]
+            layers.append(layer.sparsify(prune.masks_for(layer, masks, f"layers.{k}."), layer_layout, x))
+            if x is not None and k + 1 < len(self.layers):
+                was_training = layer.training
+                x = layer.eval()(x)[0]  # the next layer's input as inference sees it (no dropconnect)
+                layer.train(was_training)
         return SparseLanguageModel(self.embedding, layers, self.decoder)
 
 
@@ -81,6 +93,11 @@ class SparseLanguageModel(nn.Module):
 
     def activity(self) -> list[float]:
         return [layer.activity()[0] for layer in self.layers]
+
+    @property
+    def layouts(self) -> list[tuple[str, str]]:
+        """Per layer, the (input, recurrent) weight layouts: ``sparsify(layout=...)`` takes this list."""
+        return [layer.layouts[0] for layer in self.layers]
 
 
 def build(vocab: int, config: str | dict) -> EGRULanguageModel:
