@@ -14,7 +14,8 @@ from evsparse import bench
 def test_report_command_tiny_sweep(tmp_path, capsys):
     out = tmp_path / "report"
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
-                     "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--out", str(out), "--quiet"])
+                     "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
+                     "--stack-layers", "1", "3", "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -42,6 +43,15 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         assert len(r["timed"]) == 2 and set(r["timed"]) <= {"dense", "sparse"}
     assert [(r["hidden"], r["density"]) for r in report["timed_layout"]] == [(16, 0.15), (16, 0.3)]
     assert "## Layout chosen by timing" in md
+    stack = report["stack_step"]
+    assert [(r["family"], r["width"], r["layers"]) for r in stack] == [
+        ("EGRU", 16, 1), ("EGRU", 16, 3), ("linear RNN", 16, 1), ("linear RNN", 16, 3)]
+    for r in stack:
+        t = r["times_us"]
+        assert r["stack_vs_loop"] == pytest.approx(t["one op per layer"] / t["stack op (module step)"])
+        assert r["stack_vs_dense"] == pytest.approx(t["dense PyTorch"] / t["stack op (module step)"])
+        assert len(r["activity"]) == r["layers"] and all(0 <= a <= 1 for a in r["activity"])
+    assert "## Whole-model step, batch 1" in md
     assert report["targets"] and "| target | measured | met |" in md
     assert "wrote" in capsys.readouterr().out
 
@@ -68,9 +78,9 @@ def test_sweep_cases_share_their_weight_across_activities():
 
 
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
-    """benchmarks/test_bench_{linear,egru,linear_rnn,layout}.py (pytest-benchmark) at their smallest size,
-    each case once (--benchmark-disable): every method of every group runs."""
-    files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn", "layout")]
+    """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step}.py (pytest-benchmark) at their
+    smallest size, each case once (--benchmark-disable): every method of every group runs."""
+    files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn", "layout", "stack_step")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 150, stdout[-500:]

@@ -51,6 +51,13 @@ def _recurrent_cases(device):
         h = torch.randn(2, 10, device=device)
         cases[f"linear_rnn_step {layout}"] = (OPS.linear_rnn_step, (xs[0].relu(), h, *rnn._args(0)))
         cases[f"linear_rnn_sequence {layout}"] = (OPS.linear_rnn_sequence, (xs.relu(), h, *rnn._args(0)))
+        stack = EGRU(6, 9, num_layers=2, thr_mean=0.1).eval().sparsify(layout=layout).to(device)
+        cs, ys = torch.randn(2, 2, 9, device=device), torch.relu(torch.randn(2, 2, 9, device=device))
+        cases[f"egru_stack_step {layout}"] = (OPS.egru_stack_step, (xs[0], cs, ys, *stack._stack_args()))
+        rnn_stack = SparseLinearRNN(6, 5, 7, num_layers=2).eval().sparsify(layout=layout).to(device)
+        hs = torch.randn(2, 2, 5, device=device)
+        cases[f"linear_rnn_stack_step {layout}"] = (OPS.linear_rnn_stack_step,
+                                                    (xs[0].relu(), hs, *rnn_stack._stack_args()))
     return cases
 
 

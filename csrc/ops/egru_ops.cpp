@@ -6,6 +6,7 @@
 // no autograd (train with evsparse.nn.EGRU, then sparsify()).
 #include <torch/library.h>
 
+#include <cstring>
 #include <tuple>
 #include <vector>
 
@@ -118,6 +119,41 @@ std::tuple<Tensor, Tensor, Tensor> egru_sequence(const Tensor& xs, const Tensor&
   return {ys, c_final, y_final};
 }
 
+// egru_stack_step(Tensor x, Tensor c, Tensor y, Tensor?[] layers) -> (Tensor y_top, Tensor c_out, Tensor y_out)
+// One step of a whole stack of layers, state [L, B, H]: what SparseEGRU.step would do with one
+// egru_step per layer plus the Python around it (indexing the state, stacking the new one), which costs
+// more than a small layer's step. layers: per layer the 9 weight arguments of egru_step, in its order.
+std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor& c, const Tensor& y,
+                                                   const c10::List<std::optional<Tensor>>& layers) {
+  constexpr const char* op = "evsparse.egru_stack_step";
+  constexpr int64_t kArgs = 9;
+  check_input(op, x, 2);
+  const int64_t B = x.size(0);
+  check_stacked_state(op, "c", c, B, -1, x);
+  const int64_t num_layers = c.size(0), H = c.size(2);
+  check_stacked_state(op, "y", y, B, H, x);
+  TORCH_CHECK_VALUE(y.size(0) == num_layers, op, ": c and y must have the same number of layers, got ", c.sizes(),
+                    " and ", y.sizes());
+  const auto args = stack_args(op, layers, num_layers, {true, false, false, true, false, false, true, true, true});
+  Tensor c_out = at::empty_like(c);
+  Tensor y_out = at::empty_like(y);
+  const float* inp = x.const_data_ptr<float>();
+  int64_t in = x.size(1);
+  for (int64_t k = 0; k < num_layers; ++k) {
+    const auto* a = args.data() + k * kArgs;
+    const EgruLayer L = make_layer(op, x, in, *a[0], a[1], a[2], *a[3], a[4], a[5], *a[6], *a[7], *a[8]);
+    TORCH_CHECK_VALUE(L.H == H, op, ": layer ", k, " has hidden size ", L.H, " (thr), the state ", H);
+    const int64_t off = k * B * H;
+    step(op, L, inp, c.const_data_ptr<float>() + off, y.const_data_ptr<float>() + off, B,
+         c_out.mutable_data_ptr<float>() + off, y_out.mutable_data_ptr<float>() + off);
+    inp = y_out.const_data_ptr<float>() + off;
+    in = H;
+  }
+  Tensor y_top = at::empty({B, H}, x.options());  // its own storage: an op's outputs must not alias
+  std::memcpy(y_top.mutable_data_ptr<float>(), inp, static_cast<size_t>(B * H) * sizeof(float));
+  return {y_top, c_out, y_out};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -130,11 +166,15 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   m.def("egru_sequence(Tensor xs, Tensor c, Tensor y, Tensor w_ih, Tensor? w_ih_col_ptr, Tensor? w_ih_row_idx, "
         "Tensor w_hh, Tensor? w_hh_col_ptr, Tensor? w_hh_row_idx, Tensor b_ih, Tensor b_hh, Tensor thr) "
         "-> (Tensor, Tensor, Tensor)");
+  // One step of a stack of layers: x [B, in], c and y [L, B, H]; layers holds, per layer, the 9
+  // weight arguments of egru_step in its order. Returns (the top layer's y [B, H], c, y [L, B, H]).
+  m.def("egru_stack_step(Tensor x, Tensor c, Tensor y, Tensor?[] layers) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("egru_step", &egru_step);
   m.impl("egru_sequence", &egru_sequence);
+  m.impl("egru_stack_step", &egru_stack_step);
 }
 
 }  // namespace evsparse

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <optional>
+#include <vector>
+
+#include <ATen/core/List.h>
 
 #include "packed_product.h"
 
@@ -45,6 +48,32 @@ inline void check_input(const char* op, const Tensor& x, int64_t expected_dim) {
   check_tensor(x, op, "x", x);
   TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
   TORCH_CHECK_VALUE(x.scalar_type() == ScalarType::Float, op, ": x must be float32, got ", x.scalar_type());
+}
+
+// The per-layer arguments of a stack op (``Tensor?[] layers``: per layer, the weight arguments of the
+// one-layer op in its order), as a vector that outlives the PackedArgs referring into it. Checks the
+// count and that every required (non-optional in the one-layer op) entry is given.
+inline std::vector<std::optional<Tensor>> stack_args(const char* op, const c10::List<std::optional<Tensor>>& layers,
+                                                     int64_t num_layers, const std::vector<bool>& required) {
+  const auto per_layer = static_cast<int64_t>(required.size());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(layers.size()) == num_layers * per_layer, op, ": layers must hold ",
+                    per_layer, " entries per layer (", num_layers, " layers, from the state), got ", layers.size());
+  std::vector<std::optional<Tensor>> args = layers.vec();
+  for (int64_t i = 0; i < static_cast<int64_t>(args.size()); ++i) {
+    TORCH_CHECK_VALUE(!required[i % per_layer] || (args[i].has_value() && args[i]->defined()), op,
+                      ": layers entry ", i, " (layer ", i / per_layer, ", argument ", i % per_layer,
+                      ") is required, got None");
+  }
+  return args;
+}
+
+inline void check_stacked_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H,
+                                const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 3 && t.size(0) >= 1 && t.size(1) == B, op, ": ", name,
+                    " must have shape [num_layers >= 1, ", B, ", width], got ", t.sizes());
+  TORCH_CHECK_VALUE(H < 0 || t.size(2) == H, op, ": ", name, " must have width ", H, ", got ", t.sizes());
 }
 
 }  // namespace evsparse

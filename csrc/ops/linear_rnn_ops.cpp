@@ -125,6 +125,39 @@ std::tuple<Tensor, Tensor> linear_rnn_sequence(const Tensor& xs, const Tensor& h
   return {ys, cur == h_a.mutable_data_ptr<float>() ? h_a : h_b};
 }
 
+// linear_rnn_stack_step(Tensor x, Tensor h, Tensor?[] layers, bool[] residual) -> (Tensor y, Tensor h_out)
+// One step of a whole stack of layers, state [L, B, width]: what PackedLinearRNN.step would do with one
+// linear_rnn_step per layer plus the Python around it. layers: per layer the 10 weight arguments of
+// linear_rnn_step in its order (w_in .. b_out); residual: one flag per layer.
+std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& h,
+                                                 const c10::List<std::optional<Tensor>>& layers,
+                                                 const c10::List<bool>& residual) {
+  constexpr const char* op = "evsparse.linear_rnn_stack_step";
+  constexpr int64_t kArgs = 10;
+  check_input(op, x, 2);
+  const int64_t B = x.size(0);
+  check_stacked_state(op, "h", h, B, -1, x);
+  const int64_t num_layers = h.size(0), width = h.size(2);
+  TORCH_CHECK_VALUE(static_cast<int64_t>(residual.size()) == num_layers, op, ": residual must hold one flag per "
+                    "layer (", num_layers, " layers, from the state), got ", residual.size());
+  const auto args =
+      stack_args(op, layers, num_layers, {true, false, false, true, true, false, true, false, false, true});
+  Tensor h_out = at::empty_like(h);
+  Tensor inp = x;
+  for (int64_t k = 0; k < num_layers; ++k) {
+    const auto* a = args.data() + k * kArgs;
+    const LinearRnnLayer L = make_layer(op, x, inp.size(1), *a[0], a[1], a[2], *a[3], *a[4], a[5], *a[6], a[7], a[8],
+                                        *a[9], residual.get(k));
+    TORCH_CHECK_VALUE(L.width == width, op, ": layer ", k, " has state width ", L.width, ", the state ", width);
+    Tensor y = at::empty({B, L.out}, x.options());  // the next layer's input (its residual reads it too)
+    const int64_t off = k * B * width;
+    step(op, L, inp.const_data_ptr<float>(), h.const_data_ptr<float>() + off, B, h_out.mutable_data_ptr<float>() + off,
+         y.mutable_data_ptr<float>());
+    inp = y;
+  }
+  return {inp, h_out};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -138,11 +171,15 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   m.def("linear_rnn_sequence(Tensor xs, Tensor h, Tensor w_in, Tensor? w_in_col_ptr, Tensor? w_in_row_idx, "
         "Tensor b_in, Tensor a_re, Tensor? a_im, Tensor w_out, Tensor? w_out_col_ptr, Tensor? w_out_row_idx, "
         "Tensor b_out, bool residual) -> (Tensor, Tensor)");
+  // One step of a stack of layers: x [B, in], h [L, B, width]; layers holds, per layer, the 10 weight
+  // arguments of linear_rnn_step (w_in .. b_out) in its order. Returns (the top layer's y, h [L, B, width]).
+  m.def("linear_rnn_stack_step(Tensor x, Tensor h, Tensor?[] layers, bool[] residual) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("linear_rnn_step", &linear_rnn_step);
   m.impl("linear_rnn_sequence", &linear_rnn_sequence);
+  m.impl("linear_rnn_stack_step", &linear_rnn_stack_step);
 }
 
 }  // namespace evsparse

@@ -75,3 +75,15 @@ def _linear_rnn_sequence_fake(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_r
                               w_out_row_idx, b_out, residual):
     _same_device("linear_rnn_sequence", xs, h, w_in, b_in, a_re, a_im, w_out, b_out)
     return xs.new_empty((xs.shape[0], xs.shape[1], b_out.shape[0])), torch.empty_like(h)
+
+
+@torch.library.register_fake("evsparse::egru_stack_step")
+def _egru_stack_step_fake(x, c, y, layers):
+    _same_device("egru_stack_step", x, c, y, *layers)
+    return x.new_empty((x.shape[0], c.shape[2])), torch.empty_like(c), torch.empty_like(y)
+
+
+@torch.library.register_fake("evsparse::linear_rnn_stack_step")
+def _linear_rnn_stack_step_fake(x, h, layers, residual):
+    _same_device("linear_rnn_stack_step", x, h, *layers)
+    return x.new_empty((x.shape[0], layers[-1].shape[0])), torch.empty_like(h)

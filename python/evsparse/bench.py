@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 import evsparse
 
-from . import layout_bench, linear_rnn_bench
+from . import layout_bench, linear_rnn_bench, stack_bench
 from ._bench_common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
@@ -336,6 +336,8 @@ def to_markdown(report: dict) -> str:
         lines += linear_rnn_bench.to_markdown(report["linear_rnn"])
     if report.get("timed_layout"):
         lines += layout_bench.to_markdown(report["timed_layout"])
+    if report.get("stack_step"):
+        lines += stack_bench.to_markdown(report["stack_step"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -423,6 +425,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="widths of the sparse linear RNN step section (none to skip)")
     ap.add_argument("--timed-hidden", nargs="*", type=int, default=layout_bench.DEFAULT_HIDDEN,
                     help="hidden sizes of the section comparing layout=\"timed\" with \"auto\" (none to skip)")
+    ap.add_argument("--stack-width", nargs="*", type=int, default=stack_bench.DEFAULT_WIDTHS,
+                    help="widths of the whole-model step section (stack op vs one op per layer; none to skip)")
+    ap.add_argument("--stack-layers", nargs="+", type=int, default=stack_bench.DEFAULT_LAYERS,
+                    help="layer counts of the whole-model step section")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -439,6 +445,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     lrnn_rows = (linear_rnn_bench.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps)
                  if args.lrnn_width else [])
     timed_rows = layout_bench.timed_layout_section(args.timed_hidden, args.reps) if args.timed_hidden else []
+    stack_rows = (stack_bench.stack_step_section(args.stack_width, args.stack_layers, args.reps)
+                  if args.stack_width else [])
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -450,6 +458,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "egru": egru_rows,
         "linear_rnn": lrnn_rows,
         "timed_layout": timed_rows,
+        "stack_step": stack_rows,
         "overhead_us": overhead_section(),
         "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],
     }

@@ -11,7 +11,8 @@ from typing import Optional
 import torch
 
 from . import launch
-from .recurrent import egru_sequence, egru_step, linear_rnn_sequence, linear_rnn_step
+from .recurrent import (egru_sequence, egru_stack_step, egru_step, linear_rnn_sequence, linear_rnn_stack_step,
+                        linear_rnn_step)
 
 _LIB: Optional[torch.library.Library] = None
 
@@ -80,6 +81,8 @@ def register() -> None:
         "egru_sequence": egru_sequence,
         "linear_rnn_step": linear_rnn_step,
         "linear_rnn_sequence": linear_rnn_sequence,
+        "egru_stack_step": egru_stack_step,
+        "linear_rnn_stack_step": linear_rnn_stack_step,
     }
     for name, fn in impls.items():
         lib.impl(name, on_inputs_device(fn), "CUDA")

@@ -213,3 +213,57 @@ def linear_rnn_step(x, h, *args):
     _check_input("linear_rnn_step", x, 2)
     ys, h_new = linear_rnn_sequence(x[None], h, *args, _op="linear_rnn_step")
     return ys[0], h_new
+
+
+def _check_stack(op: str, x, states: dict, layers, required: tuple) -> int:
+    """The number of layers of a stack op (from the state [L, B, width] tensors), after the checks
+    the C++ op makes: equal state shapes, one entry of ``layers`` per argument of each layer."""
+    _check_input(op, x, 2)
+    first = next(iter(states.values()))
+    for name, t in states.items():
+        _check_tensor(op, name, t, x)
+        if t.dtype != torch.float32:
+            raise ValueError(f"evsparse.{op}: {name} must be float32, got {t.dtype}")
+        if t.dim() != 3 or t.shape[0] < 1 or t.shape[1] != x.shape[0] or t.shape != first.shape:
+            raise ValueError(f"evsparse.{op}: {name} must have shape [num_layers >= 1, {x.shape[0]}, width] "
+                             f"(as every state tensor), got {list(t.shape)}")
+    L = first.shape[0]
+    if len(layers) != L * len(required):
+        raise ValueError(f"evsparse.{op}: layers must hold {len(required)} entries per layer ({L} layers, from the "
+                         f"state), got {len(layers)}")
+    for i, t in enumerate(layers):
+        if required[i % len(required)] and t is None:
+            raise ValueError(f"evsparse.{op}: layers entry {i} (layer {i // len(required)}, argument "
+                             f"{i % len(required)}) is required, got None")
+    return L
+
+
+def egru_stack_step(x, c, y, layers):
+    """One step of a stack of EGRU layers: x [B, in], c and y [L, B, H] -> (the top layer's y [B, H],
+    c, y [L, B, H]); ``layers`` holds per layer the 9 weight arguments of :func:`egru_step`."""
+    op = "egru_stack_step"
+    L = _check_stack(op, x, {"c": c, "y": y}, layers, (True, False, False, True, False, False, True, True, True))
+    c_out, y_out = torch.empty_like(c), torch.empty_like(y)
+    inp = x
+    for k in range(L):
+        _, c_k, inp = egru_sequence(inp[None], c[k], y[k], *layers[9 * k:9 * k + 9], _op=op, _step=True)
+        c_out[k].copy_(c_k)
+        y_out[k].copy_(inp)
+    return inp, c_out, y_out
+
+
+def linear_rnn_stack_step(x, h, layers, residual):
+    """One step of a stack of linear RNN layers: x [B, in], h [L, B, width] -> (the top layer's y,
+    h [L, B, width]); ``layers`` holds per layer the 10 weight arguments of :func:`linear_rnn_step`
+    (w_in .. b_out), ``residual`` one flag per layer."""
+    op = "linear_rnn_stack_step"
+    L = _check_stack(op, x, {"h": h}, layers, (True, False, False, True, True, False, True, False, False, True))
+    if len(residual) != L:
+        raise ValueError(f"evsparse.{op}: residual must hold one flag per layer ({L} layers), got {len(residual)}")
+    h_out = torch.empty_like(h)
+    inp = x
+    for k in range(L):
+        ys, h_k = linear_rnn_sequence(inp[None], h[k], *layers[10 * k:10 * k + 10], residual[k], _op=op)
+        h_out[k].copy_(h_k)
+        inp = ys[0]
+    return inp, h_out

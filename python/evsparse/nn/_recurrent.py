@@ -130,13 +130,15 @@ def op_args(pw: PackedWeight) -> tuple:
 
 
 class CachedOpArgs:
-    """Mixin for the kernel twins: each layer's op arguments (``self._collect_args(k)``) gathered once.
-    nn.Module attribute lookups cost about a microsecond each, on every step."""
+    """Mixin for the kernel twins: each layer's op arguments (``self._collect_args(k)``), and the
+    whole stack's for the stack-step op (``self._collect_stack_args()``), gathered once. nn.Module
+    attribute lookups cost about a microsecond each, on every step."""
 
     _cached_args: Optional[list] = None
+    _cached_stack_args: Optional[tuple] = None
 
     def _apply(self, fn, *args, **kwargs):
-        self._cached_args = None  # .to()/.float()/... replace the buffers
+        self._cached_args = self._cached_stack_args = None  # .to()/.float()/... replace the buffers
         return super()._apply(fn, *args, **kwargs)
 
     def _args(self, k: int):
@@ -145,6 +147,13 @@ class CachedOpArgs:
         if self._cached_args is None:
             self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
         return self._cached_args[k]
+
+    def _stack_args(self) -> tuple:
+        if torch.compiler.is_compiling():
+            return self._collect_stack_args()
+        if self._cached_stack_args is None:
+            self._cached_stack_args = self._collect_stack_args()
+        return self._cached_stack_args
 
 
 class ActivityLog:

@@ -317,6 +317,9 @@ class SparseEGRU(CachedOpArgs, nn.Module):
                 w("w_hh", "col_ptr"), w("w_hh", "row_idx"), getattr(self, f"b_ih_l{k}"), getattr(self, f"b_hh_l{k}"),
                 getattr(self, f"thr_l{k}"))
 
+    def _collect_stack_args(self) -> tuple:
+        return ([a for k in range(self.num_layers) for a in self._collect_args(k)],)
+
     def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
         """Layer k's packed (input, recurrent) weights."""
         H = self.hidden_size
@@ -341,22 +344,16 @@ class SparseEGRU(CachedOpArgs, nn.Module):
 
     @accepts_unbatched("hidden_size", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
+        """One step of every layer in one op call (``egru_stack_step``: no per-layer indexing of the
+        state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
         unbatched, [input_size] -> [H]."""
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "SparseEGRU.step")
-        inp = x_t.contiguous()
-        if self.num_layers == 1:  # no stacking: views keep the per-step Python cost down
-            c, inp = torch.ops.evsparse.egru_step(inp, c0[0], y0[0], *self._args(0))
-            return inp, (c.unsqueeze(0), inp.unsqueeze(0))
-        cs, ys = [], []
-        for k in range(self.num_layers):
-            c, inp = torch.ops.evsparse.egru_step(inp, c0[k], y0[k], *self._args(k))
-            cs.append(c)
-            ys.append(inp)
-        return inp, (torch.stack(cs), torch.stack(ys))
+        y_t, c, y = torch.ops.evsparse.egru_stack_step(x_t.contiguous(), c0.contiguous(), y0.contiguous(),
+                                                       *self._stack_args())
+        return y_t, (c, y)
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero event outputs over the last forward."""

@@ -335,6 +335,10 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
         w = lambda name: tuple(getattr(self, f"{name}_l{k}_{part}") for part in self._PARTS)  # noqa: E731
         return (*w("w_in"), g("b_in"), g("a_re"), g("a_im"), *w("w_out"), g("b_out"), self.residual[k])
 
+    def _collect_stack_args(self) -> tuple:
+        layers = [self._collect_args(k) for k in range(self.num_layers)]
+        return [a for args in layers for a in args[:-1]], [args[-1] for args in layers]  # weights, residual flags
+
     def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
         """Layer k's packed (input, output) weights."""
         a = self._args(k)
@@ -357,21 +361,14 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
 
     @accepts_unbatched("width", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step, one fused op call per layer: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size],
-        state); unbatched, [input_size] -> [output_size]."""
+        """One step of every layer in one op call (``linear_rnn_stack_step``: no per-layer indexing of
+        the state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t``
+        [B, output_size], state); unbatched, [input_size] -> [output_size]."""
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"PackedLinearRNN.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         h0 = _initial_state(state, self.num_layers, x_t.shape[0], self.width, x_t, "PackedLinearRNN.step")
-        inp = x_t.contiguous()
-        if self.num_layers == 1:
-            inp, h = torch.ops.evsparse.linear_rnn_step(inp, h0[0], *self._args(0))
-            return inp, h.unsqueeze(0)
-        hs = []
-        for k in range(self.num_layers):
-            inp, h = torch.ops.evsparse.linear_rnn_step(inp, h0[k], *self._args(k))
-            hs.append(h)
-        return inp, torch.stack(hs)
+        return torch.ops.evsparse.linear_rnn_stack_step(x_t.contiguous(), h0.contiguous(), *self._stack_args())
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero outputs over the last forward."""
