@@ -275,3 +275,36 @@ def test_inference_modules_capture_in_a_cuda_graph():
                 static_x.copy_(x)
                 graph.replay()
                 torch.testing.assert_close(static_out, mod(x)[0], rtol=1e-5, atol=1e-5, msg=f"{name} {layout}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_stack_steps_capture_in_a_cuda_graph():
+    """A streaming step of each two-layer inference module (one stack-step op) replays from a CUDA graph
+    fed its own new state, step after step, and gives the eager steps' outputs."""
+    torch.manual_seed(7)
+    for layout in ("dense", "sparse"):
+        for name, mod in _sequence_modules(layout).items():
+            mod = mod.cuda()
+            xs = torch.relu(torch.randn(6, 1, 6, device="cuda"))
+            static_x = xs[0].clone()
+            _, state = mod.step(static_x)
+            static_state = tuple(t.clone() for t in state) if isinstance(state, tuple) else state.clone()
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(3):
+                    mod.step(static_x, static_state)
+            torch.cuda.current_stream().wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_y, static_new = mod.step(static_x, static_state)
+            eager_state = tuple(t.clone() for t in static_state) if isinstance(state, tuple) else static_state.clone()
+            for t in range(xs.shape[0]):
+                static_x.copy_(xs[t])
+                graph.replay()
+                want, eager_state = mod.step(xs[t], eager_state)
+                torch.testing.assert_close(static_y, want, rtol=1e-5, atol=1e-5, msg=f"{name} {layout} step {t}")
+                for dst, src in zip(static_state if isinstance(state, tuple) else (static_state,),
+                                    static_new if isinstance(state, tuple) else (static_new,)):
+                    dst.copy_(src)  # the graph's next input state is its own output
