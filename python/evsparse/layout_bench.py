@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ._bench_common import magnitude_prune_, time_interleaved
+from ._bench_common import calibrate_egru_thresholds_, magnitude_prune_, time_interleaved
 from .nn import EGRU
 
 DEFAULT_HIDDEN = [256, 1024, 2048]
@@ -23,18 +23,6 @@ def _stream(hidden: int, activity: float, seed: int) -> torch.Tensor:
     return torch.randn(STEPS, 1, hidden, generator=g) * (torch.rand(STEPS, 1, hidden, generator=g) < activity)
 
 
-@torch.no_grad()
-def _calibrate_threshold_(egru: EGRU, xs: torch.Tensor, activity: float) -> None:
-    """One threshold for every unit, bisected so that about ``activity`` of the outputs on ``xs`` are
-    events (more threshold, fewer events): a stand-in for a model trained with the activity penalty."""
-    lo, hi = 0.0, 1.0
-    for _ in range(14):
-        egru.thr_l0.fill_((lo + hi) / 2)
-        y, _ = egru(xs)
-        lo, hi = ((lo + hi) / 2, hi) if float((y != 0).float().mean()) > activity else (lo, (lo + hi) / 2)
-    egru.thr_l0.fill_(hi)
-
-
 def build_layout_methods(hidden: int, density: float, activity: float = 0.1, seed: int = 0):
     """The EGRU layer's sequence forward over a fresh stream with each of :data:`MODES`. Returns
     (methods, info: the layouts of auto and timed, the measured activity, the seconds the timed
@@ -43,7 +31,7 @@ def build_layout_methods(hidden: int, density: float, activity: float = 0.1, see
     egru = EGRU(hidden, hidden).eval()
     masks = magnitude_prune_(egru, density)
     example, stream = _stream(hidden, activity, seed + 1), _stream(hidden, activity, seed + 2)
-    _calibrate_threshold_(egru, example, activity)
+    calibrate_egru_thresholds_(egru, example, activity)
     t0 = time.perf_counter()
     timed = egru.sparsify(masks, layout="timed", example_input=example)
     choose_seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import macs
-from ._bench_common import time_interleaved
+from ._bench_common import calibrate_egru_thresholds_, time_interleaved
 from .linear_rnn_bench import _calibrate_activity_, record_stream, torch_dense_step
 from .nn import EGRU, SparseLinearRNN
 
@@ -19,27 +19,12 @@ STREAM = 16  # recorded steps whose (input, state) pairs the timed calls rotate 
 STACK, LOOP, DENSE = "stack op (module step)", "one op per layer", "dense PyTorch"
 
 
-@torch.no_grad()
-def _calibrate_thresholds_(egru: EGRU, xs: torch.Tensor, activity: float) -> None:
-    """One threshold for every unit of every layer, bisected so that about ``activity`` of the top
-    layer's outputs on ``xs`` are events (a stand-in for a model trained with the activity penalty)."""
-    lo, hi = 0.0, 1.0
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        for k in range(egru.num_layers):
-            egru.get_parameter(f"thr_l{k}").fill_(mid)
-        y, _ = egru(xs)
-        lo, hi = (mid, hi) if float((y != 0).float().mean()) > activity else (lo, mid)
-    for k in range(egru.num_layers):
-        egru.get_parameter(f"thr_l{k}").fill_(hi)
-
-
 def _egru_methods(width: int, layers: int, activity: float, seed: int):
     torch.manual_seed(seed)
     egru = EGRU(width, width, num_layers=layers).eval()
     g = torch.Generator().manual_seed(seed)
     xs = torch.randn(64, 1, width, generator=g) * (torch.rand(64, 1, width, generator=g) < activity)
-    _calibrate_thresholds_(egru, xs, activity)
+    calibrate_egru_thresholds_(egru, xs, activity)  # one threshold, set on the top layer's activity
     sparse = egru.sparsify()
     gru = torch.nn.GRU(width, width, num_layers=layers).eval().requires_grad_(False)
     pool = []
