@@ -72,6 +72,20 @@ def test_unbatched_input_with_a_batched_state_is_refused():
                 module.step(torch.zeros(6), state)
 
 
+def test_unbatched_input_with_the_other_family_state_form_is_refused():
+    # An EGRU given one tensor, or a linear RNN given a tuple: the message names the unbatched form.
+    for module, width, _ in _modules(False):
+        egru = "EGRU" in type(module).__name__
+        good = torch.zeros(2, width)
+        wrong_forms = (good, (good,), (good, good, good)) if egru else ((good, good), [good])
+        for state in wrong_forms:
+            want = r"tuple \(c, y\), each \[2, 10\]" if egru else r"one tensor \[2, 10\]"
+            with pytest.raises(ValueError, match=rf"unbatched.*{want}"):
+                module(torch.zeros(3, 6), state)
+            with pytest.raises(ValueError, match=rf"unbatched.*{want}"):
+                module.step(torch.zeros(6), state)
+
+
 def test_wrong_input_rank_names_both_forms():
     for module, _, _ in _modules(False):
         with pytest.raises(ValueError, match=r"3-D .*2-D \[T, input_size\] \(unbatched\)"):

@@ -21,13 +21,13 @@ def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> tor
     return x.transpose(0, 1) if batch_first else x
 
 
-def accepts_unbatched(width: str, step: bool = False):
+def accepts_unbatched(width: str, step: bool = False, state_names: Optional[tuple[str, ...]] = None):
     """Decorates ``forward`` (or, with ``step=True``, ``step``) of a recurrent module to take
     ``torch.nn.GRU``'s unbatched form as well: a sequence [T, input_size] (whatever ``batch_first``
     says) or a step input [input_size], with every state tensor [num_layers, width] (``width`` names
     the module attribute) instead of [num_layers, B, width]. It runs as a batch of one and returns
-    output and state without the batch dimension. The state is a tensor or a tuple of tensors
-    (EGRU's ``(c, y)``)."""
+    output and state without the batch dimension. The state is one tensor, or with ``state_names``
+    a tuple of that many tensors (EGRU's ``("c", "y")``)."""
 
     def wrap(method):
         @functools.wraps(method)
@@ -36,6 +36,7 @@ def accepts_unbatched(width: str, step: bool = False):
                 return method(self, x, state)
             who = f"{type(self).__name__}{'.step' if step else ''}"
             expected = (self.num_layers, getattr(self, width))
+            _check_unbatched_state_form(state, state_names, expected, who)
             axis = 0 if step or self.batch_first else 1  # where the batched form has its batch dimension
             y, state = method(self, x.unsqueeze(axis), _map_state(state, lambda t: _batch_of_one(t, expected, who)))
             return y.squeeze(axis), _map_state(state, lambda t: t.squeeze(1))
@@ -51,6 +52,19 @@ def _map_state(state, fn):
     if isinstance(state, (tuple, list)):
         return type(state)(fn(t) for t in state)
     return fn(state)
+
+
+def _check_unbatched_state_form(state, state_names: Optional[tuple[str, ...]], expected: tuple, who: str) -> None:
+    # Checked here, before the batch-of-one conversion, so that the message names the unbatched shapes.
+    shape = list(expected)
+    if state is None:
+        return
+    if state_names is None and not isinstance(state, torch.Tensor):
+        raise ValueError(f"{who}: with an unbatched input the state must be one tensor {shape} "
+                         f"([num_layers, width]), got {type(state).__name__}")
+    if state_names is not None and (not isinstance(state, (tuple, list)) or len(state) != len(state_names)):
+        raise ValueError(f"{who}: with an unbatched input the state must be a tuple ({', '.join(state_names)}), "
+                         f"each {shape} ([num_layers, width]), got {type(state).__name__}")
 
 
 def _batch_of_one(t, expected: tuple, who: str) -> torch.Tensor:

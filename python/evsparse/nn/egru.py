@@ -148,7 +148,7 @@ class EGRU(nn.Module):
     def _spike(self, v):
         return spike(v, self.dampening, self.support)
 
-    @accepts_unbatched("hidden_size")
+    @accepts_unbatched("hidden_size", state_names=("c", "y"))
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "EGRU")
         T, B = x.shape[0], x.shape[1]
@@ -179,7 +179,7 @@ class EGRU(nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
-    @accepts_unbatched("hidden_size", step=True)
+    @accepts_unbatched("hidden_size", step=True, state_names=("c", "y"))
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         """One step: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state); unbatched, [input_size] -> [H]."""
         return step_through_forward(self, x_t, state, "EGRU.step")
@@ -328,7 +328,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
         return (PackedWeight._trusted(self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]),
                 PackedWeight._trusted(self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
 
-    @accepts_unbatched("hidden_size")
+    @accepts_unbatched("hidden_size", state_names=("c", "y"))
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
         c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
@@ -342,7 +342,7 @@ class SparseEGRU(CachedOpArgs, nn.Module):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
-    @accepts_unbatched("hidden_size", step=True)
+    @accepts_unbatched("hidden_size", step=True, state_names=("c", "y"))
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         """One step of every layer in one op call (``egru_stack_step``: no per-layer indexing of the
         state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
