@@ -84,3 +84,19 @@ def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 150, stdout[-500:]
+
+
+def test_egru_threshold_calibration_sets_every_layer_to_the_target_activity():
+    """Each layer's threshold is bisected on its own activity, bottom first (one shared threshold left
+    the lower layers of a stack at 15-31% when the top was at 10%)."""
+    from evsparse._bench_common import calibrate_egru_thresholds_
+    from evsparse.nn import EGRU
+
+    torch.manual_seed(0)
+    egru = EGRU(32, 32, num_layers=3).eval()
+    xs = torch.randn(64, 1, 32) * (torch.rand(64, 1, 32) < 0.1)
+    with torch.no_grad():
+        calibrate_egru_thresholds_(egru, xs, 0.1)
+        egru(xs)
+    assert egru.activity() == pytest.approx([0.1] * 3, abs=0.01)
+    assert len({float(egru.get_parameter(f"thr_l{k}").detach()[0]) for k in range(3)}) == 3  # one per layer

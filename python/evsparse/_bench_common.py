@@ -85,18 +85,18 @@ def magnitude_prune_(module: nn.Module, density: float) -> Optional[dict]:
 
 @torch.no_grad()
 def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: float) -> None:
-    """One threshold for every unit of every layer of an ``EGRU``, bisected so that about ``activity``
-    of its (top layer's) outputs on ``xs`` are events (more threshold, fewer events): a stand-in for a
-    model trained with the activity penalty."""
-    thresholds = [egru.get_parameter(f"thr_l{k}") for k in range(egru.num_layers)]
-    lo, hi = 0.0, 1.0
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        for thr in thresholds:
+    """Each layer's threshold (one for all its units) bisected, bottom layer first, so that about
+    ``activity`` of that layer's outputs on ``xs`` are events (more threshold, fewer events): a stand-in
+    for a model trained with the activity penalty. A layer's activity does not depend on the layers
+    above it, so each is calibrated on the already calibrated layers below."""
+    for k in range(egru.num_layers):
+        thr = egru.get_parameter(f"thr_l{k}")
+        lo, hi = 0.0, 1.0
+        for _ in range(14):
+            mid = (lo + hi) / 2
             thr.fill_(mid)
-        y, _ = egru(xs)
-        lo, hi = (mid, hi) if float((y != 0).float().mean()) > activity else (lo, mid)
-    for thr in thresholds:
+            egru(xs)
+            lo, hi = (mid, hi) if egru.activity()[k] > activity else (lo, mid)
         thr.fill_(hi)
 
 

@@ -24,7 +24,7 @@ def _egru_methods(width: int, layers: int, activity: float, seed: int):
     egru = EGRU(width, width, num_layers=layers).eval()
     g = torch.Generator().manual_seed(seed)
     xs = torch.randn(64, 1, width, generator=g) * (torch.rand(64, 1, width, generator=g) < activity)
-    calibrate_egru_thresholds_(egru, xs, activity)  # one threshold, set on the top layer's activity
+    calibrate_egru_thresholds_(egru, xs, activity)
     sparse = egru.sparsify()
     gru = torch.nn.GRU(width, width, num_layers=layers).eval().requires_grad_(False)
     pool = []
