@@ -52,10 +52,15 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
     kept = sum(int(m.sum()) for m in ckpt["masks"].values()) / sum(m.numel() for m in ckpt["masks"].values())
     assert kept == pytest.approx(0.3, abs=1e-3)
     result = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"),
-                                 "--stream-tokens", "20", "--json", str(tmp_path / "r.json")])
+                                 "--stream-tokens", "20", "--speed-block", "8", "--json", str(tmp_path / "r.json")])
     assert result["test_ppl_kernels"] == pytest.approx(result["test_ppl_dense_model"], rel=1e-5)
     assert result["macs_per_token"]["weight_sparse"] == pytest.approx(0.3 * result["macs_per_token"]["dense"], rel=0.2)
     assert (tmp_path / "r.json").exists()
+    for speed in result["batch1_speed"].values():  # 20 tokens in turns of 8: blocks of 8, 8, 4
+        assert speed["blocks"] == 3 and speed["block_tokens"] == 8
+        for key in ("speedup", "speedup_vs_gru"):
+            assert speed[f"{key}_range"][0] <= speed[key] <= speed[f"{key}_range"][1]
+        assert speed["gru_tokens_per_s"] > 0
     assert result["layout"] == "auto" and len(result["layouts"]) == 2
     timed = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"),
                                 "--stream-tokens", "20", "--layout", "timed", "--timing-tokens", "30"])

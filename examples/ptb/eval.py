@@ -1,6 +1,7 @@
 """Evaluate a PTB checkpoint (dense or pruned): test perplexity with the dense training module and on
 the sparse kernels (they must agree), per-layer activity, MACs per token, and measured tokens per
-second at batch 1 (kernels vs the dense model).
+second at batch 1: the kernels against the dense model and against a ``torch.nn.GRU`` stack of the
+same sizes, taking turns on the same tokens.
 
     python examples/ptb/eval.py --data ../shared/data/ptb --checkpoint runs/small-s80.pt --json out.json
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,19 +38,68 @@ def perplexity_batch1(model, tokens: torch.Tensor, chunk: int = 1000) -> float:
     return math.exp(total / (tokens.numel() - 1))
 
 
-@torch.inference_mode()
-def stream_seconds_per_token(model, tokens: torch.Tensor, recurrent_only: bool) -> float:
-    """Token-by-token at batch 1, as a deployed model runs."""
-    layers = model.layers
-    state = [None] * len(layers)
-    t0 = time.perf_counter()
-    for tok in tokens:
-        x = model.embedding(tok.view(1))
-        for k, layer in enumerate(layers):
-            x, state[k] = layer.step(x, state[k])
-        if not recurrent_only:
-            model.decoder(x)
-    return (time.perf_counter() - t0) / tokens.numel()
+class _Stream:
+    """A model fed token by token at batch 1, as a deployed model runs, its state carried on:
+    embedding, each layer's ``step(x, state) -> (y, state)``, then (unless ``recurrent_only``) the
+    decoder."""
+
+    def __init__(self, embedding, steps: list, decoder, recurrent_only: bool):
+        self.embedding, self.steps = embedding, steps
+        self.decoder = None if recurrent_only else decoder
+        self.state = [None] * len(steps)
+
+    @torch.inference_mode()
+    def seconds_per_token(self, tokens: torch.Tensor) -> float:
+        steps, state = self.steps, self.state
+        t0 = time.perf_counter()
+        for tok in tokens:
+            x = self.embedding(tok.view(1))
+            for k, step in enumerate(steps):
+                x, state[k] = step(x, state[k])
+            if self.decoder is not None:
+                self.decoder(x)
+        return (time.perf_counter() - t0) / tokens.numel()
+
+
+def gru_steps(model) -> list:
+    """The cost reference: one ``torch.nn.GRU`` per EGRU layer, same sizes (random weights; PyTorch's
+    fused dense GRU cell, the lean dense step an EGRU could at best run at in plain PyTorch)."""
+    steps = []
+    for layer in model.layers:
+        gru = torch.nn.GRU(layer.input_size, layer.hidden_size).eval().requires_grad_(False)
+
+        def step(x, h, gru=gru):
+            y, h = gru(x.unsqueeze(0), h)
+            return y[0], h
+
+        steps.append(step)
+    return steps
+
+
+def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool, block: int) -> dict:
+    """The kernels, the dense training module and the ``nn.GRU`` reference stream the same tokens,
+    taking turns every ``block`` tokens (the order rotates), so that the VM's noise falls on all of
+    them: tokens/s from the median block, each speedup the median of the per-block ratios."""
+    streams = {
+        "kernels": _Stream(sparse.embedding, [layer.step for layer in sparse.layers], sparse.decoder, recurrent_only),
+        "dense": _Stream(model.embedding, [layer.step for layer in model.layers], model.decoder, recurrent_only),
+        "gru": _Stream(model.embedding, gru_steps(model), model.decoder, recurrent_only),
+    }
+    names = list(streams)
+    warm = tokens[: min(block, tokens.numel())]
+    for s in streams.values():  # first calls (allocations, lazy init) out of the timing
+        s.seconds_per_token(warm)
+    times = {name: [] for name in names}
+    for i, start in enumerate(range(0, tokens.numel(), block)):
+        chunk = tokens[start : start + block]
+        for name in names[i % 3 :] + names[: i % 3]:
+            times[name].append(streams[name].seconds_per_token(chunk))
+    result = {f"{name}_tokens_per_s": 1 / statistics.median(times[name]) for name in names}
+    for base, key in (("dense", "speedup"), ("gru", "speedup_vs_gru")):
+        ratios = [b / k for b, k in zip(times[base], times["kernels"])]
+        result[key] = statistics.median(ratios)
+        result[f"{key}_range"] = [min(ratios), max(ratios)]
+    return {**result, "blocks": len(times["kernels"]), "block_tokens": block}
 
 
 def main(argv=None):
@@ -57,12 +108,16 @@ def main(argv=None):
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--max-test-tokens", type=int, default=None, help="evaluate on the first N test tokens")
     ap.add_argument("--stream-tokens", type=int, default=1000, help="tokens for the batch-1 speed measurement")
+    ap.add_argument("--speed-block", type=int, default=50,
+                    help="the two models take turns every this many tokens of the speed measurement")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--layout", choices=("auto", "dense", "sparse", "timed"), default="auto",
                     help="weight layouts on the kernels; timed: the fastest per layer here, on validation tokens")
     ap.add_argument("--timing-tokens", type=int, default=200, help="validation tokens that --layout timed runs")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    if args.speed_block < 1 or args.stream_tokens < 1:
+        ap.error("--speed-block and --stream-tokens must be at least 1")
     if args.threads:
         torch.set_num_threads(args.threads)
     corpus = Corpus(data_dir(args.data))
@@ -82,9 +137,7 @@ def main(argv=None):
     stream = test[: args.stream_tokens]
     timing = {}
     for name, recurrent_only in (("recurrent layers", True), ("whole model", False)):
-        d = stream_seconds_per_token(model, stream, recurrent_only)
-        s = stream_seconds_per_token(sparse, stream, recurrent_only)
-        timing[name] = {"dense_tokens_per_s": 1 / d, "kernels_tokens_per_s": 1 / s, "speedup": d / s}
+        timing[name] = interleaved_speed(model, sparse, stream, recurrent_only, args.speed_block)
     result = {
         "checkpoint": args.checkpoint, "sparsity": ckpt.get("sparsity", 0.0), "test_tokens": int(test.numel()),
         "test_ppl_dense_model": ppl_dense, "test_ppl_kernels": ppl_sparse, "activity": activity,
