@@ -14,7 +14,7 @@ def _with_values(pw, values):
 
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
-@pytest.mark.parametrize("x_shape", [(9,), (3, 9)], ids=["vector", "batch"])
+@pytest.mark.parametrize("x_shape", [(9,), (3, 9), (2, 3, 9)], ids=["vector", "batch", "leading-dims"])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_gradcheck_float64(isa, layout, x_shape, with_bias):
     gen = torch.Generator().manual_seed(0)

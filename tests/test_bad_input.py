@@ -14,8 +14,12 @@ def pw(request):
 
 
 def test_wrong_rank(pw):
+    x3 = torch.randn(2, 3, 5)  # sparse_linear flattens [*, in]; the ops themselves take [in] or [B, in]
     with pytest.raises(ValueError, match="x must be 1-D"):
-        evsparse.sparse_linear(torch.randn(2, 3, 5), pw)
+        if pw.layout == "dense":
+            ops.gather_linear(x3, pw.values, None)
+        else:
+            ops.sparse_gather_linear(x3, pw.col_ptr, pw.row_idx, pw.values, 6, None)
     with pytest.raises(ValueError, match="x must be 1-D"):
         evsparse.sparse_linear(torch.tensor(1.0), pw)
 

@@ -134,3 +134,24 @@ def test_set_isa_rejects_unknown_and_unsupported():
     if unsupported:
         with pytest.raises(ValueError, match="not supported"):
             evsparse.set_isa(unsupported[0])
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("lead", [(2, 3), (4, 1, 2), (0, 3), (3, 0)])
+def test_leading_dimensions_like_f_linear(layout, lead):
+    """[*, in] as F.linear takes it (a sequence [T, B, in] into a decoder): the leading dimensions are
+    flattened into the batch and restored; the module form too."""
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(7, 5, generator=gen)
+    mask = torch.rand(7, 5, generator=gen) < 0.5
+    bias = torch.randn(7, generator=gen)
+    x = torch.randn(*lead, 5, generator=gen) * (torch.rand(*lead, 5, generator=gen) < 0.4)
+    pw = evsparse.pack(w, mask, layout)
+    want = F.linear(x, w * mask, bias)
+    got = evsparse.sparse_linear(x, pw, bias)
+    assert got.shape == want.shape == (*lead, 7)
+    torch.testing.assert_close(got, want)
+    module = evsparse.nn.SparseLinear(pw, bias)
+    torch.testing.assert_close(module(x), want)
+    with pytest.raises(ValueError, match="in_features=5"):
+        evsparse.sparse_linear(torch.randn(*lead, 4), pw)

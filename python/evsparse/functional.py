@@ -14,9 +14,10 @@ __all__ = ["sparse_linear"]
 def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.linear(x, W, bias)`` for a packed ``W``, skipping every exact zero of ``x``.
 
-    ``x``: ``[in]`` or ``[B, in]``, contiguous; float32/float64, or float16/bfloat16 with weights of the
+    ``x``: ``[*, in]`` like ``F.linear`` (``[in]``, ``[B, in]``, or more leading dimensions, which are
+    flattened into the batch and restored), contiguous; float32/float64, or float16/bfloat16 with weights of the
     same dtype (float32 ``x`` also takes float16/bfloat16 weights; accumulation is float32).
-    Returns ``[out]`` or ``[B, out]`` in ``x``'s dtype. NaN/Inf in ``x`` propagate exactly as in
+    Returns ``[*, out]`` in ``x``'s dtype. NaN/Inf in ``x`` propagate exactly as in
     ``F.linear`` on the dense matrix (a NaN input is active). Differentiable with respect to ``x``,
     ``bias`` and ``weight.values``.
     """
@@ -26,6 +27,9 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         )
     if x.device != weight.device:
         raise ValueError(f"evsparse.sparse_linear: x is on {x.device} but the weight is on {weight.device}")
+    if isinstance(x, torch.Tensor) and x.dim() > 2:  # the ops take [in] or [B, in]
+        lead = x.shape[:-1]
+        return sparse_linear(x.reshape(-1, x.shape[-1]), weight, bias).reshape(*lead, weight.out_features)
     if weight.layout == "dense":
         return torch.ops.evsparse.gather_linear(x, weight.values, bias)
     return torch.ops.evsparse.sparse_gather_linear(
