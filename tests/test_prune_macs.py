@@ -123,6 +123,13 @@ def test_macs_with_masks_and_measured_activity():
     assert report.totals["combined"] == pytest.approx(expected)
     assert report.totals["weight_sparse"] < report.totals["dense"]
     assert report.other["other nn.Linear (e.g. decoder)"] == 24 * 16 + 16 * 50
+    with torch.no_grad():  # the linears' own inputs: proj takes the EGRU's events, the decoder proj's output
+        y = model.egru(model.embedding(tokens))[0]
+        a_proj, a_dec = float((y != 0).float().mean()), float((model.proj(y) != 0).float().mean())
+    d_proj = float((model.proj.weight != 0).float().mean())
+    assert a_proj == pytest.approx(act[1]) and a_proj < 0.9
+    assert report.other["other nn.Linear, zero inputs skipped"] == pytest.approx(
+        a_proj * d_proj * 24 * 16 + a_dec * 16 * 50)
     assert "total (per token)" in str(report) and report.to_dict()["totals"] == report.totals
     # without masks, densities come from the (pruned) weights themselves
     assert macs.count(model, tokens).totals["combined"] == pytest.approx(expected, rel=1e-3)

@@ -18,7 +18,9 @@ product, with ``d_ih``/``d_hh`` the densities of ``W_in``/``W_out``, ``a_in`` it
     combined = d_ih a_in N W + d_hh a W O + recurrence
 
 Only the input and recurrent products count (as for AWD-LSTM's 20.2M MACs per token); embedding
-lookups, other linear layers (decoders) and biases are reported separately. Activities are 1 unless
+lookups, other linear layers (decoders) and biases are reported separately. With ``inputs``, the other
+``nn.Linear`` layers are also counted with their zero inputs skipped (``d a_in N O``, ``a_in`` measured
+on each one's actual input): a decoder fed an EGRU's event output is an activity-sparse product too. Activities are 1 unless
 ``inputs`` are given, in which case the model is run once and each layer's activity measured: the
 EGRU's event outputs (``EGRU.activity()``) and each layer's actual input. ``torch.nn`` RNN outputs are
 dense: their activity is measured on the output of the whole module and taken as 1 inside it.
@@ -141,11 +143,13 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
     recurrent = [(n, m) for n, m in model.named_modules() if isinstance(m, (EGRU, SparseLinearRNN, nn.RNNBase))]
     if not recurrent:
         raise ValueError("macs.count: the model has no EGRU/SparseLinearRNN/LSTM/GRU/RNN layer")
+    inside = {id(p) for _, m in recurrent for p in m.parameters()}
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear) and id(m.weight) not in inside]
     measured_in: dict[str, float] = {}
     measured_out: dict[str, float] = {}
     if inputs is not None:
         hooks = []
-        for name, mod in recurrent:
+        for name, mod in recurrent + linears:
             def pre(m, args, name=name):
                 measured_in[name] = float((args[0].detach() != 0).float().mean())
 
@@ -153,7 +157,9 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
                 y = out[0] if isinstance(out, tuple) else out
                 measured_out[name] = float((y.detach() != 0).float().mean())
 
-            hooks += [mod.register_forward_pre_hook(pre), mod.register_forward_hook(post)]
+            hooks.append(mod.register_forward_pre_hook(pre))
+            if not isinstance(mod, nn.Linear):
+                hooks.append(mod.register_forward_hook(post))
         try:
             with torch.no_grad():
                 model(*inputs) if isinstance(inputs, tuple) else model(inputs)
@@ -190,11 +196,12 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
                 input_activity=a_in, activity=a))
 
     other = {}
-    inside = {id(p) for _, m in recurrent for p in m.parameters()}
-    linear = sum(m.in_features * m.out_features for m in model.modules()
-                 if isinstance(m, nn.Linear) and id(m.weight) not in inside)
-    if linear:
-        other["other nn.Linear (e.g. decoder)"] = float(linear)
+    if linears:
+        other["other nn.Linear (e.g. decoder)"] = float(sum(m.in_features * m.out_features for _, m in linears))
+        if inputs is not None:
+            other["other nn.Linear, zero inputs skipped"] = float(sum(
+                measured_in.get(n, 1.0) * _density(f"{n}.weight" if n else "weight", m.weight, weight_masks)
+                * m.in_features * m.out_features for n, m in linears))
     biases = sum(p.numel() for _, m in recurrent for n, p in m.named_parameters() if n.startswith("bias"))
     if biases:
         other["bias additions"] = float(biases)
