@@ -56,6 +56,11 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
     assert result["test_ppl_kernels"] == pytest.approx(result["test_ppl_dense_model"], rel=1e-5)
     assert result["macs_per_token"]["weight_sparse"] == pytest.approx(0.3 * result["macs_per_token"]["dense"], rel=0.2)
     assert (tmp_path / "r.json").exists()
+    whole, decoder = result["macs_whole_model"], result["macs_other"]["other nn.Linear, zero inputs skipped"]
+    dec_dense = 16 * ckpt["vocab_size"]
+    assert 0 < decoder < dec_dense  # the decoder (16 x vocab) reads only the top layer's events
+    assert whole["dense"] == result["macs_per_token"]["dense"] + dec_dense
+    assert whole["kernels"] == result["macs_per_token"]["combined"] + decoder
     for speed in result["batch1_speed"].values():  # 20 tokens in turns of 8: blocks of 8, 8, 4
         assert speed["blocks"] == 3 and speed["block_tokens"] == 8
         for key in ("speedup", "speedup_vs_gru"):

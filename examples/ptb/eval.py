@@ -141,7 +141,11 @@ def main(argv=None):
     result = {
         "checkpoint": args.checkpoint, "sparsity": ckpt.get("sparsity", 0.0), "test_tokens": int(test.numel()),
         "test_ppl_dense_model": ppl_dense, "test_ppl_kernels": ppl_sparse, "activity": activity,
-        "macs_per_token": report.totals, "macs_other": report.other, "batch1_speed": timing,
+        "macs_per_token": report.totals, "macs_other": report.other,
+        "macs_whole_model": {  # recurrent products plus the decoder (embedding lookups and biases aside)
+            "dense": report.totals["dense"] + report.other["other nn.Linear (e.g. decoder)"],
+            "kernels": report.totals["combined"] + report.other["other nn.Linear, zero inputs skipped"]},
+        "batch1_speed": timing,
         "threads": torch.get_num_threads(), "layout": args.layout, "layouts": sparse.layouts,
     }
     print(report)

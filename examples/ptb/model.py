@@ -1,4 +1,4 @@
-"""Embedding -> EGRU stack -> (projection) -> decoder tied to the embedding: the PTB language model."""
+"""Embedding -> EGRU stack -> decoder tied to the embedding: the PTB language model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from evsparse import prune
-from evsparse.nn import EGRU
+from evsparse.nn import EGRU, SparseLinear
 
 CONFIGS = {
     # Trains on 2 CPU cores in under an hour (see README for the recorded run).
@@ -58,7 +58,8 @@ class EGRULanguageModel(nn.Module):
                  example_tokens: torch.Tensor | None = None) -> "SparseLanguageModel":
         """The model on the kernels. ``layout`` as for ``EGRU.sparsify`` (one name, or per layer the
         pairs ``.layouts`` reports); ``"timed"`` times each layer on its input for ``example_tokens``
-        ([T] or [T, B] token ids): the embeddings, then each dense layer's output in turn."""
+        ([T] or [T, B] token ids): the embeddings, then each dense layer's output in turn. The decoder
+        goes on the gather kernel too: its input is the top layer's event output, mostly exact zeros."""
         masks = masks or {}
         x = None if example_tokens is None else self.embedding(example_tokens)
         layers = []
@@ -69,13 +70,15 @@ class EGRULanguageModel(nn.Module):
                 was_training = layer.training
                 x = layer.eval()(x)[0]  # the next layer's input as inference sees it (no dropconnect)
                 layer.train(was_training)
-        return SparseLanguageModel(self.embedding, layers, self.decoder)
+        return SparseLanguageModel(self.embedding, layers, SparseLinear.from_linear(self.decoder))
 
 
 class SparseLanguageModel(nn.Module):
-    """Inference on the kernels: SparseEGRU layers; embedding and decoder as in the dense model."""
+    """Inference on the kernels: SparseEGRU layers and a SparseLinear decoder (its weight the tied
+    embedding's, packed input-major: only the rows of firing units are read); the embedding is the
+    dense model's."""
 
-    def __init__(self, embedding: nn.Embedding, layers: list, decoder: nn.Linear):
+    def __init__(self, embedding: nn.Embedding, layers: list, decoder: SparseLinear):
         super().__init__()
         self.embedding, self.layers, self.decoder = embedding, nn.ModuleList(layers), decoder
 
