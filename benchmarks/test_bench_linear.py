@@ -5,7 +5,7 @@
 Each group holds evsparse (auto, dense-gather, sparse-gather) and the baselines for one sweep point,
 so they read side by side. ``evsparse-bench`` times the same cases interleaved and adds the
 theoretical MAC speedup next to each measured one. The full sweep (3 sizes x 6 activities x
-4 densities x 7 methods) takes a while; narrow it with -k, e.g. -k "2048x6144 and 0.1".
+4 densities x 8 methods) takes a while; narrow it with -k, e.g. -k "2048x6144 and 0.1".
 """
 
 import functools
@@ -14,8 +14,8 @@ import pytest
 
 from evsparse.bench import DEFAULT_ACTIVITY, DEFAULT_DENSITY, DEFAULT_SIZES, Case, build_methods, parse_size
 
-METHODS = ["evsparse", "evs_dense_gather", "evs_sparse_gather", "dense_F.linear", "torch_csr_mv", "scipy_csr",
-           "naive_gather"]
+METHODS = ["evsparse", "evs_dense_gather", "evs_sparse_gather", "dense_F.linear", "dense_x@W^T", "torch_csr_mv",
+           "scipy_csr", "naive_gather"]
 
 
 @functools.lru_cache(maxsize=4)

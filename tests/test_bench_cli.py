@@ -27,6 +27,7 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         t = r["times_us"]
         assert all(v > 0 for v in t.values())
         assert r["speedup_vs_dense"] == pytest.approx(t["dense_F.linear"] / t["evsparse"])
+        assert r["speedup_vs_best_dense"] == pytest.approx(min(t["dense_F.linear"], t["dense_x@W^T"]) / t["evsparse"])
         assert r["realisation"] == pytest.approx(r["speedup_vs_dense"] / r["theoretical_speedup"])
         if r["density"] == 1.0:  # exactly k = activity * 48 inputs active, every weight nonzero
             assert r["theoretical_speedup"] == pytest.approx(1 / r["activity"])
