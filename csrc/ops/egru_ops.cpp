@@ -127,10 +127,7 @@ std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor
                                                    const c10::List<std::optional<Tensor>>& layers) {
   constexpr const char* op = "evsparse.egru_stack_step";
   constexpr int64_t kArgs = 9;
-  check_input(op, x, 2);
-  const int64_t B = x.size(0);
-  check_stacked_state(op, "c", c, B, -1, x);
-  const int64_t num_layers = c.size(0), H = c.size(2);
+  const auto [B, num_layers, H] = check_stack_input(op, x, "c", c);
   check_stacked_state(op, "y", y, B, H, x);
   TORCH_CHECK_VALUE(y.size(0) == num_layers, op, ": c and y must have the same number of layers, got ", c.sizes(),
                     " and ", y.sizes());

@@ -76,4 +76,16 @@ inline void check_stacked_state(const char* op, const char* name, const Tensor& 
   TORCH_CHECK_VALUE(H < 0 || t.size(2) == H, op, ": ", name, " must have width ", H, ", got ", t.sizes());
 }
 
+struct StackDims {
+  int64_t batch, num_layers, width;
+};
+
+// The stack ops' common start: x [B, in] and the first stacked state [L, B, width], checked against
+// each other; the sizes the rest of the op checks its other arguments against.
+inline StackDims check_stack_input(const char* op, const Tensor& x, const char* state_name, const Tensor& state) {
+  check_input(op, x, 2);
+  check_stacked_state(op, state_name, state, x.size(0), -1, x);
+  return {x.size(0), state.size(0), state.size(2)};
+}
+
 }  // namespace evsparse

@@ -134,10 +134,7 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
                                                  const c10::List<bool>& residual) {
   constexpr const char* op = "evsparse.linear_rnn_stack_step";
   constexpr int64_t kArgs = 10;
-  check_input(op, x, 2);
-  const int64_t B = x.size(0);
-  check_stacked_state(op, "h", h, B, -1, x);
-  const int64_t num_layers = h.size(0), width = h.size(2);
+  const auto [B, num_layers, width] = check_stack_input(op, x, "h", h);
   TORCH_CHECK_VALUE(static_cast<int64_t>(residual.size()) == num_layers, op, ": residual must hold one flag per "
                     "layer (", num_layers, " layers, from the state), got ", residual.size());
   const auto args =
