@@ -100,6 +100,12 @@ def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: floa
         thr.fill_(hi)
 
 
+def markdown_section(title: str, intro: str, columns: list[str]) -> list[str]:
+    """A report section's opening lines: heading, intro paragraph and table header (its separator row
+    derived from the columns)."""
+    return ["", f"## {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def csr_baseline(w: torch.Tensor) -> torch.Tensor:
     """``w`` as a torch.sparse CSR tensor for the baseline, without torch's "beta state" warning."""
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ._bench_common import calibrate_egru_thresholds_, magnitude_prune_, time_interleaved
+from ._bench_common import calibrate_egru_thresholds_, magnitude_prune_, markdown_section, time_interleaved
 from .nn import EGRU
 
 DEFAULT_HIDDEN = [256, 1024, 2048]
@@ -59,12 +59,12 @@ def timed_layout_section(hidden_sizes, reps: int, activity: float = 0.1) -> list
 
 
 def to_markdown(rows: list[dict]) -> list[str]:
-    lines = ["", "## Layout chosen by timing (EGRU layer, batch 1, us per step over a 32-step sequence)", "",
-             "`sparsify(layout=\"timed\", example_input=...)` chose on one stream, timed here on another; layouts "
-             "are (input weight, recurrent weight).", "",
-             "| hidden | weight density | activity | auto | timed | auto us | timed us | dense us | sparse us | "
-             "timed vs auto | timed vs best forced | choosing took |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = markdown_section(
+        "Layout chosen by timing (EGRU layer, batch 1, us per step over a 32-step sequence)",
+        "`sparsify(layout=\"timed\", example_input=...)` chose on one stream, timed here on another; layouts "
+        "are (input weight, recurrent weight).",
+        ["hidden", "weight density", "activity", "auto", "timed", "auto us", "timed us", "dense us", "sparse us",
+         "timed vs auto", "timed vs best forced", "choosing took"])
     for r in rows:
         u = r["us_per_step"]
         lines.append(f"| {r['hidden']} | {r['density']:.0%} | {r['activity']:.1%} | {'/'.join(r['auto'])} | "

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from . import macs
-from ._bench_common import magnitude_prune_, time_interleaved
+from ._bench_common import magnitude_prune_, markdown_section, time_interleaved
 from .nn.linear_rnn import PackedLinearRNN, SparseLinearRNN, diagonal_step
 
 DEFAULT_WIDTHS = [256, 1024]
@@ -102,12 +102,13 @@ def linear_rnn_section(widths, activity: float, densities, reps: int) -> list[di
 
 
 def to_markdown(rows: list[dict]) -> list[str]:
-    lines = ["", "## Sparse linear RNN step, batch 1 (two layers, input = state = output width; us per step)", "",
-             "Output activity calibrated to the target on a random stream (layer 1's measured activity in brackets); "
-             "theoretical = dense MACs / combined MACs from `evsparse.macs` (the elementwise recurrence and the "
-             "dense-state output product included).", "",
-             "| width | activity | weight density | dense MACs | combined MACs | theoretical | evsparse step | "
-             "PyTorch dense step | measured |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = markdown_section(
+        "Sparse linear RNN step, batch 1 (two layers, input = state = output width; us per step)",
+        "Output activity calibrated to the target on a random stream (layer 1's measured activity in brackets); "
+        "theoretical = dense MACs / combined MACs from `evsparse.macs` (the elementwise recurrence and the "
+        "dense-state output product included).",
+        ["width", "activity", "weight density", "dense MACs", "combined MACs", "theoretical", "evsparse step",
+         "PyTorch dense step", "measured"])
     for r in rows:
         t = r["times_us"]
         lines.append(f"| {r['width']} | {r['target_activity']:.0%} ({r['activity'][0]:.1%}) | {r['density']:.0%} | "

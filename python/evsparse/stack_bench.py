@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import macs
-from ._bench_common import calibrate_egru_thresholds_, time_interleaved
+from ._bench_common import calibrate_egru_thresholds_, markdown_section, time_interleaved
 from .linear_rnn_bench import _calibrate_activity_, record_stream, torch_dense_step
 from .nn import EGRU, SparseLinearRNN
 
@@ -102,14 +102,15 @@ def stack_step_section(widths, layer_counts, reps: int, activity: float = 0.1) -
 
 
 def to_markdown(rows: list[dict]) -> list[str]:
-    lines = ["", "## Whole-model step, batch 1: one stack op vs one op per layer (us per step)", "",
-             "The module's `step` runs every layer in one `egru_stack_step` / `linear_rnn_stack_step` call; the "
-             "loop calls the one-layer op per layer from Python and stacks the new state (what `step` did before). "
-             "Dense weights, ~10% output activity (measured per layer); theoretical = dense / combined MACs "
-             "(`evsparse.macs`, the linear RNN's dense-state output product and recurrence included); dense PyTorch = `torch.nn.GRU` "
-             "(EGRU) or a plain `F.linear` step (linear RNN).", "",
-             "| model | width | layers | activity | theoretical | stack op | one op per layer | dense PyTorch | "
-             "stack vs loop | stack vs dense |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = markdown_section(
+        "Whole-model step, batch 1: one stack op vs one op per layer (us per step)",
+        "The module's `step` runs every layer in one `egru_stack_step` / `linear_rnn_stack_step` call; the "
+        "loop calls the one-layer op per layer from Python and stacks the new state (what `step` did before). "
+        "Dense weights, ~10% output activity (measured per layer); theoretical = dense / combined MACs "
+        "(`evsparse.macs`, the linear RNN's dense-state output product and recurrence included); dense PyTorch = "
+        "`torch.nn.GRU` (EGRU) or a plain `F.linear` step (linear RNN).",
+        ["model", "width", "layers", "activity", "theoretical", "stack op", "one op per layer", "dense PyTorch",
+         "stack vs loop", "stack vs dense"])
     for r in rows:
         t = r["times_us"]
         act = "/".join(f"{a:.0%}" for a in r["activity"])
