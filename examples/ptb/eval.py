@@ -101,7 +101,7 @@ def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool,
     times = {name: [] for name in names}
     for i, start in enumerate(range(0, tokens.numel(), block)):
         chunk = tokens[start : start + block]
-        for name in names[i % 3 :] + names[: i % 3]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             times[name].append(streams[name].seconds_per_token(chunk))
     result = {f"{name}_tokens_per_s": 1 / statistics.median(times[name]) for name in names}
     for base, key in (("dense", "speedup"), ("gru", "speedup_vs_gru")):
@@ -118,7 +118,7 @@ def main(argv=None):
     ap.add_argument("--max-test-tokens", type=int, default=None, help="evaluate on the first N test tokens")
     ap.add_argument("--stream-tokens", type=int, default=1000, help="tokens for the batch-1 speed measurement")
     ap.add_argument("--speed-block", type=int, default=50,
-                    help="the two models take turns every this many tokens of the speed measurement")
+                    help="the three timed models take turns every this many tokens of the speed measurement")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--layout", choices=("auto", "dense", "sparse", "timed"), default="auto",
                     help="weight layouts on the kernels; timed: the fastest per layer here, on validation tokens")

@@ -301,8 +301,6 @@ def check_targets(rows: list[dict], copy_gbps: float, egru_rows: Optional[list] 
 # ------------------------------------------------------------------------------------------------
 # Output.
 
-BASELINES = ["dense_F.linear", "dense_x@W^T", "torch_csr_mv", "scipy_csr", "naive_gather"]
-
 
 def to_markdown(report: dict) -> str:
     m = report["meta"]

@@ -27,7 +27,7 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         )
     if x.device != weight.device:
         raise ValueError(f"evsparse.sparse_linear: x is on {x.device} but the weight is on {weight.device}")
-    if isinstance(x, torch.Tensor) and x.dim() > 2:  # the ops take [in] or [B, in]
+    if x.dim() > 2:  # the ops take [in] or [B, in]
         lead = x.shape[:-1]
         return sparse_linear(x.reshape(-1, x.shape[-1]), weight, bias).reshape(*lead, weight.out_features)
     if weight.layout == "dense":

@@ -18,12 +18,13 @@ product, with ``d_ih``/``d_hh`` the densities of ``W_in``/``W_out``, ``a_in`` it
     combined = d_ih a_in N W + d_hh a W O + recurrence
 
 Only the input and recurrent products count (as for AWD-LSTM's 20.2M MACs per token); embedding
-lookups, other linear layers (decoders) and biases are reported separately. With ``inputs``, the other
-``nn.Linear`` layers are also counted with their zero inputs skipped (``d a_in N O``, ``a_in`` measured
-on each one's actual input): a decoder fed an EGRU's event output is an activity-sparse product too. Activities are 1 unless
+lookups, other linear layers (decoders) and biases are reported separately. Activities are 1 unless
 ``inputs`` are given, in which case the model is run once and each layer's activity measured: the
 EGRU's event outputs (``EGRU.activity()``) and each layer's actual input. ``torch.nn`` RNN outputs are
 dense: their activity is measured on the output of the whole module and taken as 1 inside it.
+With ``inputs``, the other ``nn.Linear`` layers are also counted with their zero inputs skipped
+(``d a_in N O``, ``a_in`` measured on each one's actual input): a decoder fed an EGRU's event output
+is an activity-sparse product too.
 """
 
 from __future__ import annotations
