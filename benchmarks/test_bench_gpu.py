@@ -3,8 +3,8 @@
     pytest benchmarks/test_bench_gpu.py --benchmark-group-by=param:size,param:activity,param:density
     pytest benchmarks/test_bench_gpu.py -k egru --benchmark-group-by=param:hidden,param:density
 
-Products (the issue's sweep): evsparse (``sparse_linear``, "auto" layout) against cuBLAS ``F.linear``,
-the masked split-K kernel and ``torch.sparse`` CSR; the EGRU step against ``torch.nn.GRUCell``, eager
+Products (the issue's sweep): evsparse (``sparse_linear``, "auto" layout) against cuBLAS ``F.linear``
+and ``x @ W^T`` on a pre-transposed weight, the masked split-K kernel and ``torch.sparse`` CSR; the EGRU step against ``torch.nn.GRUCell``, eager
 and replayed from a CUDA graph. Each timed call ends with ``torch.cuda.synchronize()``, so a time
 includes one synchronisation; ``evsparse-gpu-bench`` times the same cases interleaved, with CUDA
 events and a cold L2, and is the report to quote. Each benchmark's ``extra_info`` holds the theoretical
@@ -33,7 +33,7 @@ DEVICE = torch.device("cpu" if INTERPRET else "cuda")
 SIZES = os.environ.get("EVSPARSE_GPU_BENCH_SIZES", " ".join(gpu_bench.DEFAULT_SIZES)).split()
 HIDDEN = [int(h) for h in os.environ.get("EVSPARSE_GPU_BENCH_HIDDEN",
                                          " ".join(map(str, gpu_bench.DEFAULT_EGRU_HIDDEN))).split()]
-LINEAR_METHODS = ["evsparse", "cuBLAS F.linear", "masked split-K", "torch CSR mv"]
+LINEAR_METHODS = ["evsparse", "cuBLAS F.linear", "cuBLAS x @ W^T", "masked split-K", "torch CSR mv"]
 EGRU_METHODS = ["evsparse egru_step", "GRUCell step", "evsparse egru_step (CUDA graph)", "GRUCell step (CUDA graph)"]
 
 

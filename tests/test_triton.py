@@ -448,14 +448,18 @@ def test_gpu_report_harness(tmp_path, monkeypatch):
         assert set(t) == {"evsparse", "evs_dense_gather", "evs_dense_gather two-pass", "evs_sparse_gather",
                           "evs_dense_gather uncapped", "evs_sparse_gather uncapped",
                           "evs_dense_gather deterministic", "evs_sparse_gather deterministic",
-                          "cuBLAS F.linear", "masked split-K", "torch CSR mv"}
+                          "cuBLAS F.linear", "cuBLAS x @ W^T", "masked split-K", "torch CSR mv"}
         assert all(v > 0 for v in t.values())
         assert set(r["max_rel_error_vs_cublas"]) == set(t) and max(r["max_rel_error_vs_cublas"].values()) < 1e-4
         assert r["speedup_vs"]["cuBLAS F.linear"] == pytest.approx(t["cuBLAS F.linear"] / t["evsparse"])
+        best_dense = min(t["cuBLAS F.linear"], t["cuBLAS x @ W^T"])
+        assert r["speedup_vs_best_dense"] == pytest.approx(best_dense / t["evsparse"])
         full = 1 / r["activity"]
         assert r["theoretical_speedup"] == pytest.approx(full) if r["density"] == 1.0 else r["theoretical_speedup"] > full
         cold = r["cold_l2_times_us"]
-        assert set(cold) == {"evsparse", "cuBLAS F.linear"} and all(v > 0 for v in cold.values())
+        assert set(cold) == {"evsparse", "cuBLAS F.linear", "cuBLAS x @ W^T"} and all(v > 0 for v in cold.values())
+        assert r["cold_l2_speedup_vs_best_dense"] == pytest.approx(
+            min(cold["cuBLAS F.linear"], cold["cuBLAS x @ W^T"]) / cold["evsparse"])
         assert r["cold_l2_speedup_vs_cublas"] == pytest.approx(cold["cuBLAS F.linear"] / cold["evsparse"])
         assert r["cold_l2_copy_fraction"] == pytest.approx(r["copy_fraction"] * t["evsparse"] / cold["evsparse"])
     assert [e["hidden"] for e in report["egru"]] == [8, 8]
@@ -467,7 +471,7 @@ def test_gpu_report_harness(tmp_path, monkeypatch):
     assert "| 24x40 | 25% | 100% |" in md and "checked against cuBLAS before timing" in md
     header = next(line for line in md.splitlines() if line.startswith("| size"))
     row = next(line for line in md.splitlines() if line.startswith("| 24x40 | 25% | 100% |"))
-    assert "cold-L2 of copy BW" in header and header.count("|") == row.count("|")
+    assert "cold-L2 of copy BW" in header and "| vs best dense |" in header and header.count("|") == row.count("|")
 
 
 def test_gpu_pytest_benchmarks_run_under_the_interpreter(run_benchmarks_once):
@@ -476,7 +480,7 @@ def test_gpu_pytest_benchmarks_run_under_the_interpreter(run_benchmarks_once):
     against GRUCell run; the CUDA-graph cases skip without a GPU."""
     stdout = run_benchmarks_once(["benchmarks/test_bench_gpu.py"], env={
         "TRITON_INTERPRET": "1", "EVSPARSE_GPU_BENCH_SIZES": "24x40", "EVSPARSE_GPU_BENCH_HIDDEN": "8"})
-    assert "28 passed, 4 skipped" in stdout, stdout[-1000:]
+    assert "34 passed, 4 skipped" in stdout, stdout[-1000:]
 
 
 def test_host_overhead_script_runs():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+
 def _same_device(op: str, x: torch.Tensor, *others) -> None:
     for t in others:
         if t is not None and t.device != x.device:
