@@ -8,6 +8,7 @@ import warnings
 from typing import Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -98,6 +99,28 @@ def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: floa
             egru(xs)
             lo, hi = (mid, hi) if egru.activity()[k] > activity else (lo, mid)
         thr.fill_(hi)
+
+
+def linear_rnn_stream(steps: int, width: int, activity: float, generator: torch.Generator) -> torch.Tensor:
+    """A [steps, 1, width] input stream for the linear RNN sections with about ``activity`` of it
+    nonzero: ReLU'd Gaussians (half of them zero already) kept with probability 2 * ``activity``."""
+    return torch.relu(torch.randn(steps, 1, width, generator=generator)) * (
+        torch.rand(steps, 1, width, generator=generator) < activity / 0.5)
+
+
+@torch.no_grad()
+def calibrate_linear_rnn_activity_(rnn: nn.Module, x: torch.Tensor, activity: float) -> None:
+    """The linear RNN's counterpart of :func:`calibrate_egru_thresholds_`: shifts each layer's output
+    bias so each unit is active (ReLU input > 0) on about ``activity`` of the steps of ``x``: a stand-in
+    for the activity a trained model with an activity penalty has."""
+    inp = x
+    for k in range(rnn.num_layers):
+        w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
+        h = rnn._recurrence(k, F.linear(inp, w_in, b_in) * rnn.input_gain(k), inp.new_zeros(inp.shape[1], rnn.width))
+        v = F.linear(h, w_out, b_out) + (inp if rnn.residual[k] else 0)
+        shift = torch.quantile(v.reshape(-1, v.shape[-1]), 1.0 - activity, dim=0)
+        b_out.sub_(shift)
+        inp = torch.relu(v - shift)
 
 
 def markdown_section(title: str, intro: str, columns: list[str]) -> list[str]:

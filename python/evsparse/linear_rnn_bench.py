@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from . import macs
-from ._bench_common import magnitude_prune_, markdown_section, time_interleaved
+from ._bench_common import (calibrate_linear_rnn_activity_, linear_rnn_stream, magnitude_prune_, markdown_section,
+                            time_interleaved)
 from .nn.linear_rnn import PackedLinearRNN, SparseLinearRNN, diagonal_step
 
 DEFAULT_WIDTHS = [256, 1024]
@@ -41,20 +42,6 @@ def torch_dense_step(rnn: SparseLinearRNN) -> Callable:
     return step
 
 
-@torch.no_grad()
-def _calibrate_activity_(rnn: SparseLinearRNN, x: torch.Tensor, activity: float) -> None:
-    """Shifts each layer's output bias so each unit is active (ReLU input > 0) on about ``activity`` of
-    the steps of ``x``: a stand-in for the activity a trained model with an activity penalty has."""
-    inp = x
-    for k in range(rnn.num_layers):
-        w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
-        h = rnn._recurrence(k, F.linear(inp, w_in, b_in) * rnn.input_gain(k), inp.new_zeros(inp.shape[1], rnn.width))
-        v = F.linear(h, w_out, b_out) + (inp if rnn.residual[k] else 0)
-        shift = torch.quantile(v.reshape(-1, v.shape[-1]), 1.0 - activity, dim=0)
-        b_out.sub_(shift)
-        inp = torch.relu(v - shift)
-
-
 def build_linear_rnn_methods(width: int, activity: float, density: float, num_layers: int = 2, seed: int = 0):
     """A ``num_layers`` stack (input = state = output = ``width``) pruned to ``density`` and calibrated
     to ``activity``; the timed methods at batch 1 and the MAC report with measured activities."""
@@ -62,8 +49,8 @@ def build_linear_rnn_methods(width: int, activity: float, density: float, num_la
     rnn = SparseLinearRNN(width, width, width, num_layers).eval()
     masks = magnitude_prune_(rnn, density)
     g = torch.Generator().manual_seed(seed)
-    xs = torch.relu(torch.randn(256, 1, width, generator=g)) * (torch.rand(256, 1, width, generator=g) < activity / 0.5)
-    _calibrate_activity_(rnn, xs, activity)
+    xs = linear_rnn_stream(256, width, activity, g)
+    calibrate_linear_rnn_activity_(rnn, xs, activity)
     report = macs.count(rnn, xs[:STREAM * 4], masks)
     packed = rnn.sparsify(masks)
     dense = torch_dense_step(rnn)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 
 from . import macs
-from ._bench_common import calibrate_egru_thresholds_, markdown_section, time_interleaved
-from .linear_rnn_bench import _calibrate_activity_, record_stream, torch_dense_step
+from ._bench_common import (calibrate_egru_thresholds_, calibrate_linear_rnn_activity_, linear_rnn_stream,
+                            markdown_section, time_interleaved)
+from .linear_rnn_bench import record_stream, torch_dense_step
 from .nn import EGRU, SparseLinearRNN
 
 DEFAULT_WIDTHS = [64, 256]
@@ -54,8 +55,8 @@ def _linear_rnn_methods(width: int, layers: int, activity: float, seed: int):
     torch.manual_seed(seed)
     rnn = SparseLinearRNN(width, width, width, layers).eval()
     g = torch.Generator().manual_seed(seed)
-    xs = torch.relu(torch.randn(64, 1, width, generator=g)) * (torch.rand(64, 1, width, generator=g) < activity / 0.5)
-    _calibrate_activity_(rnn, xs, activity)
+    xs = linear_rnn_stream(64, width, activity, g)
+    calibrate_linear_rnn_activity_(rnn, xs, activity)
     packed = rnn.sparsify()
     with torch.no_grad():
         packed(xs)
