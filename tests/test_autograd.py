@@ -88,3 +88,57 @@ def test_no_grad_and_inference_mode_build_no_graph():
     with torch.inference_mode():
         assert evsparse.sparse_linear(x, pw).grad_fn is None
     assert evsparse.sparse_linear(x, pw).grad_fn is not None
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+@pytest.mark.parametrize("x_shape", [(9,), (3, 9)], ids=["vector", "batch"])
+def test_gradgradcheck_float64(layout, x_shape):
+    """Second-order gradients (create_graph) are right, not silently zero: under create_graph the
+    backward uses differentiable formulas (checked against finite differences of the first order)."""
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(11, 9, generator=gen, dtype=torch.float64)
+    pw = evsparse.pack(w, torch.rand(11, 9, generator=gen) < 0.5, layout)
+    x = torch.randn(x_shape, generator=gen, dtype=torch.float64)
+    x[..., 3] = 0
+    x.requires_grad_()
+    values = pw.values.clone().requires_grad_()
+    bias = torch.randn(11, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def f(x, values, bias):
+        return evsparse.sparse_linear(x, _with_values(pw, values), bias)
+
+    assert torch.autograd.gradgradcheck(f, (x, values, bias), eps=1e-6, atol=1e-7)
+
+
+def test_hessian_vector_product_equals_dense_reference():
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    mask = torch.rand(7, 5, generator=gen) < 0.5
+    pw = evsparse.pack(w, mask, "sparse")
+    x = torch.randn(4, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(4, 5, generator=gen, dtype=torch.float64)
+
+    def hvp(fn):
+        (g,) = torch.autograd.grad(fn(x).pow(2).sum(), x, create_graph=True)
+        (h,) = torch.autograd.grad((g * v).sum(), x)
+        return h
+
+    got = hvp(lambda t: evsparse.sparse_linear(t, pw))
+    want = hvp(lambda t: F.linear(t, w * mask))
+    assert want.abs().max() > 1  # a nonzero Hessian: zeros would have passed before
+    torch.testing.assert_close(got, want)
+
+
+def test_inference_ops_raise_when_a_gradient_is_requested():
+    """The recurrent ops are inference only: a gradient through them raises instead of returning None."""
+    from evsparse.nn import EGRU, SparseLinearRNN
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 4, requires_grad=True)
+    for module in (EGRU(4, 6, 2).sparsify(), SparseLinearRNN(4, 5, 4, num_layers=2).sparsify()):
+        for out in (module(x)[0], module.step(x[0])[0]):
+            with pytest.raises(RuntimeError, match="derivative for evsparse::.* is not implemented"):
+                out.sum().backward()
+    g = torch.randn(3, 6, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match="not implemented"):
+        torch.ops.evsparse.gather_linear_grad_weight(g, torch.randn(3, 4, dtype=torch.float64)).sum().backward()

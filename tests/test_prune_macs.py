@@ -144,3 +144,20 @@ def test_errors():
         prune.apply_masks(TinyLM(), {"nope.weight": torch.ones(2)})
     with pytest.raises(ValueError, match="no prunable parameters"):
         prune.global_magnitude(nn.Linear(3, 3), 0.5)
+
+
+def test_macs_empty_sequence_is_not_nan():
+    import math
+
+    report = macs.count(EGRU(4, 6, 2), torch.zeros(0, 1, 4))
+    assert all(not math.isnan(v) for v in report.totals.values())
+
+
+def test_macs_refuses_bad_masks():
+    model = EGRU(4, 6, 1)
+    with pytest.raises(ValueError, match="must be a tensor of shape \\[18, 6\\]"):
+        macs.count(model, weight_masks={"weight_hh_l0": torch.ones(6, 18, dtype=torch.bool)})
+    with pytest.raises(ValueError, match="boolean or hold only 0 and 1"):
+        macs.count(model, weight_masks={"weight_hh_l0": torch.full((18, 6), 3.0)})
+    ok = macs.count(model, weight_masks={"weight_hh_l0": torch.ones(18, 6)})  # 0/1 floats are fine
+    assert ok.totals["dense"] > 0

@@ -1,6 +1,7 @@
 // A/B of the sparse-gather inner loop, one thread, 2048 inputs x 6144 outputs at 15% weight density,
 // 205 active inputs (10%): the library's AVX2 kernel against the plain 4x-unrolled scalar scatter it
-// replaced (kept here as the baseline). Interleaved blocks, median of 15; three cache regimes:
+// replaced (kept here as the baseline), and against itself without the per-index range checks (what
+// the bounds safety costs). Interleaved blocks, median of 15; three cache regimes:
 //   hot  : one activity pattern (its columns stay in L1/L2);
 //   L3   : 64 patterns over one matrix (11 MB of CSC: fits this machine's L3);
 //   cold : 64 patterns over 10 copies of the matrix (110 MB: mostly DRAM, as in evsparse-bench,
@@ -70,7 +71,12 @@ int main() {
   std::vector<float> xv(na, 0.7f), ya(out), yb(out);
   const auto lib = [&](int p, int m) {
     impl::sparse_gather<FloatVec, float, I, float>(xv.data(), idx[p].data(), na, cp.data(), rows[m].data(),
-                                                  vals[m].data(), nullptr, yb.data(), 0, out);
+                                                  vals[m].data(), nullptr, yb.data(), 0, out, out);
+  };
+  std::vector<float> yc(out);
+  const auto unchecked = [&](int p, int m) {
+    impl::sparse_gather<FloatVec, float, I, float, false>(xv.data(), idx[p].data(), na, cp.data(), rows[m].data(),
+                                                         vals[m].data(), nullptr, yc.data(), 0, out, out);
   };
   const auto old = [&](int p, int m) {
     plain_scalar(xv.data(), idx[p].data(), na, cp.data(), rows[m].data(), vals[m].data(), ya.data(), out);
@@ -82,24 +88,25 @@ int main() {
   std::printf("max |old - new| = %.1e\n", err);
   const char* names[3] = {"hot", "L3", "cold"};
   for (int mode = 0; mode < 3; ++mode) {
-    std::vector<double> ta, tb;
+    std::vector<double> ta, tb, tc;
     for (int rep = 0; rep < 15; ++rep) {
-      for (int w = 0; w < 2; ++w) {
+      for (int w = 0; w < 3; ++w) {
         const int N = 100;
         const auto t0 = std::chrono::steady_clock::now();
         for (int i = 0; i < N; ++i) {
           const int c = i + rep * 37;
           const int p = mode == 0 ? 0 : c % NP, m = mode == 2 ? (c / NP + c) % NM : 0;
-          if (w == 0) old(p, m); else lib(p, m);
+          if (w == 0) old(p, m); else if (w == 1) lib(p, m); else unchecked(p, m);
         }
         const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / N;
-        (w == 0 ? ta : tb).push_back(us);
+        (w == 0 ? ta : w == 1 ? tb : tc).push_back(us);
       }
     }
     std::sort(ta.begin(), ta.end());
     std::sort(tb.begin(), tb.end());
-    std::printf("%-5s plain scalar %7.1f us   library %7.1f us   speedup %.2fx\n", names[mode], ta[7], tb[7],
-                ta[7] / tb[7]);
+    std::sort(tc.begin(), tc.end());
+    std::printf("%-5s plain scalar %7.1f us   library %7.1f us   speedup %.2fx   without index checks %7.1f us"
+                "   checks cost %+.1f%%\n", names[mode], ta[7], tb[7], ta[7] / tb[7], tc[7], (tb[7] / tc[7] - 1) * 100);
   }
   return 0;
 }

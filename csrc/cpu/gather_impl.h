@@ -75,10 +75,11 @@ void dense_gather(const A* xv, const int32_t* idx, int64_t na, const W* wt, int6
 }
 
 // A non-finite input multiplies the implicit (pruned) zeros of its column too: x * 0 = NaN there,
-// exactly as F.linear on the dense matrix gives. Rare, so a plain merge walk.
+// exactly as F.linear on the dense matrix gives. Rare, so a plain merge walk. Returns the number of
+// the column's entries it could not place (row indices out of order or outside the slice).
 template <class A, class I, class W>
-void scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, int64_t k1, A* y,
-                              int64_t o0, int64_t o1) {
+int64_t scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, int64_t k1, A* y,
+                                 int64_t o0, int64_t o1) {
   const A nan_term = s * A(0);
   int64_t k = k0;
   for (int64_t o = o0; o < o1; ++o) {
@@ -89,26 +90,56 @@ void scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, int
       y[o] += nan_term;
     }
   }
+  return k1 - k;
 }
 
-// Sparse-gather: for each active input, scatter its stored nonzeros into the output slice. When the
-// slice is not the whole output, binary-search the column's sorted row indices for the slice (the
-// op layer avoids that at batch 1 by splitting columns, not outputs, across threads).
+// True if any of the 16 indices rows[0, 16) lies outside [o0, o0 + len) (len >= 1): with SIMD where
+// the ISA has it (simd.h: ~5 instructions per 16 indices), else one unsigned compare per index.
+template <class V, class I>
+inline bool outside16(const I* rows, int64_t o0, int64_t len) {
+  if constexpr (V::W > 1) {
+    return V::outside16(rows, o0, len);
+  } else {
+    uint32_t bad = 0;  // unsigned arithmetic: a negative index wraps to a huge one, nothing overflows
+    for (int64_t h = 0; h < 16; ++h) bad |= uint32_t(uint32_t(int32_t(rows[h])) - uint32_t(o0) >= uint32_t(len));
+    return bad != 0;
+  }
+}
+
+// Sparse-gather: for each active input, scatter its stored nonzeros into the output slice [o0, o1)
+// of an output with n_out rows. When the slice is not the whole output, binary-search the column's
+// sorted row indices for the slice (the op layer avoids that at batch 1 by splitting columns, not
+// outputs, across threads).
 // Per block of 16 nonzeros the products s * w are formed with SIMD (widening half weights on the
 // way) and only the scatter-adds stay scalar. Columns are short streams that start at random places,
 // so the hardware prefetcher would ramp up afresh in each: the kernel prefetches kAhead nonzeros
 // ahead within the column and the head of the next active column. Both measured on the 2-core EPYC
 // (README "Sparse-gather inner loop"): 1.2-1.5x over a plain unrolled scalar scatter.
-template <class V, class A, class I, class W>
-void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr,
-                   const I* __restrict rows, const W* __restrict vals, const A* bias, A* __restrict y,
-                   int64_t o0, int64_t o1) {
+//
+// Bounds: the kernel trusts no row index. Every index it scatters through is range-checked against
+// the slice (a vectorised check per block of 16, so a valid structure pays one compare per index), and
+// a column whose first or last index lies outside [0, n_out) is counted rather than searched. Entries
+// that cannot be placed are skipped and counted; the return value is their number, 0 for a valid
+// structure, so the caller can report corrupted index data instead of writing outside y. (col_ptr of
+// the active columns is checked by the caller, O(active).) Requires n_out < 2^31. kCheck = false
+// exists only for benchmarks/cpp/sparse_gather_ab.cpp, which measures what the checks cost.
+template <class V, class A, class I, class W, bool kCheck = true>
+int64_t sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr,
+                      const I* __restrict rows, const W* __restrict vals, const A* bias, A* __restrict y,
+                      int64_t o0, int64_t o1, int64_t n_out) {
   init_slice(bias, y, o0, o1);
   const auto less = [](I r, int64_t v) { return int64_t(r) < v; };
   constexpr int64_t kBlock = 16;   // nonzeros per SIMD product block (a multiple of every V::W)
   constexpr int64_t kAhead = 256;  // nonzeros: prefetch distance within a column
   constexpr int64_t kHeadBytes = 1024;  // bytes of the next column's values (and half that of rows)
-  static_assert(kBlock % V::W == 0, "block must hold whole vectors");
+  static_assert(kBlock % V::W == 0 && kBlock == 16, "block must hold whole vectors; outside16 checks 16");
+  const int64_t len = o1 - o0;
+  const bool whole = o0 == 0 && o1 == n_out;
+  int64_t bad = 0;
+  if (len <= 0) {  // nothing to write: with no outputs at all, every stored entry is out of range
+    for (int64_t a = 0; a < na && whole; ++a) bad += col_ptr[idx[a] + 1] - col_ptr[idx[a]];
+    return bad;
+  }
   for (int64_t a = 0; a < na; ++a) {
     if (a + 1 < na) {
       const int64_t kn = col_ptr[idx[a + 1]], kn1 = col_ptr[idx[a + 1] + 1];
@@ -121,12 +152,19 @@ void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* c
     }
     const int64_t j = idx[a];
     int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
-    // O(1) checks first: a column entirely inside the slice needs no search.
-    if (k0 < k1 && int64_t(rows[k0]) < o0) k0 = std::lower_bound(rows + k0, rows + k1, o0, less) - rows;
-    if (k0 < k1 && int64_t(rows[k1 - 1]) >= o1) k1 = std::lower_bound(rows + k0, rows + k1, o1, less) - rows;
+    if (!whole && k0 < k1) {
+      // A sorted column's ends bound all of it: ends outside the output mean corrupted data.
+      if (int64_t(rows[k0]) < 0 || int64_t(rows[k1 - 1]) >= n_out) {
+        bad += k1 - k0;
+        continue;
+      }
+      // O(1) checks first: a column entirely inside the slice needs no search.
+      if (int64_t(rows[k0]) < o0) k0 = std::lower_bound(rows + k0, rows + k1, o0, less) - rows;
+      if (k0 < k1 && int64_t(rows[k1 - 1]) >= o1) k1 = std::lower_bound(rows + k0, rows + k1, o1, less) - rows;
+    }
     const A s = xv[a];
     if (!std::isfinite(s)) {
-      scatter_nonfinite_column(s, rows, vals, k0, k1, y, o0, o1);
+      bad += scatter_nonfinite_column(s, rows, vals, k0, k1, y, o0, o1);
       continue;
     }
     const auto vs = V::set1(s);
@@ -139,10 +177,23 @@ void sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* c
       }
       for (int64_t h = 0; h < kBlock; h += V::W) V::store(prod + h, V::mul(vs, V::loadw(vals + k + h)));
       const I* r = rows + k;
+      if (kCheck && __builtin_expect(outside16<V>(r, o0, len), 0)) {
+        for (int64_t h = 0; h < kBlock; ++h) {
+          if (uint64_t(int64_t(r[h]) - o0) < uint64_t(len)) y[r[h]] += prod[h]; else ++bad;
+        }
+        continue;
+      }
       for (int64_t h = 0; h < kBlock; ++h) y[r[h]] += prod[h];
     }
-    for (; k < k1; ++k) y[rows[k]] += s * static_cast<A>(widen(vals[k]));
+    for (; k < k1; ++k) {
+      if (kCheck && __builtin_expect(uint64_t(int64_t(rows[k]) - o0) >= uint64_t(len), 0)) {
+        ++bad;
+        continue;
+      }
+      y[rows[k]] += s * static_cast<A>(widen(vals[k]));
+    }
   }
+  return bad;
 }
 
 }  // namespace impl

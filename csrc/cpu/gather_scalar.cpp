@@ -11,16 +11,18 @@ void dense_gather_f64(const double* xv, const int32_t* idx, int64_t n_active, co
   impl::dense_gather<ScalarVec<double>, double, double>(xv, idx, n_active, wt, ld, bias, y, o0, o1);
 }
 
-void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
-                       const int64_t* col_ptr, const int16_t* rows, const double* vals,
-                       const double* bias, double* y, int64_t o0, int64_t o1) {
-  impl::sparse_gather<ScalarVec<double>, double, int16_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
+int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                          const int64_t* col_ptr, const int16_t* rows, const double* vals,
+                          const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out) {
+  return impl::sparse_gather<ScalarVec<double>, double, int16_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y,
+                                                                     o0, o1, n_out);
 }
 
-void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
-                       const int64_t* col_ptr, const int32_t* rows, const double* vals,
-                       const double* bias, double* y, int64_t o0, int64_t o1) {
-  impl::sparse_gather<ScalarVec<double>, double, int32_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y, o0, o1);
+int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                          const int64_t* col_ptr, const int32_t* rows, const double* vals,
+                          const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out) {
+  return impl::sparse_gather<ScalarVec<double>, double, int32_t, double>(xv, idx, n_active, col_ptr, rows, vals, bias, y,
+                                                                     o0, o1, n_out);
 }
 
 }  // namespace evsparse::cpu

@@ -7,6 +7,11 @@
 //   dense-gather : wt[in, ld] (the transpose of W; ld >= out), row j = input j's weights;
 //   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz].
 // Threads split the outputs, so no reduction is needed; the caller picks the slices.
+//
+// Memory safety: the sparse-gather range-checks every row index it reads and returns the number of
+// stored entries it skipped because their index was outside [0, n_out), outside the slice or out of
+// order (0 for a valid structure): corrupted index data never makes it write outside y. The caller
+// checks the active columns' col_ptr entries (0 <= col_ptr[j] <= col_ptr[j + 1] <= nnz).
 #pragma once
 
 #include <cstdint>
@@ -22,9 +27,9 @@ using DenseGatherFn = void (*)(const A* xv, const int32_t* idx, int64_t n_active
                                int64_t ld, const A* bias, A* y, int64_t o0, int64_t o1);
 
 template <class A, class I, class W>
-using SparseGatherFn = void (*)(const A* xv, const int32_t* idx, int64_t n_active,
-                                const int64_t* col_ptr, const I* rows, const W* vals,
-                                const A* bias, A* y, int64_t o0, int64_t o1);
+using SparseGatherFn = int64_t (*)(const A* xv, const int32_t* idx, int64_t n_active,
+                                   const int64_t* col_ptr, const I* rows, const W* vals,
+                                   const A* bias, A* y, int64_t o0, int64_t o1, int64_t n_out);
 
 // EGRU cell update: gi, gh [3H] pre-activations (gate blocks [z, r, g]) -> c_out, y_out [H].
 using EgruUpdateFn = void (*)(const float* gi, const float* gh, const float* thr, const float* c_prev,
@@ -71,12 +76,12 @@ const KernelTable& kernels_neon();
 // float64 kernels (portable; used for gradcheck-grade accuracy, not speed).
 void dense_gather_f64(const double* xv, const int32_t* idx, int64_t n_active, const double* wt,
                       int64_t ld, const double* bias, double* y, int64_t o0, int64_t o1);
-void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
-                       const int64_t* col_ptr, const int16_t* rows, const double* vals,
-                       const double* bias, double* y, int64_t o0, int64_t o1);
-void sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
-                       const int64_t* col_ptr, const int32_t* rows, const double* vals,
-                       const double* bias, double* y, int64_t o0, int64_t o1);
+int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                          const int64_t* col_ptr, const int16_t* rows, const double* vals,
+                          const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out);
+int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
+                          const int64_t* col_ptr, const int32_t* rows, const double* vals,
+                          const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out);
 
 // The table in use: the best instruction set this CPU supports, unless set_isa() chose another.
 const KernelTable& active_kernels();

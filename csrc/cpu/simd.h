@@ -31,6 +31,28 @@ struct ScalarVec {
   static reg mul(reg a, reg b) { return a * b; }
 };
 
+#if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
+// Range checks of the sparse-gather's row indices, 16 at a time: true if any unsigned r - o0 >= len
+// (len >= 1). Exact while o0 + len <= 2^15 (int16 indices address at most 32768 rows) or 2^31
+// (int32). AVX2 for both x86 tables: every AVX-512 CPU has it, and 16 indices fit 256 bits anyway.
+inline bool outside16_x86(const int16_t* r, int64_t o0, int64_t len) {
+  const __m256i d = _mm256_sub_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)),
+                                     _mm256_set1_epi16(static_cast<int16_t>(o0)));
+  // d - (len - 1), saturating at 0, is nonzero exactly where d > len - 1 (unsigned): one vptest.
+  const __m256i over = _mm256_subs_epu16(d, _mm256_set1_epi16(static_cast<int16_t>(len - 1)));
+  return !_mm256_testz_si256(over, over);
+}
+inline bool outside16_x86(const int32_t* r, int64_t o0, int64_t len) {
+  const __m256i off = _mm256_set1_epi32(static_cast<int32_t>(o0));
+  const __m256i lim = _mm256_set1_epi32(static_cast<int32_t>(len - 1));
+  const __m256i d0 = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r)), off);
+  const __m256i d1 = _mm256_sub_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(r + 8)), off);
+  const __m256i in = _mm256_and_si256(_mm256_cmpeq_epi32(_mm256_min_epu32(d0, lim), d0),
+                                      _mm256_cmpeq_epi32(_mm256_min_epu32(d1, lim), d1));
+  return _mm256_movemask_epi8(in) != -1;
+}
+#endif
+
 #if defined(EVSPARSE_ISA_AVX2)
 struct FloatVec {
   using reg = __m256;
@@ -49,6 +71,8 @@ struct FloatVec {
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  template <class I>
+  static bool outside16(const I* r, int64_t o0, int64_t len) { return outside16_x86(r, o0, len); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -70,6 +94,8 @@ struct FloatVec {
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  template <class I>
+  static bool outside16(const I* r, int64_t o0, int64_t len) { return outside16_x86(r, o0, len); }
 };
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
@@ -90,6 +116,19 @@ struct FloatVec {
   static void store(float* p, reg v) { vst1q_f32(p, v); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
   static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+  // See outside16_x86: the largest unsigned r - o0 of 16 indices against len - 1.
+  static bool outside16(const int16_t* r, int64_t o0, int64_t len) {
+    const uint16x8_t off = vdupq_n_u16(static_cast<uint16_t>(o0));
+    const uint16x8_t d0 = vsubq_u16(vreinterpretq_u16_s16(vld1q_s16(r)), off);
+    const uint16x8_t d1 = vsubq_u16(vreinterpretq_u16_s16(vld1q_s16(r + 8)), off);
+    return vmaxvq_u16(vmaxq_u16(d0, d1)) > static_cast<uint16_t>(len - 1);
+  }
+  static bool outside16(const int32_t* r, int64_t o0, int64_t len) {
+    const uint32x4_t off = vdupq_n_u32(static_cast<uint32_t>(o0));
+    uint32x4_t m = vsubq_u32(vreinterpretq_u32_s32(vld1q_s32(r)), off);
+    for (int q = 4; q < 16; q += 4) m = vmaxq_u32(m, vsubq_u32(vreinterpretq_u32_s32(vld1q_s32(r + q)), off));
+    return vmaxvq_u32(m) > static_cast<uint32_t>(len - 1);
+  }
 };
 inline float widen(f16 v) {
   __fp16 h;

@@ -60,6 +60,8 @@ void step(const char* op, const EgruLayer& L, const float* x, const float* c_pre
     update(gi.data() + b * 3 * L.H, gh.data() + b * 3 * L.H, L.thr, c_prev + b * L.H, c_out + b * L.H,
            y_out + b * L.H, L.H);
   }
+  trim_scratch(gi);
+  trim_scratch(gh);
 }
 
 // egru_step(Tensor x, Tensor c, Tensor y, Tensor w_ih, Tensor? w_ih_col_ptr, Tensor? w_ih_row_idx,
@@ -137,13 +139,15 @@ std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor
   const float* inp = x.const_data_ptr<float>();
   int64_t in = x.size(1);
   for (int64_t k = 0; k < num_layers; ++k) {
-    const auto* a = args.data() + k * kArgs;
-    const EgruLayer L = make_layer(op, x, in, *a[0], a[1], a[2], *a[3], a[4], a[5], *a[6], *a[7], *a[8]);
-    TORCH_CHECK_VALUE(L.H == H, op, ": layer ", k, " has hidden size ", L.H, " (thr), the state ", H);
-    const int64_t off = k * B * H;
-    step(op, L, inp, c.const_data_ptr<float>() + off, y.const_data_ptr<float>() + off, B,
-         c_out.mutable_data_ptr<float>() + off, y_out.mutable_data_ptr<float>() + off);
-    inp = y_out.const_data_ptr<float>() + off;
+    for_layer(op, k, [&] {
+      const auto* a = args.data() + k * kArgs;
+      const EgruLayer L = make_layer(op, x, in, *a[0], a[1], a[2], *a[3], a[4], a[5], *a[6], *a[7], *a[8]);
+      TORCH_CHECK_VALUE(L.H == H, op, ": hidden size ", L.H, " (thr), the state ", H);
+      const int64_t off = k * B * H;
+      step(op, L, inp, c.const_data_ptr<float>() + off, y.const_data_ptr<float>() + off, B,
+           c_out.mutable_data_ptr<float>() + off, y_out.mutable_data_ptr<float>() + off);
+      inp = y_out.const_data_ptr<float>() + off;
+    });
     in = H;
   }
   Tensor y_top = at::empty({B, H}, x.options());  // its own storage: an op's outputs must not alias

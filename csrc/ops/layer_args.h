@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <ATen/core/List.h>
@@ -22,12 +23,12 @@ inline PackedArgs packed_args(const char* op, const char* name, const Tensor& va
     check_tensor(values, op, name, like);
     TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == in && values.size(1) == out, op, ": ", name,
                       " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
-    return PackedArgs{values, nullptr, nullptr, in, out};
+    return PackedArgs{values, nullptr, nullptr, in, out, name};
   }
   check_csc(op, like, *col_ptr, *row_idx, &values, out);
   TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
                     col_ptr->size(0));
-  return PackedArgs{values, &*col_ptr, &*row_idx, in, out};
+  return PackedArgs{values, &*col_ptr, &*row_idx, in, out, name};
 }
 
 inline void check_vector(const char* op, const char* name, const Tensor& t, int64_t n, const Tensor& like) {
@@ -74,6 +75,20 @@ inline void check_stacked_state(const char* op, const char* name, const Tensor& 
   TORCH_CHECK_VALUE(t.dim() == 3 && t.size(0) >= 1 && t.size(1) == B, op, ": ", name,
                     " must have shape [num_layers >= 1, ", B, ", width], got ", t.sizes());
   TORCH_CHECK_VALUE(H < 0 || t.size(2) == H, op, ": ", name, " must have width ", H, ", got ", t.sizes());
+}
+
+// Runs fn() for layer k of a stack op, so that a ValueError from the one-layer checks (which do not
+// know the layer) names it. Free unless it throws.
+template <class Fn>
+void for_layer(const char* op, int64_t k, const Fn& fn) {
+  try {
+    fn();
+  } catch (const c10::ValueError& e) {
+    std::string msg = e.what_without_backtrace();
+    const std::string prefix = std::string(op) + ": ";
+    if (msg.rfind(prefix, 0) == 0) msg.erase(0, prefix.size());  // the op's name is said once
+    TORCH_CHECK_VALUE(false, op, ": layer ", k, ": ", msg);
+  }
 }
 
 struct StackDims {

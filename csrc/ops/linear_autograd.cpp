@@ -3,12 +3,18 @@
 // A Python-registered autograd formula (torch.library.register_autograd) runs a Python function on
 // every call, grad or not: ~6 us here, more than a whole 256-unit step. In C++ the no-grad path costs
 // well under a microsecond. Backward calls the gradient ops through the dispatcher so other backends
-// can supply them.
+// can supply them. Under create_graph (double backward) it uses differentiable ATen formulas instead,
+// so higher-order gradients are right, not silently zero. The ops without a derivative get
+// not_differentiable below: a gradient requested through them raises instead of being None.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/functions/basic_ops.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <optional>
+
+#include "op_utils.h"
 
 namespace evsparse {
 namespace {
@@ -59,7 +65,13 @@ class GatherLinear : public torch::autograd::Function<GatherLinear> {
     Tensor gx, gw, gb;
     if (ctx->needs_input_grad(0)) gx = at::linear(g, weight_t.to(g.scalar_type())).to(x.scalar_type());
     if (ctx->needs_input_grad(1)) {
-      gw = grad_weight.call(g, x.to(g.scalar_type()).contiguous()).to(weight_t.scalar_type());
+      const Tensor xg = x.to(g.scalar_type()).contiguous();
+      if (at::GradMode::is_enabled()) {  // create_graph: x^T g in differentiable ATen ops
+        const Tensor g2 = as_matrix(g), x2 = as_matrix(xg);
+        gw = x2.t().mm(g2).to(weight_t.scalar_type());
+      } else {
+        gw = grad_weight.call(g, xg).to(weight_t.scalar_type());
+      }
     }
     const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
     if (!bias_dtype.isNone() && ctx->needs_input_grad(2)) {
@@ -78,6 +90,7 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
                                       const std::optional<Tensor>&)>("evsparse::sparse_gather_linear");
     ctx->save_for_backward({x, col_ptr, row_idx, values});
     ctx->saved_data["bias_dtype"] = bias_dtype_of(bias);
+    ctx->saved_data["out_features"] = out_features;
     return op.call(x, col_ptr, row_idx, values, out_features, bias);
   }
 
@@ -91,11 +104,27 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
     const Tensor g = accumulation_grad(grads[0]);
     Tensor gx, gv, gb;
     // Tensor inputs are edges 0..4: x, col_ptr, row_idx, values, bias (when given).
-    if (ctx->needs_input_grad(0)) {
-      gx = grad_input.call(g, col_ptr, row_idx, values.to(g.scalar_type())).to(x.scalar_type());
-    }
-    if (ctx->needs_input_grad(3)) {
-      gv = grad_values.call(g, x.to(g.scalar_type()).contiguous(), col_ptr, row_idx).to(values.scalar_type());
+    if (at::GradMode::is_enabled() && (ctx->needs_input_grad(0) || ctx->needs_input_grad(3))) {
+      // create_graph: the dense W built from values (differentiable), then plain products. O(out * in)
+      // memory, acceptable for higher-order gradients, which are rare; out-of-range indices raise in ATen.
+      const int64_t out = ctx->saved_data["out_features"].toInt(), in = col_ptr.size(0) - 1;
+      const Tensor rows = row_idx.to(at::kLong);
+      const Tensor cols = at::repeat_interleave(at::arange(in, col_ptr.options()), col_ptr.diff(), std::nullopt,
+                                                row_idx.size(0));
+      const Tensor vg = values.to(g.scalar_type());
+      const Tensor w = at::zeros({out, in}, vg.options()).index_put({rows, cols}, vg);
+      if (ctx->needs_input_grad(0)) gx = g.matmul(w).to(x.scalar_type());
+      if (ctx->needs_input_grad(3)) {
+        const Tensor g2 = as_matrix(g), x2 = as_matrix(x.to(g.scalar_type()));
+        gv = g2.t().mm(x2).index({rows, cols}).to(values.scalar_type());
+      }
+    } else {
+      if (ctx->needs_input_grad(0)) {
+        gx = grad_input.call(g, col_ptr, row_idx, values.to(g.scalar_type())).to(x.scalar_type());
+      }
+      if (ctx->needs_input_grad(3)) {
+        gv = grad_values.call(g, x.to(g.scalar_type()).contiguous(), col_ptr, row_idx).to(values.scalar_type());
+      }
     }
     const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
     if (!bias_dtype.isNone() && ctx->needs_input_grad(4)) {
@@ -117,9 +146,51 @@ Tensor sparse_gather_linear_autograd(const Tensor& x, const Tensor& col_ptr, con
 
 }  // namespace
 
+// The Autograd kernel of the ops with no derivative (the recurrent inference ops, the gradient ops).
+// With grad mode off or no input requiring grad (the streaming path) it only redispatches; otherwise
+// the outputs get a NotImplemented node, so backward raises "derivative for evsparse::... is not
+// implemented" instead of leaving every gradient None. (PyTorch's autogradNotImplementedFallback does
+// the same with more bookkeeping per call: aliasing and in-place analysis these functional ops need not.)
+void not_differentiable(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+  std::vector<Tensor> needing_grad;
+  if (at::GradMode::is_enabled()) {
+    const size_t n = op.schema().arguments().size();
+    const auto note = [&](const c10::IValue& v) {
+      if (v.isTensor() && v.toTensor().requires_grad()) needing_grad.push_back(v.toTensor());
+    };
+    for (size_t i = stack->size() - n; i < stack->size(); ++i) {
+      const c10::IValue& v = (*stack)[i];
+      if (v.isList()) {
+        for (const c10::IValue& e : v.toListRef()) note(e);
+      } else {
+        note(v);
+      }
+    }
+  }
+  {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
+  }
+  if (needing_grad.empty()) return;
+  auto node = c10::make_intrusive<torch::autograd::NotImplemented>(
+      op.schema().operator_name().name, torch::autograd::collect_next_edges(needing_grad));
+  const size_t m = op.schema().returns().size();
+  for (size_t i = stack->size() - m; i < stack->size(); ++i) {
+    const Tensor& out = (*stack)[i].toTensor();  // these ops return tensors only
+    if (torch::autograd::isDifferentiableType(out.scalar_type())) torch::autograd::set_history(out, node);
+  }
+}
+
 TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
   m.impl("gather_linear", &gather_linear_autograd);
   m.impl("sparse_gather_linear", &sparse_gather_linear_autograd);
+  // No derivative: a gradient requested through these raises "derivative ... is not implemented" (the
+  // gradient ops are differentiated by the formulas above instead; the recurrent ops are inference only).
+  for (const char* name : {"gather_linear_grad_weight", "sparse_gather_linear_grad_values",
+                           "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
+                           "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step"}) {
+    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
+  }
 }
 
 }  // namespace evsparse

@@ -57,14 +57,14 @@ std::pair<Tensor, Tensor> prepare_grad(const char* op, const Tensor& grad_out, c
                     op, ": grad_out must be float32 or float64, got ", grad_out.scalar_type());
   TORCH_CHECK_VALUE(grad_out.dim() == 1 || grad_out.dim() == 2, op, ": grad_out must be 1-D or 2-D");
   check_tensor(grad_out, op, "grad_out", grad_out);
-  Tensor g2 = grad_out.reshape({-1, grad_out.size(-1)});
+  Tensor g2 = as_matrix(grad_out);
   Tensor x2;
   if (x != nullptr) {
     check_tensor(*x, op, "x", grad_out);
     TORCH_CHECK_VALUE(x->scalar_type() == grad_out.scalar_type(), op, ": x dtype ", x->scalar_type(),
                       " differs from grad_out dtype ", grad_out.scalar_type());
     TORCH_CHECK_VALUE(x->dim() == grad_out.dim(), op, ": x and grad_out must have the same rank");
-    x2 = x->reshape({-1, x->size(-1)});
+    x2 = as_matrix(*x);
     TORCH_CHECK_VALUE(x2.size(0) == g2.size(0), op, ": x and grad_out disagree on the batch size");
   }
   return {g2, x2};

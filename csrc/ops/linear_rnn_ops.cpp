@@ -74,6 +74,8 @@ void step(const char* op, const LinearRnnLayer& L, const float* x, const float* 
   for (int64_t b = 0; b < B; ++b) {
     cpu::residual_relu(v.data() + b * L.out, L.residual ? x + b * L.in : nullptr, y + b * L.out, L.out);
   }
+  trim_scratch(u);
+  trim_scratch(v);
 }
 
 // linear_rnn_step(x [B, in], h [B, width], ...) -> (y [B, out], h_out [B, width])
@@ -142,15 +144,17 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
   Tensor h_out = at::empty_like(h);
   Tensor inp = x;
   for (int64_t k = 0; k < num_layers; ++k) {
-    const auto* a = args.data() + k * kArgs;
-    const LinearRnnLayer L = make_layer(op, x, inp.size(1), *a[0], a[1], a[2], *a[3], *a[4], a[5], *a[6], a[7], a[8],
-                                        *a[9], residual.get(k));
-    TORCH_CHECK_VALUE(L.width == width, op, ": layer ", k, " has state width ", L.width, ", the state ", width);
-    Tensor y = at::empty({B, L.out}, x.options());  // the next layer's input (its residual reads it too)
-    const int64_t off = k * B * width;
-    step(op, L, inp.const_data_ptr<float>(), h.const_data_ptr<float>() + off, B, h_out.mutable_data_ptr<float>() + off,
-         y.mutable_data_ptr<float>());
-    inp = y;
+    for_layer(op, k, [&] {
+      const auto* a = args.data() + k * kArgs;
+      const LinearRnnLayer L = make_layer(op, x, inp.size(1), *a[0], a[1], a[2], *a[3], *a[4], a[5], *a[6], a[7],
+                                          a[8], *a[9], residual.get(k));
+      TORCH_CHECK_VALUE(L.width == width, op, ": state width ", L.width, ", the state ", width);
+      Tensor y = at::empty({B, L.out}, x.options());  // the next layer's input (its residual reads it too)
+      const int64_t off = k * B * width;
+      step(op, L, inp.const_data_ptr<float>(), h.const_data_ptr<float>() + off, B,
+           h_out.mutable_data_ptr<float>() + off, y.mutable_data_ptr<float>());
+      inp = y;
+    });
   }
   return {inp, h_out};
 }

@@ -30,6 +30,9 @@ inline void check_tensor(const Tensor& t, const char* op, const char* name, cons
   TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": argument '", name, "' must be a strided tensor");
 }
 
+// [in] or [B, in] as [B, in]; unlike reshape({-1, n}) also for zero sizes (n = 0 leaves -1 ambiguous).
+inline Tensor as_matrix(const Tensor& t) { return t.dim() == 1 ? t.unsqueeze(0) : t; }
+
 inline bool is_half(ScalarType t) { return t == ScalarType::Half || t == ScalarType::BFloat16; }
 
 // The accumulation dtype of x * w: float32 unless both are float64. Supported combinations:
@@ -85,6 +88,15 @@ inline Tensor finish_output(const PreparedInput& p, const Tensor& y) {
   return y.scalar_type() == p.out_dtype ? y : y.to(p.out_dtype);
 }
 
+// Per-thread scratch is kept between calls (no allocation on the per-step path) up to this size; a
+// larger call's scratch is freed as it returns, so one big batch does not pin its memory per thread.
+constexpr size_t kKeepScratchBytes = size_t(1) << 20;
+
+template <class T>
+void trim_scratch(std::vector<T>& v) {
+  if (v.capacity() * sizeof(T) > kKeepScratchBytes) std::vector<T>().swap(v);
+}
+
 // Active inputs of every batch row, compacted once per call on the calling thread and shared
 // read-only by the worker threads.
 template <class A>
@@ -102,6 +114,11 @@ struct ActiveSet {
     for (int64_t b = 0; b < B; ++b) {
       count[b] = cpu::compact_active(x + b * in, in, idx.data() + b * in, xv.data() + b * in);
     }
+  }
+  void trim() {
+    trim_scratch(idx);
+    trim_scratch(xv);
+    trim_scratch(count);
   }
   const int32_t* idx_row(int64_t b) const { return idx.data() + b * in; }
   const A* xv_row(int64_t b) const { return xv.data() + b * in; }
@@ -186,6 +203,7 @@ void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, cons
       }
     });
   }
+  trim_scratch(partial);
 }
 
 template <class A>

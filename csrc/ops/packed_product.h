@@ -2,6 +2,8 @@
 // the linear ops and the fused EGRU step. Chooses the thread split per layout (see op_utils.h).
 #pragma once
 
+#include <atomic>
+
 #include "op_utils.h"
 
 namespace evsparse {
@@ -20,6 +22,7 @@ inline void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, co
   TORCH_CHECK_VALUE(out >= 0, op, ": out_features must be >= 0, got ", out);
   TORCH_CHECK_VALUE(row_idx.scalar_type() == ScalarType::Int || out <= 32768, op,
                     ": int16 row indices cannot address ", out, " outputs; use int32");
+  TORCH_CHECK_VALUE(out <= INT32_MAX, op, ": out_features must be < 2^31, got ", out);
   if (values != nullptr) {
     check_tensor(*values, op, "values", x);
     TORCH_CHECK_VALUE(values->dim() == 1 && values->size(0) == row_idx.size(0), op,
@@ -45,18 +48,36 @@ inline void check_csc_bounds(const char* op, const Tensor& col_ptr, const Tensor
   });
 }
 
+// The full structure check of a sparse weight (col_ptr from 0 to nnz and non-decreasing; every row
+// index in [0, out) and strictly increasing within its column), done once per structure: again only
+// when col_ptr or row_idx is a different tensor, was edited in place (its version moved) or now has
+// other data or size. So a raw op call with corrupted data gets a ValueError naming the tensor, at
+// the cost of one hash lookup per weight and call (csc_validation.cpp). Data changed without a
+// version bump (a file mapped with mmap=True and edited on disk) is still caught by the per-call
+// checks below and by the kernels' own range checks, so it can never be read out of bounds.
+void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
+
 // Active columns' pointer ranges are checked on every call (O(active), cheap), so a corrupted
-// pointer array cannot make the kernel read out of bounds. Row indices are validated once, when
-// the PackedWeight is built (O(nnz)), as the kernels trust them.
-inline void check_active_columns(const char* op, const int64_t* col_ptr, const int32_t* idx, int64_t na,
-                          int64_t nnz, int64_t* touched) {
+// pointer array cannot make the kernel read out of bounds; so are col_ptr's two ends (O(1)), which
+// catches a zeroed or truncated col_ptr. Row indices are range-checked by the kernel as it reads them
+// (see cpu/kernels.h); a structure the kernel had to skip entries of is reported by report_bad_rows.
+inline void check_active_columns(const char* op, const char* name, const int64_t* col_ptr, int64_t in,
+                                 const int32_t* idx, int64_t na, int64_t nnz, int64_t* touched) {
+  TORCH_CHECK_VALUE(col_ptr[0] == 0 && col_ptr[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=",
+                    nnz, ", got ", col_ptr[0], "..", col_ptr[in], " (corrupted packed weight)");
   for (int64_t a = 0; a < na; ++a) {
     const int64_t j = idx[a];
     const int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
-    TORCH_CHECK_VALUE(0 <= k0 && k0 <= k1 && k1 <= nnz, op, ": col_ptr is inconsistent at column ",
-                      j, " ([", k0, ", ", k1, ") with nnz=", nnz, ")");
+    TORCH_CHECK_VALUE(0 <= k0 && k0 <= k1 && k1 <= nnz, op, ": ", name, " col_ptr is inconsistent at column ", j,
+                      " ([", k0, ", ", k1, ") with nnz=", nnz, "; corrupted packed weight)");
     *touched += k1 - k0;
   }
+}
+
+inline void report_bad_rows(const char* op, const char* name, int64_t bad, int64_t out) {
+  TORCH_CHECK_VALUE(bad == 0, op, ": ", name, " row_idx holds ", bad, " entr", bad == 1 ? "y" : "ies",
+                    " outside [0, ", out, ") or out of order within a column (corrupted packed weight; "
+                    "rebuild it with evsparse.pack, or reload an intact file)");
 }
 
 // A packed weight as the ops receive it: dense layout = (values [in, out]); sparse layout =
@@ -67,6 +88,7 @@ struct PackedArgs {
   const Tensor* row_idx;
   int64_t in;
   int64_t out;
+  const char* name = "weight";  // the argument's name in error messages
   bool sparse() const { return col_ptr != nullptr; }
 };
 
@@ -96,25 +118,31 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
         });
         return;
       }
+      ensure_valid_csc(op, w.name, *w.col_ptr, *w.row_idx, out);
       const int64_t* cp = w.col_ptr->const_data_ptr<int64_t>();
       int64_t touched = 0;
       for (int64_t b = 0; b < B; ++b) {
-        check_active_columns(op, cp, act.idx_row(b), act.count[b], w.values.size(0), &touched);
+        check_active_columns(op, w.name, cp, w.in, act.idx_row(b), act.count[b], w.values.size(0), &touched);
       }
+      std::atomic<int64_t> bad{0};
       dispatch_row_index(*w.row_idx, [&](const auto* rows) {
         const auto columns = [&](int64_t b, int64_t a0, int64_t a1, const A* bias_or_null, A* dst) {
+          int64_t skipped;
           if constexpr (std::is_same_v<A, double>) {
-            cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v, bias_or_null,
-                                   dst, 0, out);
+            skipped = cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
+                                             bias_or_null, dst, 0, out, out);
           } else {
-            cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
-                                                  bias_or_null, dst, 0, out);
+            skipped = cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp,
+                                                            rows, v, bias_or_null, dst, 0, out, out);
           }
+          if (skipped != 0) bad.fetch_add(skipped, std::memory_order_relaxed);
         };
         for_each_column_group(B, out, act, cp, touched, bias, y, columns);
       });
+      report_bad_rows(op, w.name, bad.load(), out);
     }
   });
+  act.trim();
 }
 
 }  // namespace evsparse

@@ -25,13 +25,20 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         raise ValueError(
             f"evsparse.sparse_linear: weight must be a PackedWeight (see evsparse.pack), got {type(weight).__name__}"
         )
-    if x.device != weight.device:
-        raise ValueError(f"evsparse.sparse_linear: x is on {x.device} but the weight is on {weight.device}")
-    if x.dim() > 2:  # the ops take [in] or [B, in]
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"evsparse.sparse_linear: x must be a tensor, got {type(x).__name__}")
+    if not (x.is_cpu and weight.values.is_cpu):  # (is_cpu: a tenth of the cost of comparing devices)
+        if x.device != weight.device:
+            raise ValueError(f"evsparse.sparse_linear: x is on {x.device} but the weight is on {weight.device}")
+        if not torch.compiler.is_compiling():
+            weight._ensure_checked()  # the CPU ops validate every new or edited structure themselves
+    if x.dim() > 2:  # the ops take [in] or [B, in]; flatten (not reshape(-1, in)) also takes zero sizes
         lead = x.shape[:-1]
-        return sparse_linear(x.reshape(-1, x.shape[-1]), weight, bias).reshape(*lead, weight.out_features)
+        return sparse_linear(x.flatten(0, -2), weight, bias).reshape(*lead, weight.out_features)
     if weight.layout == "dense":
         return torch.ops.evsparse.gather_linear(x, weight.values, bias)
-    return torch.ops.evsparse.sparse_gather_linear(
-        x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias
-    )
+    if weight.layout == "sparse":
+        return torch.ops.evsparse.sparse_gather_linear(
+            x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias
+        )
+    raise ValueError(f"evsparse.sparse_linear: unknown layout {weight.layout!r}")

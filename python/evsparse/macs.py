@@ -132,8 +132,19 @@ _GATES = {nn.LSTM: 4, nn.GRU: 3, nn.RNN: 1}
 
 def _density(name: str, param: torch.Tensor, masks: Optional[dict]) -> float:
     if masks is not None and name in masks:
-        return float(masks[name].float().mean())
-    return float((param.detach() != 0).float().mean())
+        mask = masks[name]
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(param.shape):
+            raise ValueError(f"macs.count: the mask for {name} must be a tensor of shape {list(param.shape)}, "
+                             f"got {getattr(mask, 'shape', type(mask).__name__)}")
+        if mask.dtype != torch.bool and not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"macs.count: the mask for {name} must be boolean or hold only 0 and 1")
+        return _nonzero_fraction(mask)
+    return _nonzero_fraction(param)
+
+
+def _nonzero_fraction(t: torch.Tensor) -> float:
+    """Fraction of nonzero entries; 0 for an empty tensor (a length-0 sequence does no work), not NaN."""
+    return float((t.detach() != 0).sum()) / t.numel() if t.numel() else 0.0
 
 
 def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) -> MACReport:
@@ -152,11 +163,11 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
         hooks = []
         for name, mod in recurrent + linears:
             def pre(m, args, name=name):
-                measured_in[name] = float((args[0].detach() != 0).float().mean())
+                measured_in[name] = _nonzero_fraction(args[0])
 
             def post(m, args, out, name=name):
                 y = out[0] if isinstance(out, tuple) else out
-                measured_out[name] = float((y.detach() != 0).float().mean())
+                measured_out[name] = _nonzero_fraction(y)
 
             hooks.append(mod.register_forward_pre_hook(pre))
             if not isinstance(mod, nn.Linear):

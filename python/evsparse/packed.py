@@ -6,11 +6,12 @@ from typing import Optional
 
 import torch
 
+from ._validation import INT16_MAX_OUT, IndexVersions, check_csc, check_finite, check_shape
+
 __all__ = ["PackedWeight", "pack", "LAYOUTS", "AUTO_SPARSE_MAX_DENSITY"]
 
 LAYOUTS = ("dense", "sparse", "auto", "timed")
 _VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-_INT16_MAX_OUT = 32767
 
 # "auto" picks the sparse layout at or below this weight density (measured crossover with
 # evsparse-bench, see README "Choosing a layout"). The sparse kernel reads an index
@@ -34,7 +35,10 @@ class PackedWeight:
         reads only the nonzeros of the active inputs' columns.
 
     ``values`` is a leaf tensor: ``pw.requires_grad_()`` makes the packed weight trainable through
-    :func:`evsparse.sparse_linear`. The index structure is validated once, here; the kernels trust it.
+    :func:`evsparse.sparse_linear`. The structure is validated here (and by ``torch.load``), and again
+    before the next product whenever ``col_ptr`` or ``row_idx`` is replaced or edited in place; values
+    must be finite. The kernels range-check every index they read as well, so no data, however
+    corrupted, makes them read or write out of bounds.
     """
 
     def __init__(
@@ -45,79 +49,56 @@ class PackedWeight:
         col_ptr: Optional[torch.Tensor] = None,
         row_idx: Optional[torch.Tensor] = None,
     ):
-        if layout not in ("dense", "sparse"):
-            _fail(f"layout must be 'dense' or 'sparse', got {layout!r}")
-        if len(shape) != 2 or any(int(s) < 0 for s in shape):
-            _fail(f"shape must be (out_features, in_features), got {tuple(shape)}")
         self.layout = layout
-        self._shape = (int(shape[0]), int(shape[1]))
+        self._shape = check_shape(shape, "evsparse.PackedWeight")
         self.values = values
         self.col_ptr = col_ptr
         self.row_idx = row_idx
+        self._checked = IndexVersions()
         self._validate()
 
     @classmethod
     def _trusted(cls, layout, shape, values, col_ptr=None, row_idx=None) -> "PackedWeight":
-        """Builds without validation, from parts that come from an already validated pack."""
+        """Builds without validation, from parts that come from an already validated pack (their
+        current versions count as checked)."""
         pw = cls.__new__(cls)
         pw.layout, pw._shape, pw.values, pw.col_ptr, pw.row_idx = layout, tuple(shape), values, col_ptr, row_idx
+        pw._checked = IndexVersions()
+        if not torch.compiler.is_compiling():  # traced code never checks (sparse_linear skips it)
+            pw._checked.record((col_ptr, row_idx))
         return pw
 
-    # ---- validation (once, at construction) -----------------------------------------------
+    # ---- validation (at construction and load, and when the indices change) --------------------
     def _validate(self) -> None:
+        who = "evsparse.PackedWeight"
+        if self.layout not in ("dense", "sparse"):
+            _fail(f"layout must be 'dense' or 'sparse', got {self.layout!r}")
         out, inp = self._shape
         v = self.values
         if not isinstance(v, torch.Tensor):
-            _fail("values must be a tensor")
+            _fail(f"values must be a tensor, got {type(v).__name__}")
         if v.dtype not in _VALUE_DTYPES:
             _fail(f"values dtype must be one of {_VALUE_DTYPES}, got {v.dtype}")
-        if not v.is_contiguous():
-            _fail("values must be contiguous")
+        if v.layout != torch.strided or not v.is_contiguous():
+            _fail("values must be a contiguous strided tensor")
         if self.layout == "dense":
             if self.col_ptr is not None or self.row_idx is not None:
                 _fail("the dense layout takes no col_ptr/row_idx")
             if tuple(v.shape) != (inp, out):
                 _fail(f"dense values must have shape [in, out] = [{inp}, {out}], got {list(v.shape)}")
-            return
-        cp, ri = self.col_ptr, self.row_idx
-        if cp is None or ri is None:
-            _fail("the sparse layout needs col_ptr and row_idx")
-        for name, t in (("col_ptr", cp), ("row_idx", ri)):
-            if t.device != v.device:
-                _fail(f"{name} is on {t.device} but values are on {v.device}")
-            if not t.is_contiguous() or t.dim() != 1:
-                _fail(f"{name} must be a contiguous 1-D tensor")
-        if cp.dtype != torch.int64:
-            _fail(f"col_ptr must be int64, got {cp.dtype}")
-        if ri.dtype not in (torch.int16, torch.int32):
-            _fail(f"row_idx must be int16 or int32, got {ri.dtype}")
-        if ri.dtype == torch.int16 and out > _INT16_MAX_OUT:
-            _fail(f"int16 row_idx cannot address out_features={out} (> {_INT16_MAX_OUT}); use int32")
-        nnz = ri.numel()
-        if v.dim() != 1 or v.numel() != nnz:
-            _fail(f"values must be 1-D with one entry per row index ({nnz}), got shape {list(v.shape)}")
-        if cp.numel() != inp + 1:
-            _fail(f"col_ptr must have in_features + 1 = {inp + 1} entries, got {cp.numel()}")
-        cp_cpu = cp.cpu()
-        if int(cp_cpu[0]) != 0 or int(cp_cpu[-1]) != nnz:
-            _fail(f"col_ptr must start at 0 and end at nnz={nnz}, got {int(cp_cpu[0])}..{int(cp_cpu[-1])}")
-        counts = cp_cpu[1:] - cp_cpu[:-1]
-        if bool((counts < 0).any()):
-            bad = int(torch.nonzero(counts < 0)[0])
-            _fail(f"col_ptr is not monotone (decreases at column {bad})")
-        if nnz == 0:
-            return
-        rows = ri.cpu().to(torch.int64)
-        if bool((rows < 0).any()) or bool((rows >= out).any()):
-            _fail(f"row_idx out of range [0, {out}): min {int(rows.min())}, max {int(rows.max())}")
-        # Within a column, indices must strictly increase; a new column may start anywhere.
-        starts = torch.zeros(nnz, dtype=torch.bool)
-        starts[cp_cpu[:-1][counts > 0]] = True
-        ok = (rows[1:] > rows[:-1]) | starts[1:]
-        if not bool(ok.all()):
-            pos = int(torch.nonzero(~ok)[0]) + 1
-            col = int(torch.searchsorted(cp_cpu, torch.tensor([pos]), right=True)[0]) - 1
-            _fail(f"row_idx is not strictly increasing within column {col} (position {pos})")
+        else:
+            if self.col_ptr is None or self.row_idx is None:
+                _fail("the sparse layout needs col_ptr and row_idx")
+            if v.dim() != 1:
+                _fail(f"sparse values must be 1-D [nnz], got shape {list(v.shape)}")
+            check_csc(self.col_ptr, self.row_idx, out, inp, v.numel(), v.device, who)
+        check_finite(v, who)
+        self._checked.record((self.col_ptr, self.row_idx))
+
+    def _ensure_checked(self) -> None:
+        """Re-validates when an index tensor was replaced or edited in place since the last check."""
+        if not self._checked.current((self.col_ptr, self.row_idx)):
+            self._validate()
 
     # ---- properties ---------------------------------------------------------------------------
     @property
@@ -183,10 +164,9 @@ class PackedWeight:
 
     def __repr__(self) -> str:
         extra = f", index_dtype={self.index_dtype}" if self.layout == "sparse" else ""
-        return (
-            f"PackedWeight(layout={self.layout!r}, shape={tuple(self._shape)}, nnz={self.nnz}, "
-            f"density={self.density:.4f}, dtype={self.dtype}, device={self.device}{extra})"
-        )
+        counts = "" if self.device.type == "meta" else f"nnz={self.nnz}, density={self.density:.4f}, "
+        return (f"PackedWeight(layout={self.layout!r}, shape={tuple(self._shape)}, {counts}dtype={self.dtype}, "
+                f"device={self.device}{extra})")
 
     # Pickle as plain tensors and a tuple so torch.load(weights_only=True) can rebuild it (the class
     # is registered as a safe global in evsparse/__init__.py).
@@ -200,11 +180,14 @@ class PackedWeight:
         }
 
     def __setstate__(self, state):
-        self.layout = state["layout"]
-        self._shape = tuple(state["shape"])
-        self.values = state["values"]
-        self.col_ptr = state["col_ptr"]
-        self.row_idx = state["row_idx"]
+        if not isinstance(state, dict):
+            _fail(f"cannot load a PackedWeight from {type(state).__name__}")
+        self.layout = state.get("layout")
+        self._shape = check_shape(state.get("shape"), "evsparse.PackedWeight")
+        self.values = state.get("values")
+        self.col_ptr = state.get("col_ptr")
+        self.row_idx = state.get("row_idx")
+        self._checked = IndexVersions()
         self._validate()
 
 
@@ -274,7 +257,7 @@ def _pack_masked(w: torch.Tensor, layout: str) -> PackedWeight:
     counts = torch.bincount(nz[:, 0], minlength=inp)
     col_ptr = torch.zeros(inp + 1, dtype=torch.int64, device=w.device)
     torch.cumsum(counts, 0, out=col_ptr[1:])
-    index_dtype = torch.int16 if out <= _INT16_MAX_OUT else torch.int32
+    index_dtype = torch.int16 if out <= INT16_MAX_OUT else torch.int32
     row_idx = nz[:, 1].to(index_dtype).contiguous()
     values = wt[nz[:, 0], nz[:, 1]].contiguous()
     return PackedWeight._trusted("sparse", (out, inp), values, col_ptr, row_idx)

@@ -97,8 +97,9 @@ void run_trials(const KernelTable& table) {
       if (s > 0 && cut == 0) continue;
       std::vector<float> yd(static_cast<size_t>(out), -7.f), ys(static_cast<size_t>(out), -7.f);
       table.dense(wt.data())(xv.data(), idx.data(), na, wt.data(), out, bias.data(), yd.data(), o0, o1);
-      table.sparse(rows.data(), vals.data())(xv.data(), idx.data(), na, col_ptr.data(), rows.data(), vals.data(),
-                                             bias.data(), ys.data(), o0, o1);
+      const int64_t skipped = table.sparse(rows.data(), vals.data())(
+          xv.data(), idx.data(), na, col_ptr.data(), rows.data(), vals.data(), bias.data(), ys.data(), o0, o1, out);
+      check(skipped == 0, "sparse_gather (valid structure reported bad)", table.name, trial);
       bool dense_ok = true, sparse_ok = true;
       for (int64_t o = 0; o < out; ++o) {
         const bool inside = o >= o0 && o < o1;
@@ -113,6 +114,60 @@ void run_trials(const KernelTable& table) {
       }
       check(dense_ok, "dense_gather", table.name, trial);
       check(sparse_ok, "sparse_gather", table.name, trial);
+    }
+  }
+}
+
+// Corrupted structures: random row indices anywhere in I's range and unsorted columns, whole output
+// and a slice. The kernel must write nothing outside [o0, o1) (guard values around y), and for the
+// whole output must report (return > 0) every structure with an index outside [0, out).
+template <class I>
+void run_corruption_trials(const KernelTable& table) {
+  for (int trial = 0; trial < 200; ++trial) {
+    const int64_t in = 1 + next_u32() % 40, out = 1 + next_u32() % 120;
+    std::vector<int64_t> col_ptr(static_cast<size_t>(in + 1), 0);
+    std::vector<I> rows;
+    for (int64_t j = 0; j < in; ++j) {
+      for (int64_t o = 0; o < out; ++o) {
+        if (uniform() < 0.4f) rows.push_back(static_cast<I>(o));
+      }
+      col_ptr[j + 1] = static_cast<int64_t>(rows.size());
+    }
+    if (rows.empty()) continue;
+    const int64_t nnz = static_cast<int64_t>(rows.size());
+    bool outside = false;
+    for (int e = 0, n = 1 + int(next_u32() % 4); e < n; ++e) {
+      const size_t k = next_u32() % rows.size();
+      if (next_u32() % 3 == 0) {  // swap: unsorted but in range
+        std::swap(rows[k], rows[next_u32() % rows.size()]);
+      } else {
+        const int64_t lo = sizeof(I) == 2 ? -32768 : -2147483647 - 1, hi = sizeof(I) == 2 ? 32767 : 2147483647;
+        const int64_t v = next_u32() % 2 ? lo + int64_t(next_u32() % uint32_t(hi - lo)) : out + int64_t(next_u32() % 3);
+        rows[k] = static_cast<I>(v);
+      }
+    }
+    for (I r : rows) outside |= int64_t(r) < 0 || int64_t(r) >= out;
+    std::vector<float> vals(static_cast<size_t>(nnz), 1.f), x(static_cast<size_t>(in), 1.f);
+    std::vector<int32_t> idx(static_cast<size_t>(in));
+    std::vector<float> xv(static_cast<size_t>(in));
+    const int64_t na = compact_active(x.data(), in, idx.data(), xv.data());
+    const int64_t cut = out / 2;
+    const int64_t slices[2][2] = {{0, out}, {cut, out}};
+    for (int s = 0; s < 2; ++s) {
+      const int64_t o0 = slices[s][0], o1 = slices[s][1];
+      constexpr int64_t kGuard = 64;
+      std::vector<float> buf(static_cast<size_t>(out + 2 * kGuard), -7.f);
+      float* y = buf.data() + kGuard;
+      const int64_t skipped = table.sparse(rows.data(), vals.data())(xv.data(), idx.data(), na, col_ptr.data(),
+                                                                     rows.data(), vals.data(), nullptr, y, o0, o1, out);
+      bool guards_ok = true;
+      for (int64_t o = -kGuard; o < out + kGuard; ++o) {
+        if (o < o0 || o >= o1) guards_ok &= y[o] == -7.f;
+      }
+      check(guards_ok, "sparse_gather corrupted: wrote outside its slice", table.name, trial);
+      // The whole output (how the ops call it) walks every entry, so every bad one is seen; a slice's
+      // binary search assumes sorted columns and may step over an unsorted bad entry (never writing it).
+      if (s == 0) check(!outside || skipped > 0, "sparse_gather corrupted: bad index not reported", table.name, trial);
     }
   }
 }
@@ -136,6 +191,8 @@ int main() {
     group(&run_trials<float, int32_t>, t, "f32/int32");
     group(&run_trials<f16, int16_t>, t, "f16/int16");
     group(&run_trials<bf16, int32_t>, t, "bf16/int32");
+    group(&run_corruption_trials<int16_t>, t, "bad int16");
+    group(&run_corruption_trials<int32_t>, t, "bad int32");
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;

@@ -9,6 +9,7 @@ import torch
 
 from ..layout_timing import LayoutChoice, choose_layouts
 from ..packed import LAYOUTS, PackedWeight, masked_weight, pack
+from ._buffers import PackedModule
 
 
 def check_sequence_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
@@ -41,6 +42,13 @@ def accepts_unbatched(width: str, step: bool = False, state_names: Optional[tupl
             y, state = method(self, x.unsqueeze(axis), _map_state(state, lambda t: _batch_of_one(t, expected, who)))
             return y.squeeze(axis), _map_state(state, lambda t: t.squeeze(1))
 
+        # torch.compile keeps compiled variants, and its recompile budget (8), per code object: one
+        # shared wrapper code made every decorated method of every class draw on one budget, and
+        # fullgraph compiles failed after 8 variants per process. A code object per method instead.
+        names = {"co_name": method.__name__}
+        if hasattr(call.__code__, "co_qualname"):  # Python 3.11+
+            names["co_qualname"] = method.__qualname__
+        call.__code__ = call.__code__.replace(**names)
         return call
 
     return wrap
@@ -143,21 +151,24 @@ def op_args(pw: PackedWeight) -> tuple:
     return pw.values, pw.col_ptr, pw.row_idx
 
 
-class CachedOpArgs:
-    """Mixin for the kernel twins: each layer's op arguments (``self._collect_args(k)``), and the
-    whole stack's for the stack-step op (``self._collect_stack_args()``), gathered once. nn.Module
-    attribute lookups cost about a microsecond each, on every step."""
+class CachedOpArgs(PackedModule):
+    """Base of the kernel twins: each layer's op arguments (``self._collect_args(k)``), and the whole
+    stack's for the stack-step op (``self._collect_stack_args()``), gathered once. nn.Module attribute
+    lookups cost about a microsecond each, on every step. The cache lives only as long as the buffers
+    it was built from: a replaced buffer (``load_state_dict(assign=True)``, ``.to()``,
+    ``torch.func.functional_call``) or an index tensor edited in place re-validates and rebuilds it
+    (see :class:`~evsparse.nn._buffers.PackedModule`)."""
 
     _cached_args: Optional[list] = None
     _cached_stack_args: Optional[tuple] = None
 
-    def _apply(self, fn, *args, **kwargs):
-        self._cached_args = self._cached_stack_args = None  # .to()/.float()/... replace the buffers
-        return super()._apply(fn, *args, **kwargs)
+    def _packed_changed(self) -> None:
+        self._cached_args = self._cached_stack_args = None
 
     def _args(self, k: int):
         if torch.compiler.is_compiling():  # traced: the buffers as export/compile see them (not the cache's)
             return self._collect_args(k)
+        self._ensure_packed_valid()
         if self._cached_args is None:
             self._cached_args = [self._collect_args(i) for i in range(self.num_layers)]
         return self._cached_args[k]
@@ -165,6 +176,7 @@ class CachedOpArgs:
     def _stack_args(self) -> tuple:
         if torch.compiler.is_compiling():
             return self._collect_stack_args()
+        self._ensure_packed_valid()
         if self._cached_stack_args is None:
             self._cached_stack_args = self._collect_stack_args()
         return self._cached_stack_args

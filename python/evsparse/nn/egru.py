@@ -259,7 +259,7 @@ def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
     return layers
 
 
-class SparseEGRU(CachedOpArgs, nn.Module):
+class SparseEGRU(CachedOpArgs):
     """Inference twin of :class:`EGRU` on ``torch.ops.evsparse.egru_sequence`` / ``egru_step``: each
     step reads only the weight rows (or nonzeros) of the inputs and units that are nonzero. Same call
     signature and state as :class:`EGRU`; float32; no autograd."""
@@ -319,6 +319,15 @@ class SparseEGRU(CachedOpArgs, nn.Module):
 
     def _collect_stack_args(self) -> tuple:
         return ([a for k in range(self.num_layers) for a in self._collect_args(k)],)
+
+    def _packed_weights(self) -> list:
+        H, parts = self.hidden_size, []
+        for k in range(self.num_layers):
+            a = self._collect_args(k)
+            n_in = self.input_size if k == 0 else H
+            parts.append((f"w_ih_l{k}", self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]))
+            parts.append((f"w_hh_l{k}", self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
+        return parts
 
     def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
         """Layer k's packed (input, recurrent) weights."""

@@ -9,16 +9,17 @@ from torch import nn
 
 from ..functional import sparse_linear
 from ..packed import PackedWeight, pack
-from ._buffers import register_optional_buffer
+from ._buffers import PackedModule, register_optional_buffer
 
 __all__ = ["SparseLinear"]
 
 
-class SparseLinear(nn.Module):
+class SparseLinear(PackedModule):
     """Holds a :class:`~evsparse.PackedWeight` (its values as the parameter ``weight_values``, its
     index arrays as buffers) and an optional bias; ``forward(x) == F.linear(x, W * mask, bias)``.
 
-    Build it from a trained layer with :meth:`from_linear`.
+    Build it from a trained layer with :meth:`from_linear`. Its packed data is validated when loaded
+    and whenever a buffer is replaced or edited in place (see :class:`~evsparse.PackedWeight`).
     """
 
     def __init__(self, weight: PackedWeight, bias: Optional[torch.Tensor] = None):
@@ -52,7 +53,13 @@ class SparseLinear(nn.Module):
             self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr, self.row_idx
         )
 
+    def _packed_weights(self) -> list:
+        return [("weight", self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr,
+                 self.row_idx)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling():
+            self._ensure_packed_valid()
         return sparse_linear(x, self.packed, self.bias)
 
     def extra_repr(self) -> str:

@@ -265,7 +265,7 @@ class SparseLinearRNN(nn.Module):
                 f"scan={self.scan!r}, batch_first={self.batch_first}")
 
 
-class PackedLinearRNN(CachedOpArgs, nn.Module):
+class PackedLinearRNN(CachedOpArgs):
     """Inference twin of :class:`SparseLinearRNN` on ``torch.ops.evsparse.linear_rnn_sequence`` /
     ``linear_rnn_step``: one fused call per layer and step reads only the input-weight rows (or
     nonzeros) of the nonzero inputs. Same call signature and state as the training module; float32;
@@ -338,6 +338,15 @@ class PackedLinearRNN(CachedOpArgs, nn.Module):
     def _collect_stack_args(self) -> tuple:
         layers = [self._collect_args(k) for k in range(self.num_layers)]
         return [a for args in layers for a in args[:-1]], [args[-1] for args in layers]  # weights, residual flags
+
+    def _packed_weights(self) -> list:
+        parts = []
+        for k in range(self.num_layers):
+            a = self._collect_args(k)
+            n_in = self.input_size if k == 0 else self.output_size
+            parts.append((f"w_in_l{k}", self.layouts[k][0], (self.width, n_in), a[0], a[1], a[2]))
+            parts.append((f"w_out_l{k}", self.layouts[k][1], (self.output_size, self.width), a[6], a[7], a[8]))
+        return parts
 
     def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
         """Layer k's packed (input, output) weights."""

@@ -1,0 +1,89 @@
+// ensure_valid_csc: a CSC structure is validated in full (O(in + nnz)) the first time an op sees it
+// and again whenever it may have changed; otherwise one hash lookup. See packed_product.h.
+#include <mutex>
+#include <unordered_map>
+
+#include "packed_product.h"
+
+namespace evsparse {
+namespace {
+
+// What a validated structure looked like. Weak references keep the two TensorImpl objects from being
+// freed (not their data), so a live tensor can never have the address of a dead, validated one.
+struct Seen {
+  c10::weak_intrusive_ptr<c10::TensorImpl> col_ptr, row_idx;
+  const c10::TensorImpl* col_ptr_impl;
+  const void* col_ptr_data;
+  const void* row_idx_data;
+  int64_t col_ptr_numel, row_idx_numel, out;
+  uint32_t col_ptr_version, row_idx_version;
+};
+
+// A tensor's version counter; inference tensors (made under torch.inference_mode) have none and count
+// as unchanged: they can be edited only inside inference mode, where the kernels' range checks still
+// keep every access in bounds.
+uint32_t version_of(const Tensor& t) {
+  const auto& vc = t.unsafeGetTensorImpl()->version_counter();
+  return vc.enabled() ? vc.current_version() : 0;
+}
+
+bool same(const Seen& s, const Tensor& cp, const Tensor& ri, int64_t out) {
+  return s.col_ptr_impl == cp.unsafeGetTensorImpl() && s.out == out && s.col_ptr_data == cp.const_data_ptr() &&
+         s.row_idx_data == ri.const_data_ptr() && s.col_ptr_numel == cp.numel() && s.row_idx_numel == ri.numel() &&
+         s.col_ptr_version == version_of(cp) && s.row_idx_version == version_of(ri);
+}
+
+void validate(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
+  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
+  TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=", nnz,
+                    ", got ", cp[0], "..", cp[in], " (corrupted packed weight)");
+  for (int64_t j = 0; j < in; ++j) {  // (the message check_active_columns gives for the same fault)
+    TORCH_CHECK_VALUE(0 <= cp[j] && cp[j] <= cp[j + 1] && cp[j + 1] <= nnz, op, ": ", name,
+                      " col_ptr is inconsistent at column ", j, " ([", cp[j], ", ", cp[j + 1], ") with nnz=", nnz,
+                      "; corrupted packed weight)");
+  }
+  dispatch_row_index(row_idx, [&](const auto* rows) {
+    for (int64_t j = 0; j < in; ++j) {
+      int64_t prev = -1;
+      for (int64_t k = cp[j]; k < cp[j + 1]; ++k) {
+        const int64_t r = rows[k];
+        TORCH_CHECK_VALUE(r >= 0 && r < out, op, ": ", name, " row_idx[", k, "] = ", r, " is out of range [0, ", out,
+                          ") (corrupted packed weight)");
+        TORCH_CHECK_VALUE(r > prev, op, ": ", name, " row_idx is not strictly increasing within column ", j,
+                          " (position ", k, "; corrupted packed weight)");
+        prev = r;
+      }
+    }
+  });
+}
+
+constexpr size_t kSweepAt = 256;   // drop entries of dead tensors once the table holds this many
+constexpr size_t kClearAt = 4096;  // and everything (re-validated on next use) if it still grows
+
+}  // namespace
+
+void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  static std::mutex mu;
+  static std::unordered_map<const c10::TensorImpl*, Seen> seen;  // keyed by the row_idx tensor
+  const c10::TensorImpl* key = row_idx.unsafeGetTensorImpl();
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    const auto it = seen.find(key);
+    if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) return;
+  }
+  validate(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
+  std::lock_guard<std::mutex> lock(mu);
+  if (seen.size() >= kSweepAt) {
+    for (auto it = seen.begin(); it != seen.end();) {
+      it = (it->second.col_ptr.expired() || it->second.row_idx.expired()) ? seen.erase(it) : std::next(it);
+    }
+    if (seen.size() >= kClearAt) seen.clear();
+  }
+  seen.insert_or_assign(key, Seen{c10::weak_intrusive_ptr<c10::TensorImpl>(col_ptr.getIntrusivePtr()),
+                                  c10::weak_intrusive_ptr<c10::TensorImpl>(row_idx.getIntrusivePtr()),
+                                  col_ptr.unsafeGetTensorImpl(), col_ptr.const_data_ptr(), row_idx.const_data_ptr(),
+                                  col_ptr.numel(), row_idx.numel(), out, version_of(col_ptr), version_of(row_idx)});
+}
+
+}  // namespace evsparse
