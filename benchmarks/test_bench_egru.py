@@ -2,7 +2,7 @@
 
     pytest benchmarks/test_bench_egru.py --benchmark-group-by=param:hidden,param:density
 
-Each group: the fused evsparse op, the SparseEGRU module step, torch.nn.GRUCell and the EvNN-style
+Each group: the fused evsparse op, the PackedEGRU module step, torch.nn.GRUCell and the EvNN-style
 dense step (the training forward in eval mode). ``evsparse-bench`` times the same cases interleaved.
 """
 
@@ -12,7 +12,7 @@ import pytest
 
 from evsparse.bench import DEFAULT_EGRU_HIDDEN, build_egru_methods
 
-METHODS = ["evsparse egru_step (op)", "evsparse SparseEGRU.step", "torch.nn.GRUCell (dense)", "EvNN-style dense step"]
+METHODS = ["evsparse egru_step (op)", "evsparse PackedEGRU.step", "torch.nn.GRUCell (dense)", "EvNN-style dense step"]
 
 
 @functools.lru_cache(maxsize=2)

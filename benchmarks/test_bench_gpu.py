@@ -27,7 +27,7 @@ if not torch.cuda.is_available() and not INTERPRET:
 pytest.importorskip("triton")
 
 from evsparse.bench import Case, parse_size  # noqa: E402
-from evsparse.gpu import bench as gpu_bench  # noqa: E402
+from evsparse.bench import gpu as gpu_bench  # noqa: E402
 
 DEVICE = torch.device("cpu" if INTERPRET else "cuda")
 SIZES = os.environ.get("EVSPARSE_GPU_BENCH_SIZES", " ".join(gpu_bench.DEFAULT_SIZES)).split()

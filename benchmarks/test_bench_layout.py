@@ -11,7 +11,7 @@ import functools
 
 import pytest
 
-from evsparse.layout_bench import DEFAULT_HIDDEN, DENSITIES, MODES, STEPS, build_layout_methods
+from evsparse.bench.layout import DEFAULT_HIDDEN, DENSITIES, MODES, STEPS, build_layout_methods
 
 
 @functools.lru_cache(maxsize=1)

@@ -11,7 +11,7 @@ import functools
 
 import pytest
 
-from evsparse.linear_rnn_bench import DEFAULT_WIDTHS, build_linear_rnn_methods
+from evsparse.bench.linear_rnn import DEFAULT_WIDTHS, build_linear_rnn_methods
 
 METHODS = ["evsparse PackedLinearRNN.step", "PyTorch dense step"]
 

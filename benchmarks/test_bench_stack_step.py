@@ -11,7 +11,7 @@ import functools
 
 import pytest
 
-from evsparse.stack_bench import DEFAULT_LAYERS, DEFAULT_WIDTHS, DENSE, LOOP, STACK, build_stack_methods
+from evsparse.bench.stack import DEFAULT_LAYERS, DEFAULT_WIDTHS, DENSE, LOOP, STACK, build_stack_methods
 
 
 @functools.lru_cache(maxsize=1)

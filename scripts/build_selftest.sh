@@ -18,7 +18,8 @@ case "$machine" in
   x86_64*)
     "$cxx" "${common[@]}" -mavx2 -mfma -mf16c -c csrc/cpu/gather_avx2.cpp -o "$tmp/avx2.o"
     if [ ${#emulate[@]} -gt 0 ]; then
-      "$cxx" "${common[@]}" "${emulate[@]}" -mavx2 -mfma -mf16c -Wno-psabi -c csrc/cpu/gather_avx512.cpp -o "$tmp/avx512.o"
+      "$cxx" "${common[@]}" "${emulate[@]}" -include tests/cpp/avx512_emulation.h -mavx2 -mfma -mf16c -Wno-psabi \
+        -c csrc/cpu/gather_avx512.cpp -o "$tmp/avx512.o"
     else
       "$cxx" "${common[@]}" -mavx512f -mfma -mf16c -Wno-maybe-uninitialized -c csrc/cpu/gather_avx512.cpp -o "$tmp/avx512.o"
     fi

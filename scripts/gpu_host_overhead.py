@@ -14,8 +14,9 @@ import torch  # noqa: E402
 from triton.runtime.jit import KernelInterface  # noqa: E402
 
 import evsparse  # noqa: E402
-from evsparse._bench_common import time_interleaved  # noqa: E402
-from evsparse.gpu import cuda_ops, launch  # noqa: E402
+from evsparse.timing import time_interleaved  # noqa: E402
+from evsparse.gpu import cuda_ops  # noqa: E402
+from evsparse.gpu import sparse_linear as launch  # noqa: E402
 
 
 def main() -> None:

@@ -42,7 +42,7 @@ for stage in "${stages[@]}"; do
       # the autotuner itself.
       (cd tests && EVSPARSE_GPU_AUTOTUNE=0 python -m pytest -q -p no:cacheprovider -m "gpu or not gpu" \
         test_triton.py test_triton_recurrent.py test_triton_deterministic.py test_triton_tuning.py \
-        test_triton_compile.py test_pt2.py test_readme.py test_layout_timing.py test_stack_step.py) 2>&1 \
+        test_triton_compile.py test_pt2.py test_docs.py test_layout_timing.py test_stack_step.py) 2>&1 \
         | tee "$out/tests.txt"
       [[ ${PIPESTATUS[0]} -eq 0 ]] || rc=1
       ;;

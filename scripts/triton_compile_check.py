@@ -29,7 +29,8 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from evsparse.gpu import kernels, launch, recurrent  # noqa: E402
+from evsparse.gpu import kernels, recurrent  # noqa: E402
+from evsparse.gpu import sparse_linear as launch  # noqa: E402
 
 P32, I32 = "*fp32", "*i32"
 PRODUCT_INTS = {"n_in": "i32", "n_out": "i32", "act_bucket": "i32"}

@@ -81,7 +81,7 @@ def test_sweep_cases_share_their_weight_across_activities():
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
     """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step}.py (pytest-benchmark) at their
     smallest size, each case once (--benchmark-disable): every method of every group runs."""
-    files = [f"benchmarks/test_bench_{name}.py" for name in ("linear", "egru", "linear_rnn", "layout", "stack_step")]
+    files = [f"benchmarks/test_bench_{name}.py" for name in ("sparse_linear", "egru", "linear_rnn", "layout", "stack_step")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 150, stdout[-500:]
@@ -90,7 +90,7 @@ def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
 def test_egru_threshold_calibration_sets_every_layer_to_the_target_activity():
     """Each layer's threshold is bisected on its own activity, bottom first (one shared threshold left
     the lower layers of a stack at 15-31% when the top was at 10%)."""
-    from evsparse._bench_common import calibrate_egru_thresholds_
+    from evsparse.bench.common import calibrate_egru_thresholds_
     from evsparse.nn import EGRU
 
     torch.manual_seed(0)

@@ -17,7 +17,7 @@ def _linear(seed=0):
 def test_from_linear_equals_masked_linear(layout):
     lin = _linear()
     mask = torch.rand_like(lin.weight) < 0.3
-    sl = SparseLinear.from_linear(lin, mask=mask, layout=layout)
+    sl = SparseLinear.from_module(lin, mask=mask, layout=layout)
     x = torch.randn(3, 24) * (torch.rand(3, 24) < 0.5)
     ref = nn.functional.linear(x, lin.weight * mask, lin.bias)
     torch.testing.assert_close(sl(x), ref)
@@ -26,7 +26,7 @@ def test_from_linear_equals_masked_linear(layout):
 
 def test_module_trains_and_state_dict_roundtrips():
     lin = _linear(1)
-    sl = SparseLinear.from_linear(lin, mask=torch.rand_like(lin.weight) < 0.5, layout="sparse")
+    sl = SparseLinear.from_module(lin, mask=torch.rand_like(lin.weight) < 0.5, layout="sparse")
     names = {n for n, _ in sl.named_parameters()}
     assert names == {"weight_values", "bias"}
     opt = torch.optim.SGD(sl.parameters(), lr=0.1)
@@ -43,7 +43,7 @@ def test_module_trains_and_state_dict_roundtrips():
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_torch_compile_fullgraph(layout):
     lin = _linear(2)
-    sl = SparseLinear.from_linear(lin, mask=torch.rand_like(lin.weight) < 0.4, layout=layout)
+    sl = SparseLinear.from_module(lin, mask=torch.rand_like(lin.weight) < 0.4, layout=layout)
     model = nn.Sequential(sl, nn.ReLU(), nn.Linear(16, 4))
     x = torch.randn(5, 24)
     expected = model(x)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck
 
-from evsparse.nn import EGRU, SparseEGRU
+from evsparse.nn import EGRU, PackedEGRU
 from evsparse.nn.egru import egru_cell, spike
 
 
@@ -177,7 +177,7 @@ def test_sparsify_equals_training_module_with_masks(isa, layout, bias):
     x = torch.randn(30, 2, 12)
     y, (c, yl) = m(x)
     sp = m.sparsify(weight_masks=masks, layout=layout)
-    assert isinstance(sp, SparseEGRU)
+    assert isinstance(sp, PackedEGRU)
     y2, (c2, yl2) = sp(x)
     torch.testing.assert_close(y2, y, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(c2, c, rtol=1e-5, atol=1e-5)
@@ -196,7 +196,7 @@ def test_sparsify_equals_training_module_with_masks(isa, layout, bias):
 
 def test_concurrent_inference_from_threads_is_exact(threads):
     """The ops release the GIL and keep their scratch buffers per thread: Python threads sharing one
-    SparseEGRU get exactly the single-threaded results (each op also runs its own parallel_for)."""
+    PackedEGRU get exactly the single-threaded results (each op also runs its own parallel_for)."""
     import threading
 
     threads(2)

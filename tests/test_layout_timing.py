@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import evsparse
-from evsparse import layout_timing, prune
+import evsparse.layout as layout_timing
+from evsparse import prune
 from evsparse.nn import EGRU, SparseLinear, SparseLinearRNN
 
 
@@ -63,7 +64,7 @@ def test_pack_timed_on_this_machine_gives_a_correct_weight():
     pw = evsparse.pack(w, mask, layout="timed", example_input=x)
     assert pw.layout in ("dense", "sparse")
     torch.testing.assert_close(evsparse.sparse_linear(x, pw), (w * mask) @ x, rtol=1e-5, atol=1e-5)
-    layer = SparseLinear.from_linear(torch.nn.Linear(64, 96), mask=mask, layout="timed", example_input=x)
+    layer = SparseLinear.from_module(torch.nn.Linear(64, 96), mask=mask, layout="timed", example_input=x)
     assert layer.layout in ("dense", "sparse")
 
 
@@ -162,9 +163,9 @@ def test_modules_with_mixed_layouts_step_and_export(rigged_timer):
     egru = EGRU(6, 9, thr_mean=0.1).eval()
     rnn = SparseLinearRNN(6, 5, 6).eval()
     xs, xs_long = torch.randn(5, 1, 6), torch.randn(9, 1, 6)
-    modules = {"SparseEGRU": egru.sparsify(layout="timed", example_input=xs),
+    modules = {"PackedEGRU": egru.sparsify(layout="timed", example_input=xs),
                "PackedLinearRNN": rnn.sparsify(layout="timed", example_input=xs.relu())}
-    assert modules["SparseEGRU"].layouts == [("sparse", "dense")]
+    assert modules["PackedEGRU"].layouts == [("sparse", "dense")]
     assert modules["PackedLinearRNN"].layouts == [("dense", "sparse")]
     for name, mod in modules.items():
         with torch.inference_mode():

@@ -73,10 +73,10 @@ def _linear_rnn_twin():
 def _sparse_linear():
     torch.manual_seed(0)
     lin = torch.nn.Linear(30, 40)
-    return SparseLinear.from_linear(lin, torch.rand(40, 30) < 0.3, layout="sparse")
+    return SparseLinear.from_module(lin, torch.rand(40, 30) < 0.3, layout="sparse")
 
 
-MODULES = {"SparseEGRU": (_egru_twin, lambda m: m(torch.randn(4, 1, 12))),
+MODULES = {"PackedEGRU": (_egru_twin, lambda m: m(torch.randn(4, 1, 12))),
            "PackedLinearRNN": (_linear_rnn_twin, lambda m: m(torch.randn(4, 1, 10))),
            "SparseLinear": (_sparse_linear, lambda m: m(torch.randn(3, 30)))}
 

@@ -23,7 +23,7 @@ def _linear_rnn_pair():
     return mk(), mk(), torch.randn(5, 1, 8).relu()
 
 
-PAIRS = {"SparseEGRU": _egru_pair, "PackedLinearRNN": _linear_rnn_pair}
+PAIRS = {"PackedEGRU": _egru_pair, "PackedLinearRNN": _linear_rnn_pair}
 
 
 def _outputs(module, x):
@@ -86,7 +86,7 @@ def test_apply_rebuilds(request, pair):
 def test_sparse_linear_reassigned_buffer():
     torch.manual_seed(0)
     lin = torch.nn.Linear(10, 12)
-    a = SparseLinear.from_linear(lin, torch.rand(12, 10) < 0.3, layout="sparse")
+    a = SparseLinear.from_module(lin, torch.rand(12, 10) < 0.3, layout="sparse")
     x = torch.randn(10)
     a(x)
     bad = a.row_idx.clone()

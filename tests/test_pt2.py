@@ -100,7 +100,7 @@ def test_forward_and_step_have_no_host_sync(device):
     egru, rnn = EGRU(6, 9, num_layers=2, thr_mean=0.1).to(device), SparseLinearRNN(6, 5, 6, num_layers=2).to(device)
     modules = {"EGRU": egru, "SparseLinearRNN": rnn}
     for layout in ("dense", "sparse"):
-        modules[f"SparseEGRU {layout}"] = egru.eval().sparsify(layout=layout).to(device)
+        modules[f"PackedEGRU {layout}"] = egru.eval().sparsify(layout=layout).to(device)
         modules[f"PackedLinearRNN {layout}"] = rnn.eval().sparsify(layout=layout).to(device)
     egru.train(), rnn.train()
     for name, mod in modules.items():
@@ -121,7 +121,7 @@ def _sequence_modules(layout):
     torch.manual_seed(2)
     egru = EGRU(6, 9, num_layers=2, thr_mean=0.1).eval()
     rnn = SparseLinearRNN(6, 5, 6, num_layers=2).eval()
-    return {"SparseEGRU": egru.sparsify(layout=layout), "PackedLinearRNN": rnn.sparsify(layout=layout)}
+    return {"PackedEGRU": egru.sparsify(layout=layout), "PackedLinearRNN": rnn.sparsify(layout=layout)}
 
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
@@ -141,7 +141,7 @@ def test_export_inference_modules(layout):
         assert any(o.startswith("evsparse.") for o in ops), (name, ops)
 
     lin = nn.Linear(6, 4)
-    sl = SparseLinear.from_linear(lin, mask=torch.rand_like(lin.weight) < 0.5, layout=layout)
+    sl = SparseLinear.from_module(lin, mask=torch.rand_like(lin.weight) < 0.5, layout=layout)
     ep = torch.export.export(sl, (xs[0],))
     torch.testing.assert_close(ep.module()(xs[1]), sl(xs[1]), rtol=0, atol=0)
 
@@ -189,7 +189,7 @@ def test_compile_fullgraph_and_activity(layout):
 
 @pytest.fixture(scope="module")
 def aoti_package(tmp_path_factory):
-    """An exported one-layer SparseEGRU (sparse layout, dynamic T) compiled by AOTInductor (~20 s),
+    """An exported one-layer PackedEGRU (sparse layout, dynamic T) compiled by AOTInductor (~20 s),
     with the module it came from."""
     torch.manual_seed(5)
     sparse = EGRU(8, 16, thr_mean=0.1).eval().sparsify(layout="sparse")

@@ -18,7 +18,8 @@ if not HAS_CUDA:
 pytest.importorskip("triton")
 
 import evsparse  # noqa: E402
-from evsparse.gpu import cuda_ops, launch, recurrent  # noqa: E402
+from evsparse.gpu import cuda_ops, recurrent  # noqa: E402
+from evsparse.gpu import sparse_linear as launch  # noqa: E402
 
 DEV = "cuda" if HAS_CUDA else "cpu"
 
@@ -431,7 +432,7 @@ def test_gpu_report_harness(tmp_path, monkeypatch):
     under -m gpu runs it for real): every method runs, the numbers agree with each other."""
     import json
 
-    from evsparse.gpu import bench as gpu_bench
+    from evsparse.bench import gpu as gpu_bench
 
     built, weights_cls = [], gpu_bench.Weights  # device weights: one per (size, density), shared by its activities
     monkeypatch.setattr(gpu_bench, "Weights", lambda w, device: built.append(w) or weights_cls(w, device))

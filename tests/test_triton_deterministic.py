@@ -18,7 +18,8 @@ if not HAS_CUDA:
 pytest.importorskip("triton")
 
 import evsparse  # noqa: E402
-from evsparse.gpu import kernels, launch, recurrent  # noqa: E402
+from evsparse.gpu import kernels, recurrent  # noqa: E402
+from evsparse.gpu import sparse_linear as launch  # noqa: E402
 from test_triton import problem  # noqa: E402
 from test_triton_recurrent import _assert_same, _dev, _egru_case  # noqa: E402
 

@@ -39,7 +39,7 @@ def test_hints_learn_the_bucket_from_observed_counters():
 
 _AUTOTUNED_RUN = textwrap.dedent("""
     import json, torch, evsparse
-    from evsparse.gpu import launch, tuning
+    from evsparse.gpu import sparse_linear as launch, tuning
     assert tuning.AUTOTUNE
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     g = torch.Generator().manual_seed(0)
@@ -83,7 +83,7 @@ def test_autotuned_kernels_stay_correct_and_key_on_the_activity_bucket():
 def _candidates():
     """(kernel name, TunedKernel, config) for every candidate. The interpreter ignores num_warps and
     num_stages, so there one config per block shape is enough."""
-    from evsparse.gpu import launch
+    from evsparse.gpu import sparse_linear as launch
 
     params = []
     for name, kernel in launch.TUNED_KERNELS.items():
@@ -103,7 +103,7 @@ def test_every_tuning_candidate_matches_the_dense_reference(monkeypatch, name, k
     """Each configuration the autotuner may pick, launched on its own (the tuner only times them and
     keeps one): tiles wider than the sizes, odd sizes that leave ragged edge tiles, two batch rows with
     different activity. On a GPU this is where a tile-specific miscompile would show."""
-    from evsparse.gpu import launch
+    from evsparse.gpu import sparse_linear as launch
 
     monkeypatch.setattr(kernel, "tuned", None)
     monkeypatch.setattr(kernel, "fixed", config)

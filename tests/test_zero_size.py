@@ -33,14 +33,14 @@ def test_sparse_linear_zero_sizes(layout, x_shape, w_shape):
     torch.testing.assert_close(gx, rx)
     torch.testing.assert_close(gb, rb)
     assert gv.shape == pw.values.shape
-    layer = SparseLinear.from_linear(torch.nn.Linear(w_shape[1], w_shape[0]), layout=layout)
+    layer = SparseLinear.from_module(torch.nn.Linear(w_shape[1], w_shape[0]), layout=layout)
     assert layer(x.detach().float()).shape == ref.shape
 
 
 @pytest.mark.parametrize("make", [lambda: EGRU(4, 6, 2), lambda: EGRU(4, 6, 2).sparsify(),
                                   lambda: SparseLinearRNN(4, 5, 4, num_layers=2),
                                   lambda: SparseLinearRNN(4, 5, 4, num_layers=2).sparsify()],
-                         ids=["EGRU", "SparseEGRU", "SparseLinearRNN", "PackedLinearRNN"])
+                         ids=["EGRU", "PackedEGRU", "SparseLinearRNN", "PackedLinearRNN"])
 def test_recurrent_zero_batch_and_length(make):
     torch.manual_seed(0)
     module = make()

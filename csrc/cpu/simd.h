@@ -5,9 +5,9 @@
 
 #include "types.h"
 
-#if defined(EVSPARSE_ISA_AVX512) && defined(EVSPARSE_EMULATE_AVX512)
-#include "avx512_emulation.h"  // test builds only: tests/cpp, see scripts/test_avx512_emulated.sh
-#elif defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
+// (Test builds that emulate AVX-512 on SIMDe force-include tests/cpp/avx512_emulation.h before this
+// file, from scripts/build_selftest.sh; production code never names a test header.)
+#if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
 #include <immintrin.h>
 #elif defined(EVSPARSE_ISA_NEON)
 #include <arm_neon.h>

@@ -128,12 +128,12 @@ std::tuple<Tensor, Tensor, Tensor> egru_sequence(const Tensor& xs, const Tensor&
 std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor& c, const Tensor& y,
                                                    const c10::List<std::optional<Tensor>>& layers) {
   constexpr const char* op = "evsparse.egru_stack_step";
-  constexpr int64_t kArgs = 9;
+  const int64_t kArgs = static_cast<int64_t>(egru_layer_args().size());
   const auto [B, num_layers, H] = check_stack_input(op, x, "c", c);
   check_stacked_state(op, "y", y, B, H, x);
   TORCH_CHECK_VALUE(y.size(0) == num_layers, op, ": c and y must have the same number of layers, got ", c.sizes(),
                     " and ", y.sizes());
-  const auto args = stack_args(op, layers, num_layers, {true, false, false, true, false, false, true, true, true});
+  const auto args = stack_args(op, layers, num_layers, egru_layer_args());
   Tensor c_out = at::empty_like(c);
   Tensor y_out = at::empty_like(y);
   const float* inp = x.const_data_ptr<float>();

@@ -12,6 +12,19 @@
 
 namespace evsparse {
 
+// The weight arguments of one layer of the fused recurrent ops, in schema order (after the input
+// and the state); a stack-step op's Tensor?[] list holds them for every layer in turn. Python states
+// the same as EGRU_LAYER_ARGS / LINEAR_RNN_LAYER_ARGS (python/evsparse/_contract.py; compared by
+// tests/test_contract.py). true = required (not Optional in the one-layer op's schema).
+inline const std::vector<bool>& egru_layer_args() {
+  static const std::vector<bool> required{true, false, false, true, false, false, true, true, true};
+  return required;
+}
+inline const std::vector<bool>& linear_rnn_layer_args() {
+  static const std::vector<bool> required{true, false, false, true, true, false, true, false, false, true};
+  return required;
+}
+
 inline PackedArgs packed_args(const char* op, const char* name, const Tensor& values, const std::optional<Tensor>& col_ptr,
                        const std::optional<Tensor>& row_idx, int64_t in, int64_t out, const Tensor& like) {
   const bool sparse = col_ptr.has_value() && col_ptr->defined();

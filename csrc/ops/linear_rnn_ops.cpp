@@ -135,12 +135,12 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
                                                  const c10::List<std::optional<Tensor>>& layers,
                                                  const c10::List<bool>& residual) {
   constexpr const char* op = "evsparse.linear_rnn_stack_step";
-  constexpr int64_t kArgs = 10;
+  const int64_t kArgs = static_cast<int64_t>(linear_rnn_layer_args().size());
   const auto [B, num_layers, width] = check_stack_input(op, x, "h", h);
   TORCH_CHECK_VALUE(static_cast<int64_t>(residual.size()) == num_layers, op, ": residual must hold one flag per "
                     "layer (", num_layers, " layers, from the state), got ", residual.size());
   const auto args =
-      stack_args(op, layers, num_layers, {true, false, false, true, true, false, true, false, false, true});
+      stack_args(op, layers, num_layers, linear_rnn_layer_args());
   Tensor h_out = at::empty_like(h);
   Tensor inp = x;
   for (int64_t k = 0; k < num_layers; ++k) {

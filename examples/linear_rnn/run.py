@@ -31,8 +31,8 @@ from model import CONFIGS, build  # noqa: E402
 from signals import mixtures, si_snr  # noqa: E402
 
 from evsparse import macs, prune  # noqa: E402
-from evsparse.bench import time_interleaved  # noqa: E402
-from evsparse.linear_rnn_bench import record_stream, torch_dense_step  # noqa: E402
+from evsparse.timing import time_interleaved  # noqa: E402
+from evsparse.bench.linear_rnn import record_stream, torch_dense_step  # noqa: E402
 
 
 def train(model, steps: int, args, masks=None, desc="train", seed=0) -> list[float]:

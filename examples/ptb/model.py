@@ -70,11 +70,11 @@ class EGRULanguageModel(nn.Module):
                 was_training = layer.training
                 x = layer.eval()(x)[0]  # the next layer's input as inference sees it (no dropconnect)
                 layer.train(was_training)
-        return SparseLanguageModel(self.embedding, layers, SparseLinear.from_linear(self.decoder))
+        return SparseLanguageModel(self.embedding, layers, SparseLinear.from_module(self.decoder))
 
 
 class SparseLanguageModel(nn.Module):
-    """Inference on the kernels: SparseEGRU layers and a SparseLinear decoder (its weight the tied
+    """Inference on the kernels: PackedEGRU layers and a SparseLinear decoder (its weight the tied
     embedding's, packed input-major: only the rows of firing units are read); the embedding is the
     dense model's."""
 

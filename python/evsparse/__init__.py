@@ -9,11 +9,12 @@ from __future__ import annotations
 import torch
 
 from . import _C  # noqa: F401  (loads libevsparse_ops, which registers torch.ops.evsparse.*)
-from . import _ops  # noqa: F401  (fake kernels, autograd)
+from . import _fakes  # noqa: F401  (fake kernels for torch.compile / torch.export)
 from . import nn
 from . import macs, prune
 from .functional import sparse_linear
-from .packed import AUTO_SPARSE_MAX_DENSITY, PackedWeight, pack
+from .layout import AUTO_SPARSE_MAX_DENSITY, pack
+from .packed import PackedWeight
 
 __version__ = "0.1.0"
 __all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "library_path",

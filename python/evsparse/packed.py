@@ -1,4 +1,5 @@
-"""Input-major packed weights: the storage the gather-by-active-neuron kernels read."""
+"""Input-major packed weights: the storage the gather-by-active-neuron kernels read (how a layout is
+chosen and a weight packed lives in :mod:`evsparse.layout`)."""
 
 from __future__ import annotations
 
@@ -6,18 +7,12 @@ from typing import Optional
 
 import torch
 
-from ._validation import INT16_MAX_OUT, IndexVersions, check_csc, check_finite, check_shape
+from ._contract import INT16_MAX_OUT, IndexVersions, check_csc, check_finite, check_shape
 
-__all__ = ["PackedWeight", "pack", "LAYOUTS", "AUTO_SPARSE_MAX_DENSITY"]
+__all__ = ["PackedWeight"]
 
-LAYOUTS = ("dense", "sparse", "auto", "timed")
-_VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
-# "auto" picks the sparse layout at or below this weight density (measured crossover with
-# evsparse-bench, see README "Choosing a layout"). The sparse kernel reads an index
-# and a value per nonzero and scatters them; the dense-gather kernel streams whole rows with SIMD
-# FMAs. See README ("Choosing a layout") for the measurement behind the number.
-AUTO_SPARSE_MAX_DENSITY = 0.2
 
 
 def _fail(msg: str) -> None:
@@ -77,8 +72,8 @@ class PackedWeight:
         v = self.values
         if not isinstance(v, torch.Tensor):
             _fail(f"values must be a tensor, got {type(v).__name__}")
-        if v.dtype not in _VALUE_DTYPES:
-            _fail(f"values dtype must be one of {_VALUE_DTYPES}, got {v.dtype}")
+        if v.dtype not in VALUE_DTYPES:
+            _fail(f"values dtype must be one of {VALUE_DTYPES}, got {v.dtype}")
         if v.layout != torch.strided or not v.is_contiguous():
             _fail("values must be a contiguous strided tensor")
         if self.layout == "dense":
@@ -99,6 +94,25 @@ class PackedWeight:
         """Re-validates when an index tensor was replaced or edited in place since the last check."""
         if not self._checked.current((self.col_ptr, self.row_idx)):
             self._validate()
+
+    @classmethod
+    def from_masked(cls, w: torch.Tensor, layout: str) -> "PackedWeight":
+        """Packs an already checked and masked ``[out, in]`` weight (what :func:`evsparse.pack` does
+        after checking and masking) in the ``"dense"`` or ``"sparse"`` layout."""
+        if layout not in ("dense", "sparse"):
+            _fail(f"layout must be 'dense' or 'sparse', got {layout!r}")
+        out, inp = w.shape
+        wt = w.t().contiguous()  # [in, out]: row j = input j's outgoing weights
+        if layout == "dense":
+            return cls._trusted("dense", (out, inp), wt)
+        nz = torch.nonzero(wt)  # row-major over [in, out]: sorted by input, then by output = CSC order
+        counts = torch.bincount(nz[:, 0], minlength=inp)
+        col_ptr = torch.zeros(inp + 1, dtype=torch.int64, device=w.device)
+        torch.cumsum(counts, 0, out=col_ptr[1:])
+        index_dtype = torch.int16 if out <= INT16_MAX_OUT else torch.int32
+        row_idx = nz[:, 1].to(index_dtype).contiguous()
+        values = wt[nz[:, 0], nz[:, 1]].contiguous()
+        return cls._trusted("sparse", (out, inp), values, col_ptr, row_idx)
 
     # ---- properties ---------------------------------------------------------------------------
     @property
@@ -156,8 +170,8 @@ class PackedWeight:
 
     def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "PackedWeight":
         """A copy on ``device`` and/or with values of ``dtype`` (indices keep their dtype)."""
-        if dtype is not None and dtype not in _VALUE_DTYPES:
-            _fail(f"dtype must be one of {_VALUE_DTYPES}, got {dtype}")
+        if dtype is not None and dtype not in VALUE_DTYPES:
+            _fail(f"dtype must be one of {VALUE_DTYPES}, got {dtype}")
         values = self.values.to(device=device, dtype=dtype)
         move = (lambda t: None if t is None else t.to(device=device)) if device is not None else (lambda t: t)
         return PackedWeight._trusted(self.layout, self._shape, values, move(self.col_ptr), move(self.row_idx))
@@ -191,73 +205,20 @@ class PackedWeight:
         self._validate()
 
 
-def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
-         example_input: Optional[torch.Tensor] = None) -> PackedWeight:
-    """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
-
-    ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
-    ``layout``: ``"dense"``, ``"sparse"``, ``"auto"`` (sparse when the density of ``weight * mask``
-    is at most :data:`AUTO_SPARSE_MAX_DENSITY`) or ``"timed"``: both layouts are packed and
-    ``sparse_linear(example_input, ...)`` is timed with each on this machine; the faster is kept
-    (see :mod:`evsparse.layout_timing`). ``example_input`` is needed by, and only allowed with,
-    ``"timed"``: an input like those the weight will see (``[in]`` or ``[B, in]``, at its usual
-    activity). Non-finite weights are rejected. The packed values are a detached copy; call
-    ``.requires_grad_()`` on the result to train them.
-    """
-    if layout not in LAYOUTS:
-        raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
-    if (layout == "timed") != (example_input is not None):
-        raise ValueError("evsparse.pack: layout='timed' needs example_input (an input to time both layouts on), "
-                         "and example_input is used only with layout='timed'")
-    w = masked_weight(weight, mask, "evsparse.pack")
-    if layout == "timed":
-        from .functional import sparse_linear
-        from .layout_timing import choose_layouts
-
-        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p))
-        return pw
-    return _pack_masked(w, _auto_layout(w) if layout == "auto" else layout)
+_MOVED = {"pack", "masked_weight", "LAYOUTS", "AUTO_SPARSE_MAX_DENSITY", "_auto_layout"}
 
 
-def _auto_layout(w: torch.Tensor) -> str:
-    """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold."""
-    total = w.numel()
-    density = int(torch.count_nonzero(w)) / total if total else 1.0
-    return "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
+def __getattr__(name: str):
+    # Packing and layout choice moved to evsparse.layout (so that storage does not know how layouts
+    # are chosen, and no import cycle is needed); the old names stay importable here for one release.
+    if name in _MOVED:
+        import warnings
 
+        from . import layout
 
-def masked_weight(weight: torch.Tensor, mask: Optional[torch.Tensor], who: str) -> torch.Tensor:
-    """``weight * mask`` detached, after checking both (2-D, a value dtype, finite): what gets packed."""
-    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
-        raise ValueError(f"{who}: weight must be a 2-D [out, in] tensor, got {type(weight).__name__} "
-                         f"with shape {getattr(weight, 'shape', None)}")
-    if weight.dtype not in _VALUE_DTYPES:
-        raise ValueError(f"{who}: weight dtype must be one of {_VALUE_DTYPES}, got {weight.dtype}")
-    w = weight.detach()
-    if mask is not None:
-        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(w.shape):
-            raise ValueError(f"{who}: mask must be a tensor of shape {list(w.shape)}, "
-                             f"got {getattr(mask, 'shape', None)}")
-        if mask.device != w.device:
-            raise ValueError(f"{who}: mask is on {mask.device} but weight is on {w.device}")
-        w = torch.where(mask.to(torch.bool), w, torch.zeros((), dtype=w.dtype, device=w.device))
-    if not bool(torch.isfinite(w).all()):
-        raise ValueError(f"{who}: weight contains NaN or Inf; the kernels skip inactive inputs, so "
-                         "non-finite weights would not propagate as in F.linear")
-    return w
-
-
-def _pack_masked(w: torch.Tensor, layout: str) -> PackedWeight:
-    """A checked, masked ``[out, in]`` weight in the "dense" or "sparse" layout."""
-    out, inp = w.shape
-    wt = w.t().contiguous()  # [in, out]: row j = input j's outgoing weights
-    if layout == "dense":
-        return PackedWeight._trusted("dense", (out, inp), wt)
-    nz = torch.nonzero(wt)  # row-major over [in, out]: sorted by input, then by output = CSC order
-    counts = torch.bincount(nz[:, 0], minlength=inp)
-    col_ptr = torch.zeros(inp + 1, dtype=torch.int64, device=w.device)
-    torch.cumsum(counts, 0, out=col_ptr[1:])
-    index_dtype = torch.int16 if out <= INT16_MAX_OUT else torch.int32
-    row_idx = nz[:, 1].to(index_dtype).contiguous()
-    values = wt[nz[:, 0], nz[:, 1]].contiguous()
-    return PackedWeight._trusted("sparse", (out, inp), values, col_ptr, row_idx)
+        warnings.warn(f"evsparse.packed.{name} is deprecated; use evsparse.layout.{name.lstrip('_')} "
+                      "(or evsparse.pack)", DeprecationWarning, stacklevel=2)
+        return getattr(layout, name.lstrip("_"))
+    if name == "_pack_masked":
+        return PackedWeight.from_masked
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,7 +10,7 @@ from typing import Optional
 
 import torch
 
-from . import launch
+from . import sparse_linear as launch
 from .recurrent import (egru_sequence, egru_stack_step, egru_step, linear_rnn_sequence, linear_rnn_stack_step,
                         linear_rnn_step)
 

@@ -32,8 +32,9 @@ from typing import Optional
 
 import torch
 
+from .._contract import EGRU_LAYER_ARGS, LINEAR_RNN_LAYER_ARGS
 from . import kernels
-from .launch import Active, _rows, cdiv, check_csc, check_dense_weight, compact_active, new_output, product_into, \
+from .sparse_linear import Active, _rows, cdiv, check_csc, check_dense_weight, compact_active, new_output, product_into, \
     row_chunks, use_deterministic
 
 GATE_BLOCK = 256
@@ -246,7 +247,7 @@ def egru_stack_step(x, c, y, layers):
     c_out, y_out = torch.empty_like(c), torch.empty_like(y)
     inp = x
     for k in range(L):
-        _, c_k, inp = egru_sequence(inp[None], c[k], y[k], *layers[9 * k:9 * k + 9], _op=op, _step=True)
+        _, c_k, inp = egru_sequence(inp[None], c[k], y[k], *layers[len(EGRU_LAYER_ARGS) * k:len(EGRU_LAYER_ARGS) * (k + 1)], _op=op, _step=True)
         c_out[k].copy_(c_k)
         y_out[k].copy_(inp)
     return inp, c_out, y_out
@@ -263,7 +264,7 @@ def linear_rnn_stack_step(x, h, layers, residual):
     h_out = torch.empty_like(h)
     inp = x
     for k in range(L):
-        ys, h_k = linear_rnn_sequence(inp[None], h[k], *layers[10 * k:10 * k + 10], residual[k], _op=op)
+        ys, h_k = linear_rnn_sequence(inp[None], h[k], *layers[len(LINEAR_RNN_LAYER_ARGS) * k:len(LINEAR_RNN_LAYER_ARGS) * (k + 1)], residual[k], _op=op)
         h_out[k].copy_(h_k)
         inp = ys[0]
     return inp, h_out

@@ -1,7 +1,15 @@
 """Modules built on the evsparse kernels."""
 
-from .egru import EGRU, SparseEGRU
+from .egru import EGRU, PackedEGRU
 from .linear import SparseLinear
 from .linear_rnn import PackedLinearRNN, SparseLinearRNN
 
-__all__ = ["EGRU", "SparseEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN"]
+__all__ = ["EGRU", "PackedEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN"]
+
+
+def __getattr__(name: str):
+    if name == "SparseEGRU":  # deprecated alias of PackedEGRU (see egru.py)
+        from . import egru
+
+        return egru.__getattr__(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

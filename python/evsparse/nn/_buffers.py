@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .._validation import IndexVersions
+from .._contract import IndexVersions
 from ..packed import PackedWeight
 
 

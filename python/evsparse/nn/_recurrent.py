@@ -7,8 +7,8 @@ from typing import Callable, Optional
 
 import torch
 
-from ..layout_timing import LayoutChoice, choose_layouts
-from ..packed import LAYOUTS, PackedWeight, masked_weight, pack
+from ..layout import LAYOUTS, LayoutChoice, choose_layouts, masked_weight, pack
+from ..packed import PackedWeight
 from ._buffers import PackedModule
 
 

@@ -22,12 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._contract import EGRU_LAYER_ARGS, layer_buffer
+from .._deprecation import alias_classmethod, moved
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
 from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
                          op_args, pack_layer, per_layer_layouts, step_through_forward, timing_example)
 
-__all__ = ["EGRU", "SparseEGRU", "spike", "egru_cell"]
+__all__ = ["EGRU", "PackedEGRU", "spike", "egru_cell"]
 
 State = tuple[torch.Tensor, torch.Tensor]
 
@@ -87,11 +89,16 @@ class EGRU(nn.Module):
     """Event-based GRU, a drop-in recurrent layer in the style of ``torch.nn.GRU``.
 
     Args:
-        input_size, hidden_size, num_layers, batch_first, bias: as in ``nn.GRU``.
+        input_size: as in ``nn.GRU``.
+        hidden_size: as in ``nn.GRU``.
+        num_layers: as in ``nn.GRU``.
+        batch_first: as in ``nn.GRU``.
         dropout: variational dropout between layers (one mask per sequence, as in AWD-LSTM).
-        dropconnect: DropConnect probability on the recurrent weights while training.
         thr_mean: initial mean of the per-unit thresholds (initialised N(thr_mean, 0.05), clamped to [0, 1]).
-        dampening, support: the surrogate gradient ``dampening * max(0, 1 - support * |c~ - thr|)``.
+        dampening: the surrogate gradient is ``dampening * max(0, 1 - support * |c~ - thr|)``.
+        support: see ``dampening``.
+        bias: as in ``nn.GRU``.
+        dropconnect: DropConnect probability on the recurrent weights while training.
 
     Parameters (layer ``k``): ``weight_ih_l{k}`` [3H, in], ``weight_hh_l{k}`` [3H, H], ``bias_ih_l{k}``,
     ``bias_hh_l{k}`` [3H], ``thr_l{k}`` [H]. Gate blocks are [z, r, g] (EvNN's order; ``nn.GRU`` uses
@@ -196,16 +203,16 @@ class EGRU(nn.Module):
         return torch.stack([torch.as_tensor(r) for r in self._event_rates]).sum()
 
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
-                 example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
+                 example_input: Optional[torch.Tensor] = None) -> "PackedEGRU":
         """The inference module on the fused sparse kernels, with the same outputs (float32).
 
         ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
         weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``). With
         ``layout="timed"``, each layer runs its sequence op on ``example_input`` (a sequence like this
         module's input) with every combination of layouts for its two weights, and keeps the fastest;
-        ``SparseEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
+        ``PackedEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
         pairs per layer (``.layouts`` of an earlier result) reproduces a choice."""
-        return SparseEGRU.from_egru(self, weight_masks, layout, example_input)
+        return PackedEGRU.from_module(self, weight_masks, layout, example_input)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
         """Loads EvNN ``EGRU`` weights: ``kernel`` [in, 3H], ``recurrent_kernel`` [H, 3H], ``bias``,
@@ -259,7 +266,7 @@ def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
     return layers
 
 
-class SparseEGRU(CachedOpArgs):
+class PackedEGRU(CachedOpArgs):
     """Inference twin of :class:`EGRU` on ``torch.ops.evsparse.egru_sequence`` / ``egru_step``: each
     step reads only the weight rows (or nonzeros) of the inputs and units that are nonzero. Same call
     signature and state as :class:`EGRU`; float32; no autograd."""
@@ -283,8 +290,8 @@ class SparseEGRU(CachedOpArgs):
 
     @classmethod
     @torch.no_grad()
-    def from_egru(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
-                  example_input: Optional[torch.Tensor] = None) -> "SparseEGRU":
+    def from_module(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
+                  example_input: Optional[torch.Tensor] = None) -> "PackedEGRU":
         masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
         inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
         layouts = per_layer_layouts(layout, egru.num_layers, "EGRU.sparsify")
@@ -311,11 +318,10 @@ class SparseEGRU(CachedOpArgs):
         module.layout_choices = choices
         return module
 
+    from_egru = alias_classmethod("from_module", "PackedEGRU.from_egru", "PackedEGRU.from_module")
+
     def _collect_args(self, k: int):
-        w = lambda name, part: getattr(self, f"{name}_l{k}_{part}")  # noqa: E731
-        return (w("w_ih", "values"), w("w_ih", "col_ptr"), w("w_ih", "row_idx"), w("w_hh", "values"),
-                w("w_hh", "col_ptr"), w("w_hh", "row_idx"), getattr(self, f"b_ih_l{k}"), getattr(self, f"b_hh_l{k}"),
-                getattr(self, f"thr_l{k}"))
+        return tuple(getattr(self, layer_buffer(arg, k)) for arg in EGRU_LAYER_ARGS)
 
     def _collect_stack_args(self) -> tuple:
         return ([a for k in range(self.num_layers) for a in self._collect_args(k)],)
@@ -339,8 +345,8 @@ class SparseEGRU(CachedOpArgs):
 
     @accepts_unbatched("hidden_size", state_names=("c", "y"))
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        x = check_sequence_input(x, self.input_size, self.batch_first, "SparseEGRU").contiguous()
-        c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "SparseEGRU")
+        x = check_sequence_input(x, self.input_size, self.batch_first, "PackedEGRU").contiguous()
+        c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "PackedEGRU")
         inp, c_last, y_last = x, [], []
         self._activity.start()
         for k in range(self.num_layers):
@@ -357,9 +363,9 @@ class SparseEGRU(CachedOpArgs):
         state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
         unbatched, [input_size] -> [H]."""
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
-            raise ValueError(f"SparseEGRU.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
+            raise ValueError(f"PackedEGRU.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
-        c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "SparseEGRU.step")
+        c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "PackedEGRU.step")
         y_t, c, y = torch.ops.evsparse.egru_stack_step(x_t.contiguous(), c0.contiguous(), y0.contiguous(),
                                                        *self._stack_args())
         return y_t, (c, y)
@@ -371,3 +377,10 @@ class SparseEGRU(CachedOpArgs):
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
                 f"layouts={self.layouts}, batch_first={self.batch_first}")
+
+
+def __getattr__(name: str):
+    if name == "SparseEGRU":  # renamed: the inference twins are Packed<Layer> (PackedEGRU, PackedLinearRNN)
+        moved("evsparse.nn.SparseEGRU", "evsparse.nn.PackedEGRU")
+        return PackedEGRU
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,9 @@ import torch
 from torch import nn
 
 from ..functional import sparse_linear
-from ..packed import PackedWeight, pack
+from ..layout import pack
+from ..packed import PackedWeight
+from .._deprecation import alias_classmethod
 from ._buffers import PackedModule, register_optional_buffer
 
 __all__ = ["SparseLinear"]
@@ -18,7 +20,7 @@ class SparseLinear(PackedModule):
     """Holds a :class:`~evsparse.PackedWeight` (its values as the parameter ``weight_values``, its
     index arrays as buffers) and an optional bias; ``forward(x) == F.linear(x, W * mask, bias)``.
 
-    Build it from a trained layer with :meth:`from_linear`. Its packed data is validated when loaded
+    Build it from a trained layer with :meth:`from_module`. Its packed data is validated when loaded
     and whenever a buffer is replaced or edited in place (see :class:`~evsparse.PackedWeight`).
     """
 
@@ -37,14 +39,16 @@ class SparseLinear(PackedModule):
         self.bias = None if bias is None else nn.Parameter(bias.detach())
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto",
+    def from_module(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto",
                     example_input: Optional[torch.Tensor] = None) -> "SparseLinear":
         """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`, also for ``layout="timed"`` and
         ``example_input``) and copies the bias."""
         if not isinstance(linear, nn.Linear):
-            raise ValueError(f"SparseLinear.from_linear: expected nn.Linear, got {type(linear).__name__}")
+            raise ValueError(f"SparseLinear.from_module: expected nn.Linear, got {type(linear).__name__}")
         bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(pack(linear.weight, mask=mask, layout=layout, example_input=example_input), bias)
+
+    from_linear = alias_classmethod("from_module", "SparseLinear.from_linear", "SparseLinear.from_module")
 
     @property
     def packed(self) -> PackedWeight:

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._contract import LINEAR_RNN_LAYER_ARGS, layer_buffer
 from ..packed import PackedWeight
 from ._buffers import register_optional_buffer
 from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
@@ -102,7 +103,8 @@ class SparseLinearRNN(nn.Module):
         residual: add each layer's input to its output before the ReLU where the widths agree
             (every layer but the first when ``input_size != output_size``).
         normalize: scale the input product by ``sqrt(1 - |a|^2)``.
-        r_min, r_max: initial ``|a|`` uniform in this range (the memory time scales).
+        r_min: initial ``|a|`` uniform in ``[r_min, r_max]`` (the memory time scales).
+        r_max: see ``r_min``.
         max_phase: initial phases uniform in ``[0, max_phase]`` (complex only).
         dropout: dropout on each layer's output but the last, while training.
         scan: ``"parallel"`` (log-depth scan over time, default) or ``"loop"`` for the training forward.
@@ -331,9 +333,7 @@ class PackedLinearRNN(CachedOpArgs):
         return module
 
     def _collect_args(self, k: int):
-        g = lambda name: getattr(self, f"{name}_l{k}")  # noqa: E731
-        w = lambda name: tuple(getattr(self, f"{name}_l{k}_{part}") for part in self._PARTS)  # noqa: E731
-        return (*w("w_in"), g("b_in"), g("a_re"), g("a_im"), *w("w_out"), g("b_out"), self.residual[k])
+        return (*(getattr(self, layer_buffer(arg, k)) for arg in LINEAR_RNN_LAYER_ARGS), self.residual[k])
 
     def _collect_stack_args(self) -> tuple:
         layers = [self._collect_args(k) for k in range(self.num_layers)]

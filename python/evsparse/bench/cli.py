@@ -27,8 +27,8 @@ import torch.nn.functional as F
 
 import evsparse
 
-from . import layout_bench, linear_rnn_bench, stack_bench
-from ._bench_common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
+from . import layout as layout_section, linear_rnn as linear_rnn_section, stack as stack_section
+from .common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -212,7 +212,7 @@ def build_egru_methods(hidden: int, activity: float, density: float, seed: int =
     """One-layer EGRU step at batch 1 (input size = hidden, as in a stack), inputs and previous events
     with the given activity; weights dense or magnitude-pruned to `density`. Returns
     (methods, theoretical speedup)."""
-    from .nn import EGRU
+    from ..nn import EGRU
 
     torch.manual_seed(seed)
     egru = EGRU(hidden, hidden).eval()
@@ -228,7 +228,7 @@ def build_egru_methods(hidden: int, activity: float, density: float, seed: int =
     args = sparse._args(0)
     methods = {
         "evsparse egru_step (op)": (lambda a: torch.ops.evsparse.egru_step(a[0], a[1][0][0], a[1][1][0], *args), pool),
-        "evsparse SparseEGRU.step": (lambda a: sparse.step(a[0], a[1]), pool),
+        "evsparse PackedEGRU.step": (lambda a: sparse.step(a[0], a[1]), pool),
         "torch.nn.GRUCell (dense)": (lambda a: cell(a[0], a[1][1][0]), pool),
         "EvNN-style dense step": (lambda a: egru.step(a[0], a[1]), pool),
     }
@@ -246,7 +246,7 @@ def egru_section(hidden_sizes, activity: float, densities, reps: int) -> list[di
                          "times_us": {k: v * 1e6 for k, v in t.items()},
                          "speedup_vs_grucell": t["torch.nn.GRUCell (dense)"] / ev,
                          "speedup_vs_evnn_dense": t["EvNN-style dense step"] / ev,
-                         "module_speedup_vs_grucell": t["torch.nn.GRUCell (dense)"] / t["evsparse SparseEGRU.step"]})
+                         "module_speedup_vs_grucell": t["torch.nn.GRUCell (dense)"] / t["evsparse PackedEGRU.step"]})
     return rows
 
 
@@ -329,20 +329,20 @@ def to_markdown(report: dict) -> str:
                          f"{c['sparse_gather_us']:.1f} | {c['sparse_over_dense']:.2f}x |")
     if report.get("egru"):
         lines += ["", "## EGRU step, batch 1 (us per step; one layer, input size = hidden)", "",
-                  "| hidden | activity | weight density | theoretical | evsparse op | SparseEGRU.step | GRUCell | "
+                  "| hidden | activity | weight density | theoretical | evsparse op | PackedEGRU.step | GRUCell | "
                   "EvNN-style dense | vs GRUCell | vs EvNN dense |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in report["egru"]:
             t = r["times_us"]
             lines.append(f"| {r['hidden']} | {r['activity']:.0%} | {r['density']:.0%} | {r['theoretical_speedup']:.1f}x | "
-                         f"{t['evsparse egru_step (op)']:.1f} | {t['evsparse SparseEGRU.step']:.1f} | "
+                         f"{t['evsparse egru_step (op)']:.1f} | {t['evsparse PackedEGRU.step']:.1f} | "
                          f"{t['torch.nn.GRUCell (dense)']:.1f} | {t['EvNN-style dense step']:.1f} | "
                          f"{r['speedup_vs_grucell']:.1f}x | {r['speedup_vs_evnn_dense']:.1f}x |")
     if report.get("linear_rnn"):
-        lines += linear_rnn_bench.to_markdown(report["linear_rnn"])
+        lines += linear_rnn_section.to_markdown(report["linear_rnn"])
     if report.get("timed_layout"):
-        lines += layout_bench.to_markdown(report["timed_layout"])
+        lines += layout_section.to_markdown(report["timed_layout"])
     if report.get("stack_step"):
-        lines += stack_bench.to_markdown(report["stack_step"])
+        lines += stack_section.to_markdown(report["stack_step"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -426,13 +426,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--no-crossover", action="store_true", help="skip the layout-crossover section")
     ap.add_argument("--egru-hidden", nargs="*", type=int, default=DEFAULT_EGRU_HIDDEN,
                     help="hidden sizes of the EGRU step section (none to skip)")
-    ap.add_argument("--lrnn-width", nargs="*", type=int, default=linear_rnn_bench.DEFAULT_WIDTHS,
+    ap.add_argument("--lrnn-width", nargs="*", type=int, default=linear_rnn_section.DEFAULT_WIDTHS,
                     help="widths of the sparse linear RNN step section (none to skip)")
-    ap.add_argument("--timed-hidden", nargs="*", type=int, default=layout_bench.DEFAULT_HIDDEN,
+    ap.add_argument("--timed-hidden", nargs="*", type=int, default=layout_section.DEFAULT_HIDDEN,
                     help="hidden sizes of the section comparing layout=\"timed\" with \"auto\" (none to skip)")
-    ap.add_argument("--stack-width", nargs="*", type=int, default=stack_bench.DEFAULT_WIDTHS,
+    ap.add_argument("--stack-width", nargs="*", type=int, default=stack_section.DEFAULT_WIDTHS,
                     help="widths of the whole-model step section (stack op vs one op per layer; none to skip)")
-    ap.add_argument("--stack-layers", nargs="+", type=int, default=stack_bench.DEFAULT_LAYERS,
+    ap.add_argument("--stack-layers", nargs="+", type=int, default=stack_section.DEFAULT_LAYERS,
                     help="layer counts of the whole-model step section")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -447,10 +447,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     crossover = [] if args.no_crossover else crossover_section(
         args.sizes[-2:], [1.0, 0.1], [0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1], args.reps)
     egru_rows = egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.reps) if args.egru_hidden else []
-    lrnn_rows = (linear_rnn_bench.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps)
+    lrnn_rows = (linear_rnn_section.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps)
                  if args.lrnn_width else [])
-    timed_rows = layout_bench.timed_layout_section(args.timed_hidden, args.reps) if args.timed_hidden else []
-    stack_rows = (stack_bench.stack_step_section(args.stack_width, args.stack_layers, args.reps)
+    timed_rows = layout_section.timed_layout_section(args.timed_hidden, args.reps) if args.timed_hidden else []
+    stack_rows = (stack_section.stack_step_section(args.stack_width, args.stack_layers, args.reps)
                   if args.stack_width else [])
     info = evsparse.build_info()
     report = {

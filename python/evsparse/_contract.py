@@ -1,4 +1,7 @@
-"""The packed-weight contract, checked in one place: what a valid CSC structure is, and when to check it.
+"""The ops' contract on the Python side, stated once: the per-layer argument layout of the fused
+recurrent ops, and what a valid packed weight (CSC structure) is and when it is checked. The C++ side
+states the same in ``csrc/ops/layer_args.h`` and ``csrc/ops/packed_product.h``; tests/test_contract.py
+compares the two.
 
 The CPU kernels range-check every row index they read (corrupted data is refused there, never read
 or written out of bounds), but a structure can be wrong yet in range: unsorted rows, a column pointer
@@ -14,9 +17,32 @@ from typing import Optional
 
 import torch
 
-__all__ = ["check_shape", "check_csc", "check_finite", "IndexVersions"]
+__all__ = ["EGRU_LAYER_ARGS", "LINEAR_RNN_LAYER_ARGS", "layer_buffer", "check_shape", "check_csc", "check_csc_meta",
+           "check_finite", "IndexVersions"]
 
 INT16_MAX_OUT = 32767
+
+# The weight arguments of one layer of the fused recurrent ops, in their schema order (after the
+# input and the state): egru_step / egru_sequence take them as arguments, egru_stack_step as one
+# Tensor?[] list holding them for every layer in turn (likewise linear_rnn_*; the residual flag is
+# a separate argument). A packed weight is three of them: values, col_ptr, row_idx (None, None for
+# the dense layout).
+EGRU_LAYER_ARGS = ("w_ih", "w_ih_col_ptr", "w_ih_row_idx", "w_hh", "w_hh_col_ptr", "w_hh_row_idx", "b_ih", "b_hh",
+                   "thr")
+LINEAR_RNN_LAYER_ARGS = ("w_in", "w_in_col_ptr", "w_in_row_idx", "b_in", "a_re", "a_im", "w_out", "w_out_col_ptr",
+                         "w_out_row_idx", "b_out")
+_WEIGHTS = ("w_ih", "w_hh", "w_in", "w_out")
+
+
+def layer_buffer(arg: str, k: int) -> str:
+    """The inference module's buffer holding argument ``arg`` of layer ``k``: ``w_ih`` ->
+    ``w_ih_l{k}_values``, ``w_ih_col_ptr`` -> ``w_ih_l{k}_col_ptr``, ``b_ih`` -> ``b_ih_l{k}``."""
+    if arg in _WEIGHTS:
+        return f"{arg}_l{k}_values"
+    for part in ("_col_ptr", "_row_idx"):
+        if arg.endswith(part):
+            return f"{arg[:-len(part)]}_l{k}{part}"
+    return f"{arg}_l{k}"
 
 
 def _fail(who: str, msg: str) -> None:
@@ -53,10 +79,10 @@ def check_finite(values: torch.Tensor, who: str) -> None:
         _fail(who, "values contain NaN or Inf (non-finite weights would not propagate as in F.linear)")
 
 
-def check_csc(col_ptr, row_idx, out: int, inp: int, nnz: int, device: torch.device, who: str) -> None:
-    """A CSC structure for ``W [out, inp]`` with ``nnz`` stored values: int64 ``col_ptr`` [inp + 1] from
-    0 to nnz, never decreasing; int16 (out <= 32767) or int32 ``row_idx`` [nnz], each in [0, out) and
-    strictly increasing within its column. Raises ValueError naming the tensor."""
+def check_csc_meta(col_ptr, row_idx, out: int, inp: int, nnz: int, device: torch.device, who: str) -> None:
+    """What can be checked of a CSC structure without reading it (also under tracing, on fake or
+    meta tensors): tensor types, devices, dtypes, ranks and lengths. Raises ValueError naming the
+    tensor."""
     for name, t in (("col_ptr", col_ptr), ("row_idx", row_idx)):
         if not isinstance(t, torch.Tensor):
             _fail(who, f"{name} must be a tensor, got {type(t).__name__}")
@@ -76,6 +102,14 @@ def check_csc(col_ptr, row_idx, out: int, inp: int, nnz: int, device: torch.devi
         _fail(who, f"values must be 1-D with one entry per row index ({row_idx.numel()}), got {nnz} values")
     if col_ptr.numel() != inp + 1:
         _fail(who, f"col_ptr must have in_features + 1 = {inp + 1} entries, got {col_ptr.numel()}")
+
+
+def check_csc(col_ptr, row_idx, out: int, inp: int, nnz: int, device: torch.device, who: str) -> None:
+    """A CSC structure for ``W [out, inp]`` with ``nnz`` stored values: int64 ``col_ptr`` [inp + 1] from
+    0 to nnz, never decreasing; int16 (out <= 32767) or int32 ``row_idx`` [nnz], each in [0, out) and
+    strictly increasing within its column. Raises ValueError naming the tensor. (The CPU ops check
+    the same in C++: ``csrc/ops/csc_validation.cpp``.)"""
+    check_csc_meta(col_ptr, row_idx, out, inp, nnz, device, who)
     if not _readable(col_ptr):
         return
     cp = col_ptr.cpu()

@@ -2,7 +2,7 @@
 //
 // This file is the thin layer between ATen and the torch-free kernel core (csrc/cpu): it checks
 // arguments, compacts the active inputs, splits the outputs across at::parallel_for threads and
-// calls the kernels on raw pointers. Autograd: linear_autograd.cpp; fake kernels: python/evsparse/_ops.py.
+// calls the kernels on raw pointers. Autograd: sparse_linear_autograd.cpp; fake kernels: python/evsparse/_fakes.py.
 #include <torch/library.h>
 
 #include "../cpu/backward.h"

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import torch
 
+from ._contract import EGRU_LAYER_ARGS, LINEAR_RNN_LAYER_ARGS, check_csc_meta
+
 
 def _same_device(op: str, x: torch.Tensor, *others) -> None:
     for t in others:
         if t is not None and t.device != x.device:
             raise ValueError(f"evsparse.{op}: all tensors must be on x's device {x.device}, got {t.device}")
+
+
+def _check_stack_layers(op: str, layers, num_layers, per_layer: tuple) -> None:
+    if len(layers) != num_layers * len(per_layer):
+        raise ValueError(f"evsparse.{op}: layers must hold {len(per_layer)} entries per layer ({num_layers} layers, "
+                         f"from the state), got {len(layers)}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -31,6 +39,9 @@ def _gather_linear_fake(x, weight_t, bias=None):
 @torch.library.register_fake("evsparse::sparse_gather_linear")
 def _sparse_gather_linear_fake(x, col_ptr, row_idx, values, out_features, bias=None):
     _same_device("sparse_gather_linear", x, col_ptr, row_idx, values, bias)
+    # The structure's metadata, checked as PackedWeight and the Triton launchers check it (_contract).
+    check_csc_meta(col_ptr, row_idx, out_features, col_ptr.shape[0] - 1, values.shape[0], x.device,
+                   "evsparse.sparse_gather_linear")
     torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
     torch._check(x.shape[-1] == col_ptr.shape[0] - 1, lambda: "x and col_ptr disagree on in_features")
     return x.new_empty((*x.shape[:-1], out_features), dtype=x.dtype)
@@ -81,10 +92,12 @@ def _linear_rnn_sequence_fake(xs, h, w_in, w_in_col_ptr, w_in_row_idx, b_in, a_r
 @torch.library.register_fake("evsparse::egru_stack_step")
 def _egru_stack_step_fake(x, c, y, layers):
     _same_device("egru_stack_step", x, c, y, *layers)
+    _check_stack_layers("egru_stack_step", layers, c.shape[0], EGRU_LAYER_ARGS)
     return x.new_empty((x.shape[0], c.shape[2])), torch.empty_like(c), torch.empty_like(y)
 
 
 @torch.library.register_fake("evsparse::linear_rnn_stack_step")
 def _linear_rnn_stack_step_fake(x, h, layers, residual):
     _same_device("linear_rnn_stack_step", x, h, *layers)
+    _check_stack_layers("linear_rnn_stack_step", layers, h.shape[0], LINEAR_RNN_LAYER_ARGS)
     return x.new_empty((x.shape[0], layers[-1].shape[0])), torch.empty_like(h)

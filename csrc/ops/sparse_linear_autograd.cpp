@@ -4,12 +4,10 @@
 // every call, grad or not: ~6 us here, more than a whole 256-unit step. In C++ the no-grad path costs
 // well under a microsecond. Backward calls the gradient ops through the dispatcher so other backends
 // can supply them. Under create_graph (double backward) it uses differentiable ATen formulas instead,
-// so higher-order gradients are right, not silently zero. The ops without a derivative get
-// not_differentiable below: a gradient requested through them raises instead of being None.
+// so higher-order gradients are right, not silently zero. The ops without a derivative get the
+// Autograd kernel of not_differentiable.cpp.
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/autograd.h>
-#include <torch/csrc/autograd/functions/basic_ops.h>
-#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -146,51 +144,9 @@ Tensor sparse_gather_linear_autograd(const Tensor& x, const Tensor& col_ptr, con
 
 }  // namespace
 
-// The Autograd kernel of the ops with no derivative (the recurrent inference ops, the gradient ops).
-// With grad mode off or no input requiring grad (the streaming path) it only redispatches; otherwise
-// the outputs get a NotImplemented node, so backward raises "derivative for evsparse::... is not
-// implemented" instead of leaving every gradient None. (PyTorch's autogradNotImplementedFallback does
-// the same with more bookkeeping per call: aliasing and in-place analysis these functional ops need not.)
-void not_differentiable(const c10::OperatorHandle& op, c10::DispatchKeySet keys, torch::jit::Stack* stack) {
-  std::vector<Tensor> needing_grad;
-  if (at::GradMode::is_enabled()) {
-    const size_t n = op.schema().arguments().size();
-    const auto note = [&](const c10::IValue& v) {
-      if (v.isTensor() && v.toTensor().requires_grad()) needing_grad.push_back(v.toTensor());
-    };
-    for (size_t i = stack->size() - n; i < stack->size(); ++i) {
-      const c10::IValue& v = (*stack)[i];
-      if (v.isList()) {
-        for (const c10::IValue& e : v.toListRef()) note(e);
-      } else {
-        note(v);
-      }
-    }
-  }
-  {
-    at::AutoDispatchBelowADInplaceOrView guard;
-    op.redispatchBoxed(keys & c10::after_ADInplaceOrView_keyset, stack);
-  }
-  if (needing_grad.empty()) return;
-  auto node = c10::make_intrusive<torch::autograd::NotImplemented>(
-      op.schema().operator_name().name, torch::autograd::collect_next_edges(needing_grad));
-  const size_t m = op.schema().returns().size();
-  for (size_t i = stack->size() - m; i < stack->size(); ++i) {
-    const Tensor& out = (*stack)[i].toTensor();  // these ops return tensors only
-    if (torch::autograd::isDifferentiableType(out.scalar_type())) torch::autograd::set_history(out, node);
-  }
-}
-
 TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
   m.impl("gather_linear", &gather_linear_autograd);
   m.impl("sparse_gather_linear", &sparse_gather_linear_autograd);
-  // No derivative: a gradient requested through these raises "derivative ... is not implemented" (the
-  // gradient ops are differentiated by the formulas above instead; the recurrent ops are inference only).
-  for (const char* name : {"gather_linear_grad_weight", "sparse_gather_linear_grad_values",
-                           "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
-                           "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step"}) {
-    m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
-  }
 }
 
 }  // namespace evsparse

@@ -1,0 +1,99 @@
+"""Timing and pruning helpers shared by the sections of ``evsparse-bench``."""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..timing import time_interleaved  # noqa: F401  (the harness times with the library's helper)
+
+
+def copy_bandwidth(mb: int = 256, reps: int = 5, device: str | torch.device = "cpu",
+                   sync: Optional[Callable[[], None]] = None) -> float:
+    """Copy bandwidth of ``device``'s memory in GB/s (bytes read + written; on the CPU torch's threaded
+    copy), the practical ceiling for a bandwidth-bound kernel. ``sync`` as in :func:`time_interleaved`."""
+    sync = sync or (lambda: None)
+    src = torch.ones(mb * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    best = float("inf")
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        sync()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+@torch.no_grad()
+def magnitude_prune_(module: nn.Module, density: float) -> Optional[dict]:
+    """Keeps the largest-magnitude fraction ``density`` of each ``weight*`` parameter (per tensor),
+    zeroing the rest in place; returns the masks (None at density 1)."""
+    if density >= 1.0:
+        return None
+    masks = {}
+    for name, p in module.named_parameters():
+        if name.startswith("weight"):
+            k = max(1, round(density * p.numel()))
+            masks[name] = p.abs() >= p.abs().flatten().kthvalue(p.numel() - k + 1).values
+            p.mul_(masks[name])
+    return masks
+
+
+@torch.no_grad()
+def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: float) -> None:
+    """Each layer's threshold (one for all its units) bisected, bottom layer first, so that about
+    ``activity`` of that layer's outputs on ``xs`` are events (more threshold, fewer events): a stand-in
+    for a model trained with the activity penalty. A layer's activity does not depend on the layers
+    above it, so each is calibrated on the already calibrated layers below."""
+    for k in range(egru.num_layers):
+        thr = egru.get_parameter(f"thr_l{k}")
+        lo, hi = 0.0, 1.0
+        for _ in range(14):
+            mid = (lo + hi) / 2
+            thr.fill_(mid)
+            egru(xs)
+            lo, hi = (mid, hi) if egru.activity()[k] > activity else (lo, mid)
+        thr.fill_(hi)
+
+
+def linear_rnn_stream(steps: int, width: int, activity: float, generator: torch.Generator) -> torch.Tensor:
+    """A [steps, 1, width] input stream for the linear RNN sections with about ``activity`` of it
+    nonzero: ReLU'd Gaussians (half of them zero already) kept with probability 2 * ``activity``."""
+    return torch.relu(torch.randn(steps, 1, width, generator=generator)) * (
+        torch.rand(steps, 1, width, generator=generator) < activity / 0.5)
+
+
+@torch.no_grad()
+def calibrate_linear_rnn_activity_(rnn: nn.Module, x: torch.Tensor, activity: float) -> None:
+    """The linear RNN's counterpart of :func:`calibrate_egru_thresholds_`: shifts each layer's output
+    bias so each unit is active (ReLU input > 0) on about ``activity`` of the steps of ``x``: a stand-in
+    for the activity a trained model with an activity penalty has."""
+    inp = x
+    for k in range(rnn.num_layers):
+        w_in, b_in, w_out, b_out, _, _ = rnn.layer_params(k)
+        h = rnn._recurrence(k, F.linear(inp, w_in, b_in) * rnn.input_gain(k), inp.new_zeros(inp.shape[1], rnn.width))
+        v = F.linear(h, w_out, b_out) + (inp if rnn.residual[k] else 0)
+        shift = torch.quantile(v.reshape(-1, v.shape[-1]), 1.0 - activity, dim=0)
+        b_out.sub_(shift)
+        inp = torch.relu(v - shift)
+
+
+def markdown_section(title: str, intro: str, columns: list[str]) -> list[str]:
+    """A report section's opening lines: heading, intro paragraph and table header (its separator row
+    derived from the columns)."""
+    return ["", f"## {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def csr_baseline(w: torch.Tensor) -> torch.Tensor:
+    """``w`` as a torch.sparse CSR tensor for the baseline, without torch's "beta state" warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+        return w.to_sparse_csr()

@@ -1,0 +1,136 @@
+"""Packing a weight and choosing its layout: ``pack`` (``"dense"``, ``"sparse"``, ``"auto"`` by
+density, ``"timed"`` by measurement), on top of the storage type :class:`~evsparse.PackedWeight`.
+
+``"timed"``: the layout chosen by timing both on this machine, on the caller's own input.
+
+``"auto"`` switches to the sparse layout at one fixed weight density (0.2), a compromise measured on
+one machine: where a weight sits in the cache hierarchy moves the crossover (on the project's 2-core
+VM the sparse-gather still won at 25-30% density on DRAM-bound 2048x6144, while a cache-resident
+H=256 EGRU layer ran faster dense at 15%: docs, "Choosing a layout"). LIBXSMM's answer is to time the
+candidates once at load time and keep the faster; this
+module does that, per weight matrix of a layer, on an example input (so at its real activity).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .functional import sparse_linear
+from .packed import VALUE_DTYPES, PackedWeight
+from .timing import time_interleaved
+
+__all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
+           "AUTO_SPARSE_MAX_DENSITY"]
+
+LAYOUTS = ("dense", "sparse", "auto", "timed")
+
+# "auto" picks the sparse layout at or below this weight density (the measured crossover: docs,
+# "Choosing a layout"). The sparse kernel reads an index and a value per nonzero and scatters them;
+# the dense-gather kernel streams whole rows with SIMD FMAs.
+AUTO_SPARSE_MAX_DENSITY = 0.2
+
+
+def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
+         example_input: Optional[torch.Tensor] = None) -> PackedWeight:
+    """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
+
+    ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
+    ``layout``: ``"dense"``, ``"sparse"``, ``"auto"`` (sparse when the density of ``weight * mask``
+    is at most :data:`AUTO_SPARSE_MAX_DENSITY`) or ``"timed"``: both layouts are packed and
+    ``sparse_linear(example_input, ...)`` is timed with each on this machine; the faster is kept
+    (see :func:`choose_layouts`). ``example_input`` is needed by, and only allowed with,
+    ``"timed"``: an input like those the weight will see (``[in]`` or ``[B, in]``, at its usual
+    activity). Non-finite weights are rejected. The packed values are a detached copy; call
+    ``.requires_grad_()`` on the result to train them.
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
+    if (layout == "timed") != (example_input is not None):
+        raise ValueError("evsparse.pack: layout='timed' needs example_input (an input to time both layouts on), "
+                         "and example_input is used only with layout='timed'")
+    w = masked_weight(weight, mask, "evsparse.pack")
+    if layout == "timed":
+        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p))
+        return pw
+    return PackedWeight.from_masked(w, auto_layout(w) if layout == "auto" else layout)
+
+
+def auto_layout(w: torch.Tensor) -> str:
+    """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold."""
+    total = w.numel()
+    density = int(torch.count_nonzero(w)) / total if total else 1.0
+    return "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
+
+
+def masked_weight(weight: torch.Tensor, mask: Optional[torch.Tensor], who: str) -> torch.Tensor:
+    """``weight * mask`` detached, after checking both (2-D, a value dtype, finite): what gets packed."""
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        raise ValueError(f"{who}: weight must be a 2-D [out, in] tensor, got {type(weight).__name__} "
+                         f"with shape {getattr(weight, 'shape', None)}")
+    if weight.dtype not in VALUE_DTYPES:
+        raise ValueError(f"{who}: weight dtype must be one of {VALUE_DTYPES}, got {weight.dtype}")
+    w = weight.detach()
+    if mask is not None:
+        if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(w.shape):
+            raise ValueError(f"{who}: mask must be a tensor of shape {list(w.shape)}, "
+                             f"got {getattr(mask, 'shape', None)}")
+        if mask.device != w.device:
+            raise ValueError(f"{who}: mask is on {mask.device} but weight is on {w.device}")
+        w = torch.where(mask.to(torch.bool), w, torch.zeros((), dtype=w.dtype, device=w.device))
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{who}: weight contains NaN or Inf; the kernels skip inactive inputs, so "
+                         "non-finite weights would not propagate as in F.linear")
+    return w
+
+
+
+
+
+
+CANDIDATES = ("dense", "sparse")
+ROUNDS = 7  # interleaved ~2 ms blocks per candidate: medians that survive a noisy machine
+# Auto's layouts stay unless another combination is this much faster. Near the crossover the layouts
+# differ by less than repeated choices disagree on this machine (+-10% on the 2-core VM): a switch
+# there would as often cost as gain, where keeping auto's layouts costs at most the margin.
+MARGIN = 0.10
+
+
+@dataclass(frozen=True)
+class LayoutChoice:
+    """What ``layout="timed"`` chose for one layer: ``layouts`` (one per weight matrix, in the layer's
+    order) and ``seconds``, the median time of one call for every combination that was timed. The
+    choice is the fastest combination, or ``"auto"``'s where that is within :data:`MARGIN` of it."""
+
+    layouts: tuple[str, ...]
+    seconds: dict[tuple[str, ...], float]
+
+    def __str__(self) -> str:
+        best = self.seconds[self.layouts]
+        parts = [f"{'/'.join(c)} {s * 1e6:.1f} us{' *' if c == self.layouts else f' ({s / best:.2f}x)'}"
+                 for c, s in sorted(self.seconds.items(), key=lambda kv: kv[1])]
+        return "LayoutChoice(" + ", ".join(parts) + ")"
+
+
+def choose_layouts(weights: Sequence[torch.Tensor], run: Callable[..., object]) -> tuple[list, LayoutChoice]:
+    """Packs every weight (``[out, in]``, masked already) in both layouts, times ``run(*packed)`` for
+    every combination of layouts (interleaved blocks, medians) and keeps the fastest, unless
+    ``"auto"``'s combination is within :data:`MARGIN` of it (then auto's).
+
+    ``run`` is the call the packed weights will serve, on representative input: one product for a
+    single matrix, a layer's whole sequence op for a recurrent layer (its products share the cache, so
+    they are timed together). Returns (the chosen PackedWeights, the :class:`LayoutChoice`)."""
+    packed = [{layout: PackedWeight.from_masked(w, layout) for layout in CANDIDATES} for w in weights]
+    combos = list(itertools.product(CANDIDATES, repeat=len(weights)))
+    methods = {combo: (lambda _, combo=combo: run(*(p[lay] for p, lay in zip(packed, combo))), [None])
+               for combo in combos}
+    cuda = any(w.is_cuda for w in weights)
+    seconds = time_interleaved(methods, ROUNDS, sync=torch.cuda.synchronize if cuda else None)
+    best = min(combos, key=seconds.__getitem__)
+    auto = tuple(auto_layout(w) for w in weights)
+    if seconds[auto] <= seconds[best] * (1 + MARGIN):
+        best = auto
+    return [p[lay] for p, lay in zip(packed, best)], LayoutChoice(best, seconds)

@@ -1,0 +1,50 @@
+"""Interleaved timing: the measurement ``layout="timed"`` makes, and the benchmark harness reuses."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+
+__all__ = ["time_interleaved"]
+
+
+def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3,
+                     sync: Optional[Callable[[], None]] = None) -> dict:
+    """Median seconds per call of each method, timed in interleaved blocks.
+
+    Each round runs every method for one block of calls (about ``block_seconds``, inputs rotating),
+    so a method is timed in its steady state (its weights warm in cache as in a step loop) while the
+    rounds alternate methods so that machine noise is shared between them. ``sync`` (e.g.
+    ``torch.cuda.synchronize``) is called before and after every block, so asynchronous work is in
+    the block's time.
+    """
+    sync = sync or (lambda: None)
+    names = list(methods)
+    calls = {}
+    for name in names:  # warm-up and block calibration
+        fn, inputs = methods[name]
+        for x in inputs:
+            fn(x)
+        sync()
+        t0 = time.perf_counter()
+        for x in inputs:
+            fn(x)
+        sync()
+        per_call = (time.perf_counter() - t0) / len(inputs)
+        calls[name] = max(1, min(10_000, round(block_seconds / max(per_call, 1e-9))))
+    samples = {n: [] for n in names}
+    with torch.inference_mode():
+        for r in range(rounds):
+            for name in names:
+                fn, inputs = methods[name]
+                n, k = calls[name], len(inputs)
+                sync()
+                t0 = time.perf_counter_ns()
+                for i in range(n):
+                    fn(inputs[(r + i) % k])
+                sync()
+                samples[name].append((time.perf_counter_ns() - t0) / n)
+    return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
