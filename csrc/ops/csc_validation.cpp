@@ -3,7 +3,7 @@
 #include <mutex>
 #include <unordered_map>
 
-#include "packed_product.h"
+#include "checks.h"
 
 namespace evsparse {
 namespace {

@@ -10,7 +10,7 @@
 #include <tuple>
 #include <vector>
 
-#include "layer_args.h"
+#include "packed_product.h"
 
 namespace evsparse {
 namespace {

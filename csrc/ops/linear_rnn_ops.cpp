@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "../cpu/linear_rnn_impl.h"
-#include "layer_args.h"
+#include "packed_product.h"
 
 namespace evsparse {
 namespace {

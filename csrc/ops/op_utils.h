@@ -1,4 +1,5 @@
-// Argument checking, active-input compaction and output-slice threading shared by the op bindings.
+// Helpers shared by the op bindings: active-input compaction, per-thread scratch, output-slice and
+// column-group threading, dtype dispatch. (The argument checks are in checks.h.)
 #pragma once
 
 #include <ATen/ATen.h>
@@ -21,72 +22,10 @@ constexpr int64_t kMinParallelMacs = 1 << 15;
 // Output slices are whole cache lines of float32 so threads never share a line.
 constexpr int64_t kSliceAlign = 16;
 
-inline void check_tensor(const Tensor& t, const char* op, const char* name, const Tensor& like) {
-  TORCH_CHECK_VALUE(t.defined(), op, ": argument '", name, "' is undefined");
-  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": argument '", name, "' is on ", t.device(),
-                    " but x is on ", like.device(), "; move both to the same device");
-  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": argument '", name,
-                    "' must be contiguous (call .contiguous() first)");
-  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": argument '", name, "' must be a strided tensor");
-}
-
 // [in] or [B, in] as [B, in]; unlike reshape({-1, n}) also for zero sizes (n = 0 leaves -1 ambiguous).
 inline Tensor as_matrix(const Tensor& t) { return t.dim() == 1 ? t.unsqueeze(0) : t; }
 
 inline bool is_half(ScalarType t) { return t == ScalarType::Half || t == ScalarType::BFloat16; }
-
-// The accumulation dtype of x * w: float32 unless both are float64. Supported combinations:
-// x f32 with f32/f16/bf16 weights; x f64 with f64; x f16/bf16 with weights of the same dtype.
-inline ScalarType accumulation_dtype(const char* op, ScalarType x, ScalarType w) {
-  const bool ok = (x == w && (x == ScalarType::Float || x == ScalarType::Double || is_half(x))) ||
-                  (x == ScalarType::Float && is_half(w));
-  TORCH_CHECK_VALUE(ok, op, ": unsupported dtypes x=", x, ", weight=", w,
-                    "; use x float32 with float32/float16/bfloat16 weights, float64 with float64, "
-                    "or float16/bfloat16 x with weights of the same dtype");
-  return x == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
-}
-
-struct PreparedInput {
-  Tensor x;        // x (same shape) in the accumulation dtype, contiguous
-  Tensor bias;     // [out] in the accumulation dtype, or undefined
-  ScalarType out_dtype;
-  int64_t batch;   // rows of x (1 for a 1-D x)
-
-  // Output in the accumulation dtype with x's rank; no reshape/squeeze on the per-step path.
-  Tensor new_output(int64_t out) const {
-    return x.dim() == 1 ? at::empty({out}, x.options()) : at::empty({batch, out}, x.options());
-  }
-};
-
-inline PreparedInput prepare_input(const char* op, const Tensor& x, int64_t in, int64_t out,
-                                   ScalarType w_dtype, const std::optional<Tensor>& bias) {
-  TORCH_CHECK_VALUE(x.dim() == 1 || x.dim() == 2, op, ": x must be 1-D [in] or 2-D [B, in], got ",
-                    x.dim(), "-D with shape ", x.sizes());
-  TORCH_CHECK_VALUE(x.size(-1) == in, op, ": x has ", x.size(-1),
-                    " features but the weight expects in_features=", in);
-  check_tensor(x, op, "x", x);
-  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
-  const ScalarType acc = accumulation_dtype(op, x.scalar_type(), w_dtype);
-  PreparedInput p;
-  p.out_dtype = x.scalar_type();
-  p.x = x.scalar_type() == acc ? x : x.to(acc);
-  p.batch = x.dim() == 2 ? x.size(0) : 1;
-  if (bias.has_value() && bias->defined()) {
-    const Tensor& b = *bias;
-    check_tensor(b, op, "bias", x);
-    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, op, ": bias must have shape [", out,
-                      "], got ", b.sizes());
-    TORCH_CHECK_VALUE(b.scalar_type() == x.scalar_type() || b.scalar_type() == w_dtype, op,
-                      ": bias dtype ", b.scalar_type(), " matches neither x (", x.scalar_type(),
-                      ") nor the weight (", w_dtype, ")");
-    p.bias = b.scalar_type() == acc ? b : b.to(acc);
-  }
-  return p;
-}
-
-inline Tensor finish_output(const PreparedInput& p, const Tensor& y) {
-  return y.scalar_type() == p.out_dtype ? y : y.to(p.out_dtype);
-}
 
 // Per-thread scratch is kept between calls (no allocation on the per-step path) up to this size; a
 // larger call's scratch is freed as it returns, so one big batch does not pin its memory per thread.

@@ -1,6 +1,6 @@
 """The ops' contract on the Python side, stated once: the per-layer argument layout of the fused
 recurrent ops, and what a valid packed weight (CSC structure) is and when it is checked. The C++ side
-states the same in ``csrc/ops/layer_args.h`` and ``csrc/ops/packed_product.h``; tests/test_contract.py
+states the same in ``csrc/ops/checks.h``; tests/test_contract.py
 compares the two.
 
 The CPU kernels range-check every row index they read (corrupted data is refused there, never read

@@ -1,0 +1,268 @@
+// Every argument check of the op bindings, in one place: tensors (device, layout, contiguity),
+// dtypes, the input and bias, a packed weight in either layout (CSC structure included), the fused
+// recurrent ops' per-layer argument layout, states and stack-op lists. A failed check is a
+// ValueError naming the op and the argument. The Python side states the same contract in
+// python/evsparse/_contract.py (tests/test_contract.py compares the two).
+#pragma once
+
+#include <ATen/core/List.h>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "op_utils.h"
+
+namespace evsparse {
+
+inline void check_tensor(const Tensor& t, const char* op, const char* name, const Tensor& like) {
+  TORCH_CHECK_VALUE(t.defined(), op, ": argument '", name, "' is undefined");
+  TORCH_CHECK_VALUE(t.device() == like.device(), op, ": argument '", name, "' is on ", t.device(),
+                    " but x is on ", like.device(), "; move both to the same device");
+  TORCH_CHECK_VALUE(t.is_contiguous(), op, ": argument '", name,
+                    "' must be contiguous (call .contiguous() first)");
+  TORCH_CHECK_VALUE(t.layout() == at::kStrided, op, ": argument '", name, "' must be a strided tensor");
+}
+
+// The accumulation dtype of x * w: float32 unless both are float64. Supported combinations:
+// x f32 with f32/f16/bf16 weights; x f64 with f64; x f16/bf16 with weights of the same dtype.
+inline ScalarType accumulation_dtype(const char* op, ScalarType x, ScalarType w) {
+  const bool ok = (x == w && (x == ScalarType::Float || x == ScalarType::Double || is_half(x))) ||
+                  (x == ScalarType::Float && is_half(w));
+  TORCH_CHECK_VALUE(ok, op, ": unsupported dtypes x=", x, ", weight=", w,
+                    "; use x float32 with float32/float16/bfloat16 weights, float64 with float64, "
+                    "or float16/bfloat16 x with weights of the same dtype");
+  return x == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
+}
+
+struct PreparedInput {
+  Tensor x;        // x (same shape) in the accumulation dtype, contiguous
+  Tensor bias;     // [out] in the accumulation dtype, or undefined
+  ScalarType out_dtype;
+  int64_t batch;   // rows of x (1 for a 1-D x)
+
+  // Output in the accumulation dtype with x's rank; no reshape/squeeze on the per-step path.
+  Tensor new_output(int64_t out) const {
+    return x.dim() == 1 ? at::empty({out}, x.options()) : at::empty({batch, out}, x.options());
+  }
+};
+
+inline PreparedInput prepare_input(const char* op, const Tensor& x, int64_t in, int64_t out,
+                                   ScalarType w_dtype, const std::optional<Tensor>& bias) {
+  TORCH_CHECK_VALUE(x.dim() == 1 || x.dim() == 2, op, ": x must be 1-D [in] or 2-D [B, in], got ",
+                    x.dim(), "-D with shape ", x.sizes());
+  TORCH_CHECK_VALUE(x.size(-1) == in, op, ": x has ", x.size(-1),
+                    " features but the weight expects in_features=", in);
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
+  const ScalarType acc = accumulation_dtype(op, x.scalar_type(), w_dtype);
+  PreparedInput p;
+  p.out_dtype = x.scalar_type();
+  p.x = x.scalar_type() == acc ? x : x.to(acc);
+  p.batch = x.dim() == 2 ? x.size(0) : 1;
+  if (bias.has_value() && bias->defined()) {
+    const Tensor& b = *bias;
+    check_tensor(b, op, "bias", x);
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, op, ": bias must have shape [", out,
+                      "], got ", b.sizes());
+    TORCH_CHECK_VALUE(b.scalar_type() == x.scalar_type() || b.scalar_type() == w_dtype, op,
+                      ": bias dtype ", b.scalar_type(), " matches neither x (", x.scalar_type(),
+                      ") nor the weight (", w_dtype, ")");
+    p.bias = b.scalar_type() == acc ? b : b.to(acc);
+  }
+  return p;
+}
+
+inline Tensor finish_output(const PreparedInput& p, const Tensor& y) {
+  return y.scalar_type() == p.out_dtype ? y : y.to(p.out_dtype);
+}
+
+// Checks a CSC structure (col_ptr, row_idx) for out outputs, and its values when given.
+inline void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
+                      const Tensor* values, int64_t out) {
+  check_tensor(col_ptr, op, "col_ptr", x);
+  check_tensor(row_idx, op, "row_idx", x);
+  TORCH_CHECK_VALUE(col_ptr.dim() == 1 && col_ptr.scalar_type() == ScalarType::Long, op,
+                    ": col_ptr must be a 1-D int64 tensor, got ", col_ptr.scalar_type(), " ", col_ptr.sizes());
+  TORCH_CHECK_VALUE(col_ptr.size(0) >= 1, op, ": col_ptr must have in_features + 1 entries");
+  TORCH_CHECK_VALUE(row_idx.dim() == 1 && (row_idx.scalar_type() == ScalarType::Short ||
+                                           row_idx.scalar_type() == ScalarType::Int),
+                    op, ": row_idx must be a 1-D int16 or int32 tensor, got ", row_idx.scalar_type());
+  TORCH_CHECK_VALUE(out >= 0, op, ": out_features must be >= 0, got ", out);
+  TORCH_CHECK_VALUE(row_idx.scalar_type() == ScalarType::Int || out <= 32768, op,
+                    ": int16 row indices cannot address ", out, " outputs; use int32");
+  TORCH_CHECK_VALUE(out <= INT32_MAX, op, ": out_features must be < 2^31, got ", out);
+  if (values != nullptr) {
+    check_tensor(*values, op, "values", x);
+    TORCH_CHECK_VALUE(values->dim() == 1 && values->size(0) == row_idx.size(0), op,
+                      ": values must be 1-D with one entry per row index (", row_idx.size(0), "), got ",
+                      values->sizes());
+  }
+}
+
+// Full bounds check of a CSC structure, O(in + nnz): used by the gradient ops, whose work is O(nnz)
+// anyway, so a raw call with a corrupted structure is an error rather than an out-of-bounds read.
+inline void check_csc_bounds(const char* op, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
+  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
+  TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": col_ptr must start at 0 and end at nnz=", nnz);
+  for (int64_t j = 0; j < in; ++j) {
+    TORCH_CHECK_VALUE(cp[j] <= cp[j + 1], op, ": col_ptr is not monotone at column ", j);
+  }
+  dispatch_row_index(row_idx, [&](const auto* rows) {
+    for (int64_t k = 0; k < nnz; ++k) {
+      TORCH_CHECK_VALUE(rows[k] >= 0 && int64_t(rows[k]) < out, op, ": row_idx[", k, "] = ", int64_t(rows[k]),
+                        " is out of range [0, ", out, ")");
+    }
+  });
+}
+
+// The full structure check of a sparse weight (col_ptr from 0 to nnz and non-decreasing; every row
+// index in [0, out) and strictly increasing within its column), done once per structure: again only
+// when col_ptr or row_idx is a different tensor, was edited in place (its version moved) or now has
+// other data or size. So a raw op call with corrupted data gets a ValueError naming the tensor, at
+// the cost of one hash lookup per weight and call (csc_validation.cpp). Data changed without a
+// version bump (a file mapped with mmap=True and edited on disk) is still caught by the per-call
+// checks below and by the kernels' own range checks, so it can never be read out of bounds.
+void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
+
+// Active columns' pointer ranges are checked on every call (O(active), cheap), so a corrupted
+// pointer array cannot make the kernel read out of bounds; so are col_ptr's two ends (O(1)), which
+// catches a zeroed or truncated col_ptr. Row indices are range-checked by the kernel as it reads them
+// (see cpu/kernels.h); a structure the kernel had to skip entries of is reported by report_bad_rows.
+inline void check_active_columns(const char* op, const char* name, const int64_t* col_ptr, int64_t in,
+                                 const int32_t* idx, int64_t na, int64_t nnz, int64_t* touched) {
+  TORCH_CHECK_VALUE(col_ptr[0] == 0 && col_ptr[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=",
+                    nnz, ", got ", col_ptr[0], "..", col_ptr[in], " (corrupted packed weight)");
+  for (int64_t a = 0; a < na; ++a) {
+    const int64_t j = idx[a];
+    const int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];
+    TORCH_CHECK_VALUE(0 <= k0 && k0 <= k1 && k1 <= nnz, op, ": ", name, " col_ptr is inconsistent at column ", j,
+                      " ([", k0, ", ", k1, ") with nnz=", nnz, "; corrupted packed weight)");
+    *touched += k1 - k0;
+  }
+}
+
+inline void report_bad_rows(const char* op, const char* name, int64_t bad, int64_t out) {
+  TORCH_CHECK_VALUE(bad == 0, op, ": ", name, " row_idx holds ", bad, " entr", bad == 1 ? "y" : "ies",
+                    " outside [0, ", out, ") or out of order within a column (corrupted packed weight; "
+                    "rebuild it with evsparse.pack, or reload an intact file)");
+}
+
+// A packed weight as the ops receive it: dense layout = (values [in, out]); sparse layout =
+// (values [nnz], col_ptr [in + 1], row_idx [nnz]). Shapes and dtypes are checked by the callers.
+struct PackedArgs {
+  const Tensor& values;
+  const Tensor* col_ptr;  // null for the dense layout
+  const Tensor* row_idx;
+  int64_t in;
+  int64_t out;
+  const char* name = "weight";  // the argument's name in error messages
+  bool sparse() const { return col_ptr != nullptr; }
+};
+
+// The weight arguments of one layer of the fused recurrent ops, in schema order (after the input
+// and the state); a stack-step op's Tensor?[] list holds them for every layer in turn. Python states
+// the same as EGRU_LAYER_ARGS / LINEAR_RNN_LAYER_ARGS (python/evsparse/_contract.py; compared by
+// tests/test_contract.py). true = required (not Optional in the one-layer op's schema).
+inline const std::vector<bool>& egru_layer_args() {
+  static const std::vector<bool> required{true, false, false, true, false, false, true, true, true};
+  return required;
+}
+inline const std::vector<bool>& linear_rnn_layer_args() {
+  static const std::vector<bool> required{true, false, false, true, true, false, true, false, false, true};
+  return required;
+}
+
+inline PackedArgs packed_args(const char* op, const char* name, const Tensor& values, const std::optional<Tensor>& col_ptr,
+                       const std::optional<Tensor>& row_idx, int64_t in, int64_t out, const Tensor& like) {
+  const bool sparse = col_ptr.has_value() && col_ptr->defined();
+  TORCH_CHECK_VALUE(sparse == (row_idx.has_value() && row_idx->defined()), op, ": ", name,
+                    " needs both col_ptr and row_idx (sparse layout) or neither (dense layout)");
+  TORCH_CHECK_VALUE(values.scalar_type() == ScalarType::Float || is_half(values.scalar_type()), op, ": ", name,
+                    " must be float32, float16 or bfloat16, got ", values.scalar_type());
+  if (!sparse) {
+    check_tensor(values, op, name, like);
+    TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == in && values.size(1) == out, op, ": ", name,
+                      " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
+    return PackedArgs{values, nullptr, nullptr, in, out, name};
+  }
+  check_csc(op, like, *col_ptr, *row_idx, &values, out);
+  TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
+                    col_ptr->size(0));
+  return PackedArgs{values, &*col_ptr, &*row_idx, in, out, name};
+}
+
+inline void check_vector(const char* op, const char* name, const Tensor& t, int64_t n, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must have shape [", n, "], got ", t.sizes());
+}
+
+inline void check_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H, const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 2 && t.size(0) == B && t.size(1) == H, op, ": ", name, " must have shape [", B, ", ",
+                    H, "], got ", t.sizes());
+}
+
+inline void check_input(const char* op, const Tensor& x, int64_t expected_dim) {
+  TORCH_CHECK_VALUE(x.dim() == expected_dim, op, ": x must be ", expected_dim, "-D, got shape ", x.sizes());
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu(), op, ": this build has CPU kernels only, got x on ", x.device());
+  TORCH_CHECK_VALUE(x.scalar_type() == ScalarType::Float, op, ": x must be float32, got ", x.scalar_type());
+}
+
+// The per-layer arguments of a stack op (``Tensor?[] layers``: per layer, the weight arguments of the
+// one-layer op in its order), as a vector that outlives the PackedArgs referring into it. Checks the
+// count and that every required (non-optional in the one-layer op) entry is given.
+inline std::vector<std::optional<Tensor>> stack_args(const char* op, const c10::List<std::optional<Tensor>>& layers,
+                                                     int64_t num_layers, const std::vector<bool>& required) {
+  const auto per_layer = static_cast<int64_t>(required.size());
+  TORCH_CHECK_VALUE(static_cast<int64_t>(layers.size()) == num_layers * per_layer, op, ": layers must hold ",
+                    per_layer, " entries per layer (", num_layers, " layers, from the state), got ", layers.size());
+  std::vector<std::optional<Tensor>> args = layers.vec();
+  for (int64_t i = 0; i < static_cast<int64_t>(args.size()); ++i) {
+    TORCH_CHECK_VALUE(!required[i % per_layer] || (args[i].has_value() && args[i]->defined()), op,
+                      ": layers entry ", i, " (layer ", i / per_layer, ", argument ", i % per_layer,
+                      ") is required, got None");
+  }
+  return args;
+}
+
+inline void check_stacked_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H,
+                                const Tensor& like) {
+  check_tensor(t, op, name, like);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  TORCH_CHECK_VALUE(t.dim() == 3 && t.size(0) >= 1 && t.size(1) == B, op, ": ", name,
+                    " must have shape [num_layers >= 1, ", B, ", width], got ", t.sizes());
+  TORCH_CHECK_VALUE(H < 0 || t.size(2) == H, op, ": ", name, " must have width ", H, ", got ", t.sizes());
+}
+
+// Runs fn() for layer k of a stack op, so that a ValueError from the one-layer checks (which do not
+// know the layer) names it. Free unless it throws.
+template <class Fn>
+void for_layer(const char* op, int64_t k, const Fn& fn) {
+  try {
+    fn();
+  } catch (const c10::ValueError& e) {
+    std::string msg = e.what_without_backtrace();
+    const std::string prefix = std::string(op) + ": ";
+    if (msg.rfind(prefix, 0) == 0) msg.erase(0, prefix.size());  // the op's name is said once
+    TORCH_CHECK_VALUE(false, op, ": layer ", k, ": ", msg);
+  }
+}
+
+struct StackDims {
+  int64_t batch, num_layers, width;
+};
+
+// The stack ops' common start: x [B, in] and the first stacked state [L, B, width], checked against
+// each other; the sizes the rest of the op checks its other arguments against.
+inline StackDims check_stack_input(const char* op, const Tensor& x, const char* state_name, const Tensor& state) {
+  check_input(op, x, 2);
+  check_stacked_state(op, state_name, state, x.size(0), -1, x);
+  return {x.size(0), state.size(0), state.size(2)};
+}
+
+}  // namespace evsparse
