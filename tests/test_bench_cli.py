@@ -15,7 +15,8 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     out = tmp_path / "report"
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
                      "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
-                     "--stack-layers", "1", "3", "--out", str(out), "--quiet"])
+                     "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1", "--out", str(out),
+                     "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -53,6 +54,11 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         assert r["stack_vs_dense"] == pytest.approx(t["dense PyTorch"] / t["stack op (module step)"])
         assert len(r["activity"]) == r["layers"] and all(0 <= a <= 1 for a in r["activity"])
     assert "## Whole-model step, batch 1" in md
+    paced = report["paced"]
+    assert [(r["case"], r["method"]) for r in paced][:3] == [("sparse_linear 1024x3072, 10% x 15%", m)
+                                                          for m in ("evsparse", "F.linear", "x @ W^T")]
+    assert len(paced) == 5 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
+    assert "## Paced streaming (latency per call)" in md
     assert report["targets"] and "| target | measured | met |" in md
     assert "wrote" in capsys.readouterr().out
 
@@ -81,7 +87,8 @@ def test_sweep_cases_share_their_weight_across_activities():
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
     """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step}.py (pytest-benchmark) at their
     smallest size, each case once (--benchmark-disable): every method of every group runs."""
-    files = [f"benchmarks/test_bench_{name}.py" for name in ("sparse_linear", "egru", "linear_rnn", "layout", "stack_step")]
+    files = [f"benchmarks/test_bench_{name}.py" for name in ("sparse_linear", "egru", "linear_rnn", "layout", "stack_step",
+                                                          "paced")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
     assert passed >= 150, stdout[-500:]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 import evsparse
 
-from . import layout as layout_section, linear_rnn as linear_rnn_section, stack as stack_section
+from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, stack as stack_section
 from .common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
@@ -343,6 +343,8 @@ def to_markdown(report: dict) -> str:
         lines += layout_section.to_markdown(report["timed_layout"])
     if report.get("stack_step"):
         lines += stack_section.to_markdown(report["stack_step"])
+    if report.get("paced"):
+        lines += paced_section.to_markdown(report["paced"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -434,6 +436,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="widths of the whole-model step section (stack op vs one op per layer; none to skip)")
     ap.add_argument("--stack-layers", nargs="+", type=int, default=stack_section.DEFAULT_LAYERS,
                     help="layer counts of the whole-model step section")
+    ap.add_argument("--paced-interval-ms", type=float, default=paced_section.DEFAULT_INTERVAL_MS,
+                    help="interval of the paced streaming section (one call per interval)")
+    ap.add_argument("--paced-samples", type=int, default=paced_section.DEFAULT_SAMPLES,
+                    help="paced calls per method (0 to skip the paced streaming section)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -452,6 +458,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     timed_rows = layout_section.timed_layout_section(args.timed_hidden, args.reps) if args.timed_hidden else []
     stack_rows = (stack_section.stack_step_section(args.stack_width, args.stack_layers, args.reps)
                   if args.stack_width else [])
+    paced_rows = (paced_section.paced_section(args.paced_interval_ms, args.paced_samples, args.reps)
+                  if args.paced_samples > 0 else [])
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -464,6 +472,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "linear_rnn": lrnn_rows,
         "timed_layout": timed_rows,
         "stack_step": stack_rows,
+        "paced": paced_rows,
         "overhead_us": overhead_section(),
         "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],
     }
