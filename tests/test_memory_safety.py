@@ -5,7 +5,6 @@ an index tensor changes. Crash-prone cases run in subprocesses: a segfault fails
 killing pytest.
 """
 
-import io
 import os
 import subprocess
 import sys

@@ -155,3 +155,21 @@ def test_leading_dimensions_like_f_linear(layout, lead):
     torch.testing.assert_close(module(x), want)
     with pytest.raises(ValueError, match="in_features=5"):
         evsparse.sparse_linear(torch.randn(*lead, 4), pw)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_paced_and_hot_calls_agree_bitwise(layout, threads):
+    """The streaming thread policy runs a call that follows an idle gap on the calling thread and
+    back-to-back calls on the workers, over the same pieces of work: results never depend on timing."""
+    import time
+
+    threads(2)
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(3072, 1024, generator=gen) * (torch.rand(3072, 1024, generator=gen) < 0.15)
+    pw = evsparse.pack(w, layout=layout)
+    for x in (torch.relu(torch.randn(1024, generator=gen) - 1.3), torch.randn(2, 1024, generator=gen)):
+        hot = [evsparse.sparse_linear(x, pw) for _ in range(3)]  # back to back: workers
+        time.sleep(0.002)
+        paced = evsparse.sparse_linear(x, pw)                   # after a gap: calling thread
+        for y in hot:
+            assert torch.equal(y, paced)

@@ -77,14 +77,15 @@ ActiveSet<A>& scratch_active_set() {
 // step for milliseconds. Measured on the 2-core EPYC VM, paced at one call per 8 ms (evsparse-bench
 // "Paced streaming", 1024x3072 at 10% x 15%): two threads 348 us median and 14.1 ms p99 per call,
 // one thread 235 us and 0.39 ms. So a call that comes more than kIdleGapNs after the previous one
-// big enough to thread (a stream, not a loop) stays on the calling thread unless its work, >=
-// kWakeWorthMacs, pays for the wake-up; back-to-back calls (a hot loop, a sequence op's steps)
-// split as before. torch.set_num_threads still bounds the split.
+// big enough to thread (a stream, not a loop) runs its work on the calling thread unless the work,
+// >= kWakeWorthMacs, pays for the wake-up; back-to-back calls (a hot loop, a sequence op's steps)
+// use the workers. Either way the work is cut into the same pieces (run_pieces), so the result is
+// bitwise the same whichever thread runs them: it depends on the data and torch.get_num_threads(),
+// never on timing.
 constexpr int64_t kIdleGapNs = 500'000;
 constexpr int64_t kWakeWorthMacs = int64_t(1) << 22;
 
-inline bool split_across_threads(int64_t macs) {
-  if (macs < kMinParallelMacs || at::get_num_threads() <= 1) return false;
+inline bool wake_workers(int64_t macs) {
   static std::atomic<int64_t> last_ns{0};
   const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -92,18 +93,28 @@ inline bool split_across_threads(int64_t macs) {
   return gap < kIdleGapNs || macs >= kWakeWorthMacs;
 }
 
+// body(i0, i1) over [0, n): on the workers (at::parallel_for) or, as body(0, n), on this thread.
+template <class Body>
+void run_pieces(bool on_workers, int64_t n, int64_t grain, const Body& body) {
+  if (on_workers) {
+    at::parallel_for(0, n, grain, body);
+  } else if (n > 0) {
+    body(0, n);
+  }
+}
+
 // Runs kernel(b, o0, o1) for every batch row over output slices, in parallel when the work is big.
 template <class Kernel>
 void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& kernel) {
   const int64_t threads = at::get_num_threads();
-  if (threads <= 1 || out < 2 * kSliceAlign || !split_across_threads(macs)) {
+  if (threads <= 1 || macs < kMinParallelMacs || out < 2 * kSliceAlign) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, out);
     return;
   }
   const int64_t per = (out + threads - 1) / threads;
   const int64_t slice = (per + kSliceAlign - 1) / kSliceAlign * kSliceAlign;
   const int64_t n_slices = (out + slice - 1) / slice;
-  at::parallel_for(0, n_slices, 1, [&](int64_t s0, int64_t s1) {
+  run_pieces(wake_workers(macs), n_slices, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t o0 = s * slice, o1 = std::min(out, o0 + slice);
       for (int64_t b = 0; b < B; ++b) kernel(b, o0, o1);
@@ -120,12 +131,13 @@ template <class A, class Kernel>
 void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, const int64_t* col_ptr,
                            int64_t touched, const A* bias, A* y, const Kernel& kernel) {
   const int64_t threads = at::get_num_threads();
-  if (threads <= 1 || !split_across_threads(touched)) {
+  if (threads <= 1 || touched < kMinParallelMacs) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
     return;
   }
+  const bool on_workers = wake_workers(touched);
   if (B >= threads) {
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+    run_pieces(on_workers, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
     });
     return;
@@ -152,12 +164,12 @@ void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, cons
     }
     cut[threads] = na;
     A* yb = y + b * out;
-    at::parallel_for(0, threads, 1, [&](int64_t t0, int64_t t1) {
+    run_pieces(on_workers, threads, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         kernel(b, cut[t], cut[t + 1], t == 0 ? bias : nullptr, t == 0 ? yb : part + (t - 1) * out);
       }
     });
-    at::parallel_for(0, out, std::max<int64_t>(kSliceAlign, out / threads), [&](int64_t o0, int64_t o1) {
+    run_pieces(on_workers, out, std::max<int64_t>(kSliceAlign, out / threads), [&](int64_t o0, int64_t o1) {
       for (int64_t t = 1; t < threads; ++t) {
         const A* src = part + (t - 1) * out;
         for (int64_t o = o0; o < o1; ++o) yb[o] += src[o];

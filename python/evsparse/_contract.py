@@ -13,7 +13,6 @@ replaced or edited in place (its ``_version`` moves), not on every call.
 from __future__ import annotations
 
 import operator
-from typing import Optional
 
 import torch
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 import evsparse
 
 from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, stack as stack_section
-from .common import copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
+from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -390,16 +390,6 @@ def plot(report: dict, path: Path) -> bool:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def fraction_arg(text: str) -> float:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
+import platform
 import time
 import warnings
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -97,3 +98,14 @@ def csr_baseline(w: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
         return w.to_sparse_csr()
+
+
+def cpu_name() -> str:
+    """The CPU model, as a report names it."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import evsparse
 
-from .common import markdown_section, time_interleaved
+from .common import cpu_name, markdown_section, time_interleaved
 from .stack import DENSE, STACK, build_stack_methods
 
 DEFAULT_INTERVAL_MS = 8.0
@@ -127,8 +127,6 @@ def main(argv=None) -> int:
     import datetime as _dt
     import json
     from pathlib import Path
-
-    from .cli import cpu_name
 
     ap = argparse.ArgumentParser(prog="evsparse.bench.paced", description=__doc__.split("\n\n")[0])
     ap.add_argument("--interval-ms", type=float, default=DEFAULT_INTERVAL_MS)

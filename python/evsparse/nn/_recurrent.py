@@ -156,8 +156,9 @@ class CachedOpArgs(PackedModule):
     stack's for the stack-step op (``self._collect_stack_args()``), gathered once. nn.Module attribute
     lookups cost about a microsecond each, on every step. The cache lives only as long as the buffers
     it was built from: a replaced buffer (``load_state_dict(assign=True)``, ``.to()``,
-    ``torch.func.functional_call``) or an index tensor edited in place re-validates and rebuilds it
-    (see :class:`~evsparse.nn._buffers.PackedModule`)."""
+    ``torch.func.functional_call``) re-validates and rebuilds it; an index tensor edited in place is
+    re-validated by the CPU ops themselves, and off the CPU before the next call (see
+    :class:`~evsparse.nn._buffers.PackedModule`)."""
 
     _cached_args: Optional[list] = None
     _cached_stack_args: Optional[tuple] = None
