@@ -126,6 +126,16 @@ def run(cases: int, seed: int) -> int:
                     call()
                 except ValueError:
                     pass
+        # And as the input weight of the linear RNN ops (state width = out, a real diagonal).
+        lrnn = [pw.values, cp, ri, torch.zeros(out), torch.rand(out), None, torch.randn(out, 5), None, None,
+                torch.zeros(5)]
+        xs = torch.randn(2, inp)
+        for call in (lambda: ops.linear_rnn_step(xs, torch.zeros(2, out), *lrnn, False),
+                     lambda: ops.linear_rnn_stack_step(xs, torch.zeros(1, 2, out), lrnn, [False])):
+            try:
+                call()
+            except ValueError:
+                pass
     print(f"{cases} cases: {raised} refused with ValueError, {matched} accepted and equal to the reference")
     return 0
 
