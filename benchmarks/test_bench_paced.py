@@ -17,7 +17,7 @@ import torch
 from evsparse.bench.paced import cases
 
 INTERVAL = float(os.environ.get("EVSPARSE_PACED_INTERVAL_MS", "8")) * 1e-3
-CASES = dict(cases(INTERVAL * 1e3))
+CASES = dict(cases())
 IDS = {"sparse_linear 1024x3072, 10% x 15%": "sparse_linear-1024x3072", "EGRU step, 2 layers, H=256, 10%": "egru-2x256"}
 
 

@@ -137,7 +137,9 @@ int64_t sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t
   const bool whole = o0 == 0 && o1 == n_out;
   int64_t bad = 0;
   if (len <= 0) {  // nothing to write: with no outputs at all, every stored entry is out of range
-    for (int64_t a = 0; a < na && whole; ++a) bad += col_ptr[idx[a] + 1] - col_ptr[idx[a]];
+    if (whole) {
+      for (int64_t a = 0; a < na; ++a) bad += col_ptr[idx[a] + 1] - col_ptr[idx[a]];
+    }
     return bad;
   }
   for (int64_t a = 0; a < na; ++a) {

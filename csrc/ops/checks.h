@@ -100,40 +100,31 @@ inline void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, co
   }
 }
 
-// Full bounds check of a CSC structure, O(in + nnz): used by the gradient ops, whose work is O(nnz)
-// anyway, so a raw call with a corrupted structure is an error rather than an out-of-bounds read.
-inline void check_csc_bounds(const char* op, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
-  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
-  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
-  TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": col_ptr must start at 0 and end at nnz=", nnz);
-  for (int64_t j = 0; j < in; ++j) {
-    TORCH_CHECK_VALUE(cp[j] <= cp[j + 1], op, ": col_ptr is not monotone at column ", j);
-  }
-  dispatch_row_index(row_idx, [&](const auto* rows) {
-    for (int64_t k = 0; k < nnz; ++k) {
-      TORCH_CHECK_VALUE(rows[k] >= 0 && int64_t(rows[k]) < out, op, ": row_idx[", k, "] = ", int64_t(rows[k]),
-                        " is out of range [0, ", out, ")");
-    }
-  });
-}
+// The full structure check of a sparse weight, O(in + nnz): col_ptr from 0 to nnz and
+// non-decreasing, every row index in [0, out) and strictly increasing within its column. The
+// gradient ops run it on every call (their work is O(nnz) anyway); the forward ops through
+// ensure_valid_csc, once per structure (csc_validation.cpp).
+void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
 
-// The full structure check of a sparse weight (col_ptr from 0 to nnz and non-decreasing; every row
-// index in [0, out) and strictly increasing within its column), done once per structure: again only
-// when col_ptr or row_idx is a different tensor, was edited in place (its version moved) or now has
-// other data or size. So a raw op call with corrupted data gets a ValueError naming the tensor, at
-// the cost of one hash lookup per weight and call (csc_validation.cpp). Data changed without a
-// version bump (a file mapped with mmap=True and edited on disk) is still caught by the per-call
-// checks below and by the kernels' own range checks, so it can never be read out of bounds.
+// validate_csc, done once per structure: again only when col_ptr or row_idx is a different tensor,
+// was edited in place (its version moved) or now has other data or size. So a raw op call with
+// corrupted data gets a ValueError naming the tensor, at the cost of one hash lookup per weight and
+// call (csc_validation.cpp). Data changed without a version bump (a file mapped with mmap=True and
+// edited on disk) is still caught by the per-call checks below and by the kernels' own range checks,
+// so it can never be read out of bounds.
 void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
 
-// Active columns' pointer ranges are checked on every call (O(active), cheap), so a corrupted
-// pointer array cannot make the kernel read out of bounds; so are col_ptr's two ends (O(1)), which
-// catches a zeroed or truncated col_ptr. Row indices are range-checked by the kernel as it reads them
-// (see cpu/kernels.h); a structure the kernel had to skip entries of is reported by report_bad_rows.
-inline void check_active_columns(const char* op, const char* name, const int64_t* col_ptr, int64_t in,
-                                 const int32_t* idx, int64_t na, int64_t nnz, int64_t* touched) {
+// Per call, O(1) + O(active): col_ptr's two ends (catches a zeroed or truncated col_ptr) and the
+// pointer ranges of the columns this call reads, so a corrupted pointer array cannot make the kernel
+// read out of bounds. Row indices are range-checked by the kernel as it reads them (see
+// cpu/kernels.h); a structure the kernel had to skip entries of is reported by report_bad_rows.
+inline void check_col_ptr_ends(const char* op, const char* name, const int64_t* col_ptr, int64_t in, int64_t nnz) {
   TORCH_CHECK_VALUE(col_ptr[0] == 0 && col_ptr[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=",
                     nnz, ", got ", col_ptr[0], "..", col_ptr[in], " (corrupted packed weight)");
+}
+
+inline void check_active_columns(const char* op, const char* name, const int64_t* col_ptr, const int32_t* idx,
+                                 int64_t na, int64_t nnz, int64_t* touched) {
   for (int64_t a = 0; a < na; ++a) {
     const int64_t j = idx[a];
     const int64_t k0 = col_ptr[j], k1 = col_ptr[j + 1];

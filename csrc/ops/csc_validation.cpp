@@ -33,15 +33,22 @@ bool same(const Seen& s, const Tensor& cp, const Tensor& ri, int64_t out) {
          s.col_ptr_version == version_of(cp) && s.row_idx_version == version_of(ri);
 }
 
-void validate(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+constexpr size_t kSweepAt = 256;   // drop entries of dead tensors once the table holds this many
+constexpr size_t kClearAt = 4096;  // and everything (re-validated on next use) if it still grows
+
+}  // namespace
+
+void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
   const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
   const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
   TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=", nnz,
                     ", got ", cp[0], "..", cp[in], " (corrupted packed weight)");
-  for (int64_t j = 0; j < in; ++j) {  // (the message check_active_columns gives for the same fault)
-    TORCH_CHECK_VALUE(0 <= cp[j] && cp[j] <= cp[j + 1] && cp[j + 1] <= nnz, op, ": ", name,
-                      " col_ptr is inconsistent at column ", j, " ([", cp[j], ", ", cp[j + 1], ") with nnz=", nnz,
-                      "; corrupted packed weight)");
+  for (int64_t j = 0; j < in; ++j) {
+    TORCH_CHECK_VALUE(cp[j] <= cp[j + 1], op, ": ", name, " col_ptr is not monotone at column ", j,
+                      " (corrupted packed weight)");
+    // (the message check_active_columns gives for the same fault)
+    TORCH_CHECK_VALUE(0 <= cp[j] && cp[j + 1] <= nnz, op, ": ", name, " col_ptr is inconsistent at column ", j,
+                      " ([", cp[j], ", ", cp[j + 1], ") with nnz=", nnz, "; corrupted packed weight)");
   }
   dispatch_row_index(row_idx, [&](const auto* rows) {
     for (int64_t j = 0; j < in; ++j) {
@@ -58,11 +65,6 @@ void validate(const char* op, const char* name, const Tensor& col_ptr, const Ten
   });
 }
 
-constexpr size_t kSweepAt = 256;   // drop entries of dead tensors once the table holds this many
-constexpr size_t kClearAt = 4096;  // and everything (re-validated on next use) if it still grows
-
-}  // namespace
-
 void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
   static std::mutex mu;
   static std::unordered_map<const c10::TensorImpl*, Seen> seen;  // keyed by the row_idx tensor
@@ -72,7 +74,7 @@ void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, c
     const auto it = seen.find(key);
     if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) return;
   }
-  validate(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
+  validate_csc(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
   std::lock_guard<std::mutex> lock(mu);
   if (seen.size() >= kSweepAt) {
     for (auto it = seen.begin(); it != seen.end();) {

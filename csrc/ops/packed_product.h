@@ -36,9 +36,10 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
       }
       ensure_valid_csc(op, w.name, *w.col_ptr, *w.row_idx, out);
       const int64_t* cp = w.col_ptr->const_data_ptr<int64_t>();
+      check_col_ptr_ends(op, w.name, cp, w.in, w.values.size(0));
       int64_t touched = 0;
       for (int64_t b = 0; b < B; ++b) {
-        check_active_columns(op, w.name, cp, w.in, act.idx_row(b), act.count[b], w.values.size(0), &touched);
+        check_active_columns(op, w.name, cp, act.idx_row(b), act.count[b], w.values.size(0), &touched);
       }
       std::atomic<int64_t> bad{0};
       dispatch_row_index(*w.row_idx, [&](const auto* rows) {

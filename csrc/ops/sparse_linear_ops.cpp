@@ -100,7 +100,7 @@ Tensor sparse_gather_linear_grad_values(const Tensor& grad_out, const Tensor& x,
   auto [g2, x2] = prepare_grad(op, grad_out, &x);
   const int64_t B = g2.size(0), out = g2.size(1), in = x2.size(1);
   check_csc(op, grad_out, col_ptr, row_idx, nullptr, out);
-  check_csc_bounds(op, col_ptr, row_idx, out);
+  validate_csc(op, "weight", col_ptr, row_idx, out);
   TORCH_CHECK_VALUE(col_ptr.size(0) == in + 1, op, ": col_ptr has ", col_ptr.size(0),
                     " entries, expected in_features + 1 = ", in + 1);
   Tensor gv = at::zeros({row_idx.size(0)}, g2.options());
@@ -127,7 +127,7 @@ Tensor sparse_gather_linear_grad_input(const Tensor& grad_out, const Tensor& col
   auto [g2, unused] = prepare_grad(op, grad_out, nullptr);
   const int64_t B = g2.size(0), out = g2.size(1);
   check_csc(op, grad_out, col_ptr, row_idx, &values, out);
-  check_csc_bounds(op, col_ptr, row_idx, out);
+  validate_csc(op, "weight", col_ptr, row_idx, out);
   TORCH_CHECK_VALUE(values.scalar_type() == g2.scalar_type(), op, ": values dtype ", values.scalar_type(),
                     " differs from grad_out dtype ", g2.scalar_type());
   const int64_t in = col_ptr.size(0) - 1;

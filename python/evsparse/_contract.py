@@ -161,6 +161,3 @@ class IndexVersions:
         self._tensors = tuple(tensors)
         self._tracked = tuple(t for t in tensors if t is not None and not t.is_inference())
         self._versions = tuple([t._version for t in self._tracked])
-
-    def forget(self) -> None:
-        self._tensors = self._tracked = self._versions = ()

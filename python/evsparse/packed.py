@@ -59,7 +59,9 @@ class PackedWeight:
         pw = cls.__new__(cls)
         pw.layout, pw._shape, pw.values, pw.col_ptr, pw.row_idx = layout, tuple(shape), values, col_ptr, row_idx
         pw._checked = IndexVersions()
-        if not torch.compiler.is_compiling():  # traced code never checks (sparse_linear skips it)
+        # Consulted only off the CPU (the CPU ops validate edited structures themselves) and never in
+        # traced code: record nothing per call on the CPU path (SparseLinear builds one per forward).
+        if not values.is_cpu and not torch.compiler.is_compiling():
             pw._checked.record((col_ptr, row_idx))
         return pw
 

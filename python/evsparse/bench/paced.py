@@ -76,7 +76,7 @@ def _egru_case(width: int, layers: int, activity: float, seed: int):
             info["theoretical_speedup"], "torch.nn.GRU")
 
 
-def cases(interval_ms: float):
+def cases():
     """The section's cases: (name, builder). Sizes are the issue's: a pruned product on a sparse input,
     and a small 2-layer EGRU step, where fixed costs dominate."""
     return [("sparse_linear 1024x3072, 10% x 15%", lambda: _linear_case(3072, 1024, 0.1, 0.15, 0)),
@@ -86,7 +86,7 @@ def cases(interval_ms: float):
 def paced_section(interval_ms: float = DEFAULT_INTERVAL_MS, samples: int = DEFAULT_SAMPLES, reps: int = 9,
                   selected=None) -> list[dict]:
     rows = []
-    for name, build in cases(interval_ms):
+    for name, build in cases():
         if selected is not None and name not in selected:
             continue
         methods, theoretical, baseline = build()
