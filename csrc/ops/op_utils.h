@@ -74,23 +74,38 @@ ActiveSet<A>& scratch_active_set() {
 
 // Streaming threading policy. Idle worker threads fall asleep (OpenMP spins for a while, then
 // blocks), and waking them costs more than a small step; a worker the OS has descheduled can stall a
-// step for milliseconds. Measured on the 2-core EPYC VM, paced at one call per 8 ms (evsparse-bench
-// "Paced streaming", 1024x3072 at 10% x 15%): two threads 348 us median and 14.1 ms p99 per call,
-// one thread 235 us and 0.39 ms. So a call that comes more than kIdleGapNs after the previous one
-// big enough to thread (a stream, not a loop) runs its work on the calling thread unless the work,
-// >= kWakeWorthMacs, pays for the wake-up; back-to-back calls (a hot loop, a sequence op's steps)
+// step for milliseconds. Measured on the 2-core EPYC VM before this policy, paced at one call per
+// 8 ms (evsparse-bench "Paced streaming", 1024x3072 at 10% x 15%, 100 calls): two threads 348 us
+// median and 14.1 ms p99 per call, one thread 235 us and 0.39 ms. So a call that comes more than
+// kIdleGapNs after the previous call big enough to thread has finished (a stream, not a loop) runs its
+// work on the calling thread unless the work, >= kWakeWorthMacs, pays for the wake-up; back-to-back calls (a hot loop, a sequence op's steps)
 // use the workers. Either way the work is cut into the same pieces (run_pieces), so the result is
 // bitwise the same whichever thread runs them: it depends on the data and torch.get_num_threads(),
 // never on timing.
 constexpr int64_t kIdleGapNs = 500'000;
 constexpr int64_t kWakeWorthMacs = int64_t(1) << 22;
 
-inline bool wake_workers(int64_t macs) {
-  static std::atomic<int64_t> last_ns{0};
-  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch()).count();
-  const int64_t gap = now - last_ns.exchange(now, std::memory_order_relaxed);
-  return gap < kIdleGapNs || macs >= kWakeWorthMacs;
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// When the last call big enough to thread finished: the workers have been idle since. (From the end,
+// not the start: a call that itself takes longer than kIdleGapNs must not make the next, back-to-back
+// one look like a stream.)
+inline std::atomic<int64_t>& last_threaded_work_end() {
+  static std::atomic<int64_t> t{0};
+  return t;
+}
+
+// Whether this call's pieces go to the workers; the returned guard records the call's end.
+struct WorkerChoice {
+  bool on_workers;
+  ~WorkerChoice() { last_threaded_work_end().store(now_ns(), std::memory_order_relaxed); }
+};
+inline WorkerChoice choose_workers(int64_t macs) {
+  return {macs >= kWakeWorthMacs ||
+          now_ns() - last_threaded_work_end().load(std::memory_order_relaxed) < kIdleGapNs};
 }
 
 // body(i0, i1) over [0, n): on the workers (at::parallel_for) or, as body(0, n), on this thread.
@@ -114,7 +129,8 @@ void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& k
   const int64_t per = (out + threads - 1) / threads;
   const int64_t slice = (per + kSliceAlign - 1) / kSliceAlign * kSliceAlign;
   const int64_t n_slices = (out + slice - 1) / slice;
-  run_pieces(wake_workers(macs), n_slices, 1, [&](int64_t s0, int64_t s1) {
+  const WorkerChoice workers = choose_workers(macs);
+  run_pieces(workers.on_workers, n_slices, 1, [&](int64_t s0, int64_t s1) {
     for (int64_t s = s0; s < s1; ++s) {
       const int64_t o0 = s * slice, o1 = std::min(out, o0 + slice);
       for (int64_t b = 0; b < B; ++b) kernel(b, o0, o1);
@@ -135,7 +151,8 @@ void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, cons
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
     return;
   }
-  const bool on_workers = wake_workers(touched);
+  const WorkerChoice workers = choose_workers(touched);
+  const bool on_workers = workers.on_workers;
   if (B >= threads) {
     run_pieces(on_workers, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
