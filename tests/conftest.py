@@ -19,7 +19,7 @@ SUPPORTED_ISAS = evsparse.build_info()["isa_supported"]
 @pytest.fixture(params=SUPPORTED_ISAS)
 def isa(request):
     """Runs a test once per instruction set this CPU supports (scalar included)."""
-    previous = evsparse._C.get_isa()
+    previous = evsparse.get_isa()
     evsparse.set_isa(request.param)
     yield request.param
     evsparse.set_isa(previous)

@@ -71,21 +71,54 @@ def test_build_info_reports_the_build():
     info = evsparse.build_info()
     assert info["isa_active"] in info["isa_supported"]
     assert set(info["isa_supported"]) <= set(info["isa_compiled"])
-    assert "scalar" in info["isa_compiled"] and info["openmp"] is True
-    assert info["torch_version"].startswith(torch.__version__.split("+")[0])
+    assert "scalar" in info["isa_compiled"] and info["parallel_backend"] == "torch"
+    # built against the same torch minor version (a wheel's library may come from another patch release)
+    assert info["torch_version"].split(".")[:2] == torch.__version__.split("+")[0].split(".")[:2]
     assert info["compiler"] and info["arch"] in ("x86_64", "aarch64", "other")
 
 
 def test_library_path_is_the_operators_library():
-    """evsparse._C is a thin module over libevsparse_ops, the library a C++ program loads."""
+    """The ops live in one plain libtorch library per torch minor version, named for it; the package has
+    no Python extension module (one wheel serves every CPython) and brings no OpenMP runtime of its own
+    (work runs on torch's thread pool)."""
     import shutil
     import subprocess
     from pathlib import Path
 
     path = Path(evsparse.library_path())
-    assert path.is_file() and path.name.startswith("libevsparse_ops.") and path.parent == Path(evsparse._C.__file__).parent
+    minor = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    assert path.is_file() and path.name == f"libevsparse_ops_torch{minor}.so"
+    assert path.parent == Path(evsparse.__file__).parent
+    assert not list(path.parent.glob("*.cpython-*")) and not list(path.parent.glob("*.abi3.so"))
     if shutil.which("readelf") is None:
         pytest.skip("readelf (binutils) is not installed: the link structure is not checked")
-    dynamic = lambda f: subprocess.run(["readelf", "-d", f], capture_output=True, text=True, check=True).stdout  # noqa: E731
-    assert "[libevsparse_ops.so]" in dynamic(evsparse._C.__file__)
-    assert "libpython" not in dynamic(str(path))
+    needed = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=True).stdout
+    assert "[libtorch_cpu.so]" in needed and "[libc10.so]" in needed
+    assert "libpython" not in needed and "libgomp" not in needed and "libomp" not in needed
+
+
+def test_the_library_needs_nothing_newer_than_manylinux_2_28():
+    """glibc <= 2.28 and GCC 8's libstdc++ (GLIBCXX <= 3.4.25, CXXABI <= 1.3.11), the manylinux_2_28 policy:
+    csrc/compat keeps libstdc++'s headers from binding __libc_single_threaded@GLIBC_2.32."""
+    import re
+    import shutil
+    import subprocess
+
+    if shutil.which("readelf") is None:
+        pytest.skip("readelf (binutils) is not installed")
+    syms = subprocess.run(["readelf", "-W", "--dyn-syms", evsparse.library_path()], capture_output=True, text=True,
+                          check=True).stdout
+    limits = {"GLIBC": (2, 28), "GLIBCXX": (3, 4, 25), "CXXABI": (1, 3, 11)}
+    seen = set(re.findall(r"@(GLIBC|GLIBCXX|CXXABI)_([0-9.]+)", syms))
+    assert any(kind == "GLIBC" for kind, _ in seen)  # the parse found the versions
+    too_new = sorted(f"{k}_{v}" for k, v in seen if tuple(int(n) for n in v.split(".")) > limits[k])
+    assert not too_new, too_new
+
+
+def test_an_unsupported_torch_gets_a_clear_import_error(monkeypatch):
+    """A torch minor version the install has no operator library for is named, with the ones it has."""
+    from evsparse import _library
+
+    monkeypatch.setattr(torch, "__version__", "2.99.0+cpu")
+    with pytest.raises(ImportError, match=r"no operator library for torch 2\.99\.0\+cpu .*torch 2\.1\d"):
+        _library.path()

@@ -14,7 +14,7 @@ import evsparse
 from evsparse._contract import EGRU_LAYER_ARGS, LINEAR_RNN_LAYER_ARGS, layer_buffer
 
 ROOT = Path(__file__).resolve().parents[1]
-PKG = ROOT / "python" / "evsparse"
+PKG = Path(evsparse.__file__).resolve().parent  # the installed package (also under scripts/test_wheels.sh)
 # Deprecated alias modules: they forward to the new homes (harness modules included) for one release.
 ALIASES = {"evsparse.layout_timing": "evsparse.layout", "evsparse.layout_bench": "evsparse.bench.layout",
            "evsparse.linear_rnn_bench": "evsparse.bench.linear_rnn", "evsparse.stack_bench": "evsparse.bench.stack",

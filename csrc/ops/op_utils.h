@@ -3,11 +3,12 @@
 #pragma once
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
+#include <torch/csrc/stable/c/shim.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <optional>
 #include <type_traits>
 #include <vector>
@@ -108,11 +109,46 @@ inline WorkerChoice choose_workers(int64_t macs) {
           now_ns() - last_threaded_work_end().load(std::memory_order_relaxed) < kIdleGapNs};
 }
 
-// body(i0, i1) over [0, n): on the workers (at::parallel_for) or, as body(0, n), on this thread.
+// at::parallel_for, run by libtorch itself through its C entry point (torch_parallel_for, torch >=
+// 2.10). at::parallel_for is a header template that instantiates the OpenMP runtime in the caller, so
+// calling it makes this library link libgomp. A source build then shares torch's copy (same soname),
+// but a wheel cannot: libgomp is outside the manylinux policy, so auditwheel would graft a renamed copy,
+// a second OpenMP runtime and thread pool in the process. This way the work runs on torch's pool, sized
+// by torch.set_num_threads. The C boundary carries no exceptions: the first one a piece throws is kept
+// and rethrown here.
+template <class Body>
+void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
+  if (begin >= end) return;
+  struct Ctx {
+    const Body* body;
+    std::exception_ptr error;
+    std::atomic<bool> failed{false};
+  } ctx{&body, nullptr};
+  const auto call = [](int64_t b, int64_t e, void* p) {
+    auto* c = static_cast<Ctx*>(p);
+    try {
+      (*c->body)(b, e);
+    } catch (...) {
+      if (!c->failed.exchange(true)) c->error = std::current_exception();
+    }
+  };
+  const AOTITorchError rc = torch_parallel_for(begin, end, grain, call, &ctx);
+  if (ctx.error) std::rethrow_exception(ctx.error);
+  TORCH_CHECK(rc == AOTI_TORCH_SUCCESS, "evsparse: torch_parallel_for failed");
+}
+
+// torch.get_num_threads(): the size of the pool parallel_for runs on.
+inline int64_t num_threads() {
+  uint32_t n = 1;
+  TORCH_CHECK(torch_get_num_threads(&n) == AOTI_TORCH_SUCCESS, "evsparse: torch_get_num_threads failed");
+  return n;
+}
+
+// body(i0, i1) over [0, n): on the workers (parallel_for) or, as body(0, n), on this thread.
 template <class Body>
 void run_pieces(bool on_workers, int64_t n, int64_t grain, const Body& body) {
   if (on_workers) {
-    at::parallel_for(0, n, grain, body);
+    parallel_for(0, n, grain, body);
   } else if (n > 0) {
     body(0, n);
   }
@@ -121,7 +157,7 @@ void run_pieces(bool on_workers, int64_t n, int64_t grain, const Body& body) {
 // Runs kernel(b, o0, o1) for every batch row over output slices, in parallel when the work is big.
 template <class Kernel>
 void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& kernel) {
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = num_threads();
   if (threads <= 1 || macs < kMinParallelMacs || out < 2 * kSliceAlign) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, out);
     return;
@@ -146,7 +182,7 @@ void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& k
 template <class A, class Kernel>
 void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, const int64_t* col_ptr,
                            int64_t touched, const A* bias, A* y, const Kernel& kernel) {
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = num_threads();
   if (threads <= 1 || touched < kMinParallelMacs) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
     return;

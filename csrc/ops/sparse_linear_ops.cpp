@@ -1,7 +1,7 @@
 // torch.ops.evsparse.* : the gather-by-active-neuron linear products.
 //
 // This file is the thin layer between ATen and the torch-free kernel core (csrc/cpu): it checks
-// arguments, compacts the active inputs, splits the outputs across at::parallel_for threads and
+// arguments, compacts the active inputs, splits the outputs across torch's threads (parallel_for, op_utils.h) and
 // calls the kernels on raw pointers. Autograd: sparse_linear_autograd.cpp; fake kernels: python/evsparse/_fakes.py.
 #include <torch/library.h>
 
@@ -73,7 +73,7 @@ std::pair<Tensor, Tensor> prepare_grad(const char* op, const Tensor& grad_out, c
 template <class Body>
 void parallel_over_inputs(int64_t in, int64_t work_per_input, const Body& body) {
   const int64_t grain = std::max<int64_t>(1, kMinParallelMacs / std::max<int64_t>(1, work_per_input));
-  at::parallel_for(0, in, grain, body);
+  parallel_for(0, in, grain, body);
 }
 
 // gather_linear_grad_weight(Tensor grad_out, Tensor x) -> Tensor   ([in, out])
