@@ -1,5 +1,6 @@
 """pytest-benchmark: one step at batch 1 of an L-layer EGRU / sparse linear RNN (dense weights, ~10%
-activity): the module's step on one stack op, one op per layer from Python, and the dense PyTorch step.
+activity): the module's step (one plan op), its in-place stream, the step with nothing active (the floor),
+the per-layer-list stack op, one op per layer from Python, and the dense PyTorch step.
 
     pytest benchmarks/test_bench_stack_step.py --benchmark-group-by=param:family,param:width,param:layers
 
@@ -11,7 +12,7 @@ import functools
 
 import pytest
 
-from evsparse.bench.stack import DEFAULT_LAYERS, DEFAULT_WIDTHS, DENSE, LOOP, STACK, build_stack_methods
+from evsparse.bench.stack import DEFAULT_LAYERS, DEFAULT_WIDTHS, METHODS, build_stack_methods
 
 
 @functools.lru_cache(maxsize=1)
@@ -19,7 +20,7 @@ def _methods(family, width, layers):
     return build_stack_methods(family, width, layers)
 
 
-@pytest.mark.parametrize("method", [STACK, LOOP, DENSE])
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("layers", DEFAULT_LAYERS)
 @pytest.mark.parametrize("width", DEFAULT_WIDTHS)
 @pytest.mark.parametrize("family", ["EGRU", "linear RNN"])

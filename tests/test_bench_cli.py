@@ -50,14 +50,14 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         ("EGRU", 16, 1), ("EGRU", 16, 3), ("linear RNN", 16, 1), ("linear RNN", 16, 3)]
     for r in stack:
         t = r["times_us"]
-        assert r["stack_vs_loop"] == pytest.approx(t["one op per layer"] / t["stack op (module step)"])
-        assert r["stack_vs_dense"] == pytest.approx(t["dense PyTorch"] / t["stack op (module step)"])
+        assert r["stack_vs_loop"] == pytest.approx(t["one op per layer"] / t["module step"])
+        assert r["stack_vs_dense"] == pytest.approx(t["dense PyTorch"] / t["module step"])
         assert len(r["activity"]) == r["layers"] and all(0 <= a <= 1 for a in r["activity"])
     assert "## Whole-model step, batch 1" in md
     paced = report["paced"]
     assert [(r["case"], r["method"]) for r in paced][:3] == [("sparse_linear 1024x3072, 10% x 15%", m)
                                                           for m in ("evsparse", "F.linear", "x @ W^T")]
-    assert len(paced) == 5 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
+    assert len(paced) == 6 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
     assert "## Paced streaming (latency per call)" in md
     assert report["targets"] and "| target | measured | met |" in md
     assert "wrote" in capsys.readouterr().out

@@ -80,8 +80,17 @@ MODULES = {"PackedEGRU": (_egru_twin, lambda m: m(torch.randn(4, 1, 12))),
            "SparseLinear": (_sparse_linear, lambda m: m(torch.randn(3, 30)))}
 
 
-def _index_buffer(module) -> str:
-    return next(n for n, _ in module.named_buffers() if n.endswith("row_idx"))
+def _packed_parts(module, state=None) -> dict:
+    """The tensors of one sparse packed weight (the recurrent twins: layer 0's second weight, a view
+    of the plan's arena) of ``module`` or of its state dict ``state``: values, col_ptr, row_idx."""
+    if isinstance(module, SparseLinear):
+        sd = module.state_dict() if state is None else state
+        return {"values": sd["weight_values"], "col_ptr": sd["col_ptr"], "row_idx": sd["row_idx"]}
+    if state is None:
+        pw = module.packed(0)[1]
+    else:
+        pw = evsparse.plan.layer_views(state["plan_arena"], state["plan_meta"])[0].weights[1]
+    return {"values": pw.values, "col_ptr": pw.col_ptr, "row_idx": pw.row_idx}
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -92,19 +101,19 @@ def test_edited_state_dict_refused_on_weights_only_load(name, edit, tmp_path):
     make, call = MODULES[name]
     module = make()
     sd = {k: v.clone() for k, v in module.state_dict().items()}
-    ri = _index_buffer(module)
+    parts = _packed_parts(module, sd)
+    ri = parts["row_idx"]
     if edit == "out_of_range":
-        sd[ri][0] = 32000
+        ri[0] = 32000
     elif edit == "unsorted_in_range":
-        cp = sd[ri.replace("row_idx", "col_ptr")]
+        cp = parts["col_ptr"]
         col = int(torch.nonzero(cp[1:] - cp[:-1] >= 2)[0])
         k = int(cp[col])
-        sd[ri][k], sd[ri][k + 1] = sd[ri][k + 1].clone(), sd[ri][k].clone()
+        ri[k], ri[k + 1] = ri[k + 1].clone(), ri[k].clone()
     elif edit == "col_ptr_zeroed":
-        sd[ri.replace("row_idx", "col_ptr")].zero_()
+        parts["col_ptr"].zero_()
     else:
-        values = ri.replace("row_idx", "values") if name != "SparseLinear" else "weight_values"
-        sd[values].view(-1)[0] = float("nan")
+        parts["values"].view(-1)[0] = float("nan")
     path = tmp_path / "edited.pt"
     torch.save(sd, path)
     loaded = torch.load(path, weights_only=True)
@@ -118,7 +127,7 @@ def test_bytes_edited_on_disk_refused(tmp_path):
     module = _egru_twin()
     path = tmp_path / "model.pt"
     torch.save(module.state_dict(), path)
-    ri = module.w_hh_l0_row_idx
+    ri = _packed_parts(module)["row_idx"]
     raw = bytearray(path.read_bytes())
     at = raw.find(ri.numpy().tobytes())
     assert at >= 0
@@ -126,7 +135,7 @@ def test_bytes_edited_on_disk_refused(tmp_path):
     bad[0] = 32767
     raw[at:at + bad.numel() * 2] = bad.numpy().tobytes()
     path.write_bytes(raw)
-    with pytest.raises(ValueError, match="w_hh_l0 is invalid.*out of range"):
+    with pytest.raises(ValueError, match="invalid.*w_hh.*out of range"):
         _egru_twin().load_state_dict(torch.load(path, weights_only=True))
 
 
@@ -135,11 +144,11 @@ def test_mmap_file_changed_after_loading(tmp_path):
     ``_version``: the kernels' own range checks refuse the data (ValueError, no crash)."""
     run_python(f"""
         import torch, pytest
-        from test_memory_safety import _egru_twin
+        from test_memory_safety import _egru_twin, _packed_parts
         module = _egru_twin()
         path = {str(tmp_path / "model.pt")!r}
         torch.save(module.state_dict(), path)
-        ri = module.w_hh_l0_row_idx.clone()
+        ri = _packed_parts(module)["row_idx"].clone()
         target = _egru_twin()
         target.load_state_dict(torch.load(path, weights_only=True, mmap=True), assign=True)
         x = torch.randn(3, 1, 12)
@@ -150,7 +159,7 @@ def test_mmap_file_changed_after_loading(tmp_path):
         raw[at:at + bad.numel() * 2] = bad.numpy().tobytes()
         with open(path, "r+b") as f:
             f.write(raw)
-        assert int(target.w_hh_l0_row_idx[0]) == 30000  # the mapping sees the edit
+        assert int(_packed_parts(target)["row_idx"][0]) == 30000  # the mapping sees the edit
         with pytest.raises(ValueError, match="row_idx holds"):
             for _ in range(3):  # the recurrent product reads the edited column once a unit has fired
                 x = torch.randn(3, 1, 12) * 4
@@ -167,7 +176,7 @@ def test_in_place_edit_after_construction(name):
     module = make()
     call(module)
     with torch.no_grad():
-        getattr(module, _index_buffer(module))[0] = 32767
+        _packed_parts(module)["row_idx"][0] = 32767
     with pytest.raises(ValueError, match="out of range"):
         call(module)
 

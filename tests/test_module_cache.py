@@ -122,3 +122,28 @@ def test_compile_budget_per_method():
             fwd(torch.randn(T, B, 4))
             compiled += 1
     assert compiled >= 12
+
+
+def _sparse_linear_pair(layout):
+    torch.manual_seed(2)
+    mask = torch.rand(12, 10) < 0.4
+    return [SparseLinear.from_module(torch.nn.Linear(10, 12), mask, layout=layout) for _ in range(2)]
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_sparse_linear_fast_path_follows_replaced_tensors(layout):
+    """SparseLinear gathers its op's arguments once; a replaced parameter or buffer (assign=True load,
+    setattr, functional_call) must never leave it running on the old tensors."""
+    a, b = _sparse_linear_pair(layout)
+    x = torch.randn(3, 10)
+    ya, yb = a(x), b(x)
+    assert not torch.equal(ya, yb)
+    a.load_state_dict(b.state_dict(), assign=True)
+    torch.testing.assert_close(a(x), yb, rtol=0, atol=0)
+    a.weight_values = torch.nn.Parameter(a.weight_values.detach() * 2)
+    torch.testing.assert_close(a(x), torch.nn.functional.linear(x, b.packed.to_dense() * 2, b.bias),
+                               rtol=1e-5, atol=1e-5)
+    c, _ = _sparse_linear_pair(layout)
+    params = {n: t.detach().clone() for n, t in b.named_parameters()} | {n: t.clone() for n, t in b.named_buffers()}
+    torch.testing.assert_close(torch.func.functional_call(c, params, (x,)), yb, rtol=0, atol=0)
+    torch.testing.assert_close(c(x), ya, rtol=0, atol=0)  # afterwards its own tensors again

@@ -15,7 +15,9 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "types.h"
@@ -95,11 +97,26 @@ const char* isa_name(Isa isa);
 std::vector<std::string> detected_cpu_features();
 
 // Compacts the nonzero entries of x[0, n) (NaN counts as nonzero) into idx/xv; returns their count.
-// Branch-free so its cost does not depend on the activity pattern.
+// Branch-free per entry so its cost does not depend on the activity pattern, except that a block of
+// 8 zeros (the common case for event outputs) is skipped after one OR of its bits.
 template <class A>
 inline int64_t compact_active(const A* x, int64_t n, int32_t* idx, A* xv) {
-  int64_t c = 0;
-  for (int64_t j = 0; j < n; ++j) {
+  using Bits = std::conditional_t<sizeof(A) == 8, uint64_t, std::conditional_t<sizeof(A) == 4, uint32_t, uint16_t>>;
+  int64_t c = 0, j = 0;
+  for (; j + 8 <= n; j += 8) {
+    Bits bits[8];
+    std::memcpy(bits, x + j, sizeof bits);
+    Bits any = 0;
+    for (int i = 0; i < 8; ++i) any |= bits[i];
+    if (static_cast<Bits>(any << 1) == 0) continue;  // +0 and -0 only (sign bit shifted out): none active
+    for (int i = 0; i < 8; ++i) {
+      const A v = x[j + i];
+      idx[c] = static_cast<int32_t>(j + i);
+      xv[c] = v;
+      c += (v != A(0));
+    }
+  }
+  for (; j < n; ++j) {
     const A v = x[j];
     idx[c] = static_cast<int32_t>(j);
     xv[c] = v;

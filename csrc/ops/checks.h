@@ -105,6 +105,9 @@ inline void check_csc(const char* op, const Tensor& x, const Tensor& col_ptr, co
 // gradient ops run it on every call (their work is O(nnz) anyway); the forward ops through
 // ensure_valid_csc, once per structure (csc_validation.cpp).
 void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
+// The same on raw pointers (a plan's weights, plan.cpp): col_ptr [in + 1], rows [nnz].
+void validate_csc(const char* op, const char* name, const int64_t* col_ptr, int64_t in, const void* rows, bool rows32,
+                  int64_t nnz, int64_t out);
 
 // validate_csc, done once per structure: again only when col_ptr or row_idx is a different tensor,
 // was edited in place (its version moved) or now has other data or size. So a raw op call with
@@ -113,6 +116,7 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
 // edited on disk) is still caught by the per-call checks below and by the kernels' own range checks,
 // so it can never be read out of bounds.
 void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
+
 
 // Per call, O(1) + O(active): col_ptr's two ends (catches a zeroed or truncated col_ptr) and the
 // pointer ranges of the columns this call reads, so a corrupted pointer array cannot make the kernel
@@ -140,17 +144,47 @@ inline void report_bad_rows(const char* op, const char* name, int64_t bad, int64
                     "rebuild it with evsparse.pack, or reload an intact file)");
 }
 
-// A packed weight as the ops receive it: dense layout = (values [in, out]); sparse layout =
-// (values [nnz], col_ptr [in + 1], row_idx [nnz]). Shapes and dtypes are checked by the callers.
+// A packed weight as the kernels read it, on raw pointers: dense layout = values [in, out]; sparse
+// layout = CSC values [nnz], col_ptr [in + 1], rows [nnz] (int16, or int32 when rows32). Built from
+// tensors by dense_args / packed_args (checked here) or from a model plan's arena (plan.h).
 struct PackedArgs {
-  const Tensor& values;
-  const Tensor* col_ptr;  // null for the dense layout
-  const Tensor* row_idx;
+  const void* values;
+  ScalarType dtype;
+  const int64_t* col_ptr;  // null for the dense layout
+  const void* rows;
+  bool rows32;
+  int64_t nnz;
   int64_t in;
   int64_t out;
   const char* name = "weight";  // the argument's name in error messages
   bool sparse() const { return col_ptr != nullptr; }
 };
+
+// Calls fn(const int16_t*) or fn(const int32_t*) with the row indices of a sparse packed weight.
+template <class Fn>
+void dispatch_rows(const PackedArgs& w, const Fn& fn) {
+  if (w.rows32) {
+    fn(static_cast<const int32_t*>(w.rows));
+  } else {
+    fn(static_cast<const int16_t*>(w.rows));
+  }
+}
+
+inline PackedArgs dense_args(const Tensor& values, int64_t in, int64_t out, const char* name) {
+  return PackedArgs{values.const_data_ptr(), values.scalar_type(), nullptr, nullptr, false, 0, in, out, name};
+}
+
+// A sparse weight whose tensors check_csc accepted; validates its structure (once per structure, see
+// ensure_valid_csc below).
+inline PackedArgs sparse_args(const char* op, const char* name, const Tensor& values, const Tensor& col_ptr,
+                              const Tensor& row_idx, int64_t out) {
+  ensure_valid_csc(op, name, col_ptr, row_idx, out);
+  return PackedArgs{values.const_data_ptr(),     values.scalar_type(),
+                    col_ptr.const_data_ptr<int64_t>(), row_idx.const_data_ptr(),
+                    row_idx.scalar_type() == ScalarType::Int, row_idx.size(0),
+                    col_ptr.size(0) - 1,           out,
+                    name};
+}
 
 // The weight arguments of one layer of the fused recurrent ops, in schema order (after the input
 // and the state); a stack-step op's Tensor?[] list holds them for every layer in turn. Python states
@@ -176,12 +210,12 @@ inline PackedArgs packed_args(const char* op, const char* name, const Tensor& va
     check_tensor(values, op, name, like);
     TORCH_CHECK_VALUE(values.dim() == 2 && values.size(0) == in && values.size(1) == out, op, ": ", name,
                       " (dense layout) must have shape [", in, ", ", out, "], got ", values.sizes());
-    return PackedArgs{values, nullptr, nullptr, in, out, name};
+    return dense_args(values, in, out, name);
   }
   check_csc(op, like, *col_ptr, *row_idx, &values, out);
   TORCH_CHECK_VALUE(col_ptr->size(0) == in + 1, op, ": ", name, " col_ptr must have ", in + 1, " entries, got ",
                     col_ptr->size(0));
-  return PackedArgs{values, &*col_ptr, &*row_idx, in, out, name};
+  return sparse_args(op, name, values, *col_ptr, *row_idx, out);
 }
 
 inline void check_vector(const char* op, const char* name, const Tensor& t, int64_t n, const Tensor& like) {

@@ -38,9 +38,8 @@ constexpr size_t kClearAt = 4096;  // and everything (re-validated on next use) 
 
 }  // namespace
 
-void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
-  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
-  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
+void validate_csc(const char* op, const char* name, const int64_t* cp, int64_t in, const void* rows_ptr, bool rows32,
+                  int64_t nnz, int64_t out) {
   TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=", nnz,
                     ", got ", cp[0], "..", cp[in], " (corrupted packed weight)");
   for (int64_t j = 0; j < in; ++j) {
@@ -50,7 +49,7 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
     TORCH_CHECK_VALUE(0 <= cp[j] && cp[j + 1] <= nnz, op, ": ", name, " col_ptr is inconsistent at column ", j,
                       " ([", cp[j], ", ", cp[j + 1], ") with nnz=", nnz, "; corrupted packed weight)");
   }
-  dispatch_row_index(row_idx, [&](const auto* rows) {
+  const auto check_rows = [&](const auto* rows) {
     for (int64_t j = 0; j < in; ++j) {
       int64_t prev = -1;
       for (int64_t k = cp[j]; k < cp[j + 1]; ++k) {
@@ -62,7 +61,17 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
         prev = r;
       }
     }
-  });
+  };
+  if (rows32) {
+    check_rows(static_cast<const int32_t*>(rows_ptr));
+  } else {
+    check_rows(static_cast<const int16_t*>(rows_ptr));
+  }
+}
+
+void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  validate_csc(op, name, col_ptr.const_data_ptr<int64_t>(), col_ptr.size(0) - 1, row_idx.const_data_ptr(),
+               row_idx.scalar_type() == ScalarType::Int, row_idx.size(0), out);
 }
 
 void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {

@@ -10,7 +10,10 @@
 #include <tuple>
 #include <vector>
 
+#include <ATen/EmptyTensor.h>
+
 #include "packed_product.h"
+#include "plan.h"
 
 namespace evsparse {
 namespace {
@@ -155,6 +158,84 @@ std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor
   return {y_top, c_out, y_out};
 }
 
+// ---------------------------------------------------------------------------------------------
+// The model plan ops (plan.h): one step of the whole stack from (x, c, y, arena, meta).
+
+// x [in] with c, y [L, H] (unbatched), or x [B, in] with c, y [L, B, H]. Returns B.
+int64_t check_plan_state(const char* op, const Plan& plan, const Tensor& x, const Tensor& c, const Tensor& y) {
+  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 1 || x.dim() == 2), op, ": x must be 1-D [in] or 2-D [B, in], got ",
+                    x.defined() ? x.sizes() : at::IntArrayRef{});
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == ScalarType::Float, op,
+                    ": x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
+  TORCH_CHECK_VALUE(x.size(-1) == plan.input_size, op, ": x has ", x.size(-1), " features, the model's input_size is ",
+                    plan.input_size);
+  const bool batched = x.dim() == 2;
+  const int64_t B = batched ? x.size(0) : 1;
+  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"c", c}, {"y", y}}) {
+    check_tensor(t, op, name, x);
+    TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+    const bool ok = batched ? (t.dim() == 3 && t.size(0) == plan.num_layers && t.size(1) == B && t.size(2) == plan.width)
+                            : (t.dim() == 2 && t.size(0) == plan.num_layers && t.size(1) == plan.width);
+    TORCH_CHECK_VALUE(ok, op, ": ", name, " must have shape ",
+                      batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
+                      batched ? " (num_layers, B, hidden_size), got " : " (num_layers, hidden_size: x is unbatched), got ", t.sizes());
+  }
+  return B;
+}
+
+// Every layer in turn; layer k reads layer k-1's new output. c_prev may not alias c_out (the update's
+// restrict); y_prev may alias y_out: each layer's products are done before its update writes.
+void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* c_prev, const float* y_prev,
+              float* c_out, float* y_out) {
+  const float* inp = x;
+  for (int64_t k = 0; k < plan.num_layers; ++k) {
+    const PlanLayer& P = plan.layers[k];
+    const EgruLayer L{P.w[0], P.w[1], P.vec[0], P.vec[1], P.vec[2], P.in, P.out};
+    const int64_t off = k * B * L.H;
+    for_layer(op, k, [&] { step(op, L, inp, c_prev + off, y_prev + off, B, c_out + off, y_out + off); });
+    inp = y_out + off;
+  }
+}
+
+// egru_plan_step(Tensor x, Tensor c, Tensor y, Tensor arena, Tensor meta) -> (Tensor y_top, Tensor c_out, Tensor y_out)
+std::tuple<Tensor, Tensor, Tensor> egru_plan_step(const Tensor& x_in, const Tensor& c_in, const Tensor& y_in,
+                                                  const Tensor& arena, const Tensor& meta) {
+  constexpr const char* op = "evsparse.egru_plan_step";
+  // Functional: strided inputs are read through a contiguous copy (a no-op for contiguous ones).
+  const Tensor x = x_in.contiguous(), c = c_in.contiguous(), y = y_in.contiguous();
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
+  const int64_t B = check_plan_state(op, plan, x, c, y);
+  // at::detail::empty_cpu: the allocation without a dispatcher round trip (a third of the call's
+  // fixed cost at small sizes).
+  Tensor c_out = at::detail::empty_cpu(c.sizes(), ScalarType::Float);
+  Tensor y_out = at::detail::empty_cpu(y.sizes(), ScalarType::Float);
+  Tensor y_top = at::detail::empty_cpu(y.sizes().slice(1), ScalarType::Float);
+  float* yo = y_out.mutable_data_ptr<float>();
+  run_plan(op, plan, x.const_data_ptr<float>(), B, c.const_data_ptr<float>(), y.const_data_ptr<float>(),
+           c_out.mutable_data_ptr<float>(), yo);
+  const int64_t n = B * plan.width;
+  std::memcpy(y_top.mutable_data_ptr<float>(), yo + (plan.num_layers - 1) * n, static_cast<size_t>(n) * sizeof(float));
+  return {y_top, c_out, y_out};
+}
+
+// egru_plan_step_(Tensor x, Tensor(a!) c, Tensor(b!) y, Tensor arena, Tensor meta) -> ()
+// The same step with the state updated in place: no allocation; the top layer's output is y[-1].
+void egru_plan_step_(const Tensor& x, const Tensor& c, const Tensor& y, const Tensor& arena, const Tensor& meta) {
+  constexpr const char* op = "evsparse.egru_plan_step_";
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
+  const int64_t B = check_plan_state(op, plan, x, c, y);
+  const auto* c0 = static_cast<const char*>(c.const_data_ptr());
+  const auto* y0 = static_cast<const char*>(y.const_data_ptr());
+  const size_t state_bytes = static_cast<size_t>(c.numel()) * sizeof(float);
+  TORCH_CHECK_VALUE(c0 + state_bytes <= y0 || y0 + state_bytes <= c0, op, ": c and y must not overlap");
+  thread_local std::vector<float> c_prev;  // the update reads c_prev and writes c_out (restrict)
+  c_prev.assign(c.const_data_ptr<float>(), c.const_data_ptr<float>() + c.numel());
+  run_plan(op, plan, x.const_data_ptr<float>(), B, c_prev.data(), y.const_data_ptr<float>(), c.mutable_data_ptr<float>(),
+           y.mutable_data_ptr<float>());
+  trim_scratch(c_prev);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -170,12 +251,19 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   // One step of a stack of layers: x [B, in], c and y [L, B, H]; layers holds, per layer, the 9
   // weight arguments of egru_step in its order. Returns (the top layer's y [B, H], c, y [L, B, H]).
   m.def("egru_stack_step(Tensor x, Tensor c, Tensor y, Tensor?[] layers) -> (Tensor, Tensor, Tensor)");
+  // One step of a stack from its plan (arena uint8, meta int64: csrc/ops/plan.h): x [in] or [B, in],
+  // c and y [L, H] or [L, B, H]. Returns (the top layer's y, c, y); the _ variant updates c and y in
+  // place and returns nothing (the top layer's output is y[-1]).
+  m.def("egru_plan_step(Tensor x, Tensor c, Tensor y, Tensor arena, Tensor meta) -> (Tensor, Tensor, Tensor)");
+  m.def("egru_plan_step_(Tensor x, Tensor(a!) c, Tensor(b!) y, Tensor arena, Tensor meta) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("egru_step", &egru_step);
   m.impl("egru_sequence", &egru_sequence);
   m.impl("egru_stack_step", &egru_stack_step);
+  m.impl("egru_plan_step", &egru_plan_step);
+  m.impl("egru_plan_step_", &egru_plan_step_);
 }
 
 }  // namespace evsparse

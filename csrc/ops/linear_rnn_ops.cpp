@@ -11,7 +11,10 @@
 #include <vector>
 
 #include "../cpu/linear_rnn_impl.h"
+#include <ATen/EmptyTensor.h>
+
 #include "packed_product.h"
+#include "plan.h"
 
 namespace evsparse {
 namespace {
@@ -159,6 +162,97 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
   return {inp, h_out};
 }
 
+// ---------------------------------------------------------------------------------------------
+// The model plan ops (plan.h): one step of the whole stack from (x, h, arena, meta).
+
+// x [in] with h [L, width] (unbatched), or x [B, in] with h [L, B, width]. Returns B.
+int64_t check_plan_state(const char* op, const Plan& plan, const Tensor& x, const Tensor& h) {
+  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 1 || x.dim() == 2), op, ": x must be 1-D [in] or 2-D [B, in], got ",
+                    x.defined() ? x.sizes() : at::IntArrayRef{});
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == ScalarType::Float, op,
+                    ": x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
+  TORCH_CHECK_VALUE(x.size(-1) == plan.input_size, op, ": x has ", x.size(-1), " features, the model's input_size is ",
+                    plan.input_size);
+  const bool batched = x.dim() == 2;
+  const int64_t B = batched ? x.size(0) : 1;
+  check_tensor(h, op, "h", x);
+  TORCH_CHECK_VALUE(h.scalar_type() == ScalarType::Float, op, ": h must be float32, got ", h.scalar_type());
+  const bool ok = batched ? (h.dim() == 3 && h.size(0) == plan.num_layers && h.size(1) == B && h.size(2) == plan.width)
+                          : (h.dim() == 2 && h.size(0) == plan.num_layers && h.size(1) == plan.width);
+  TORCH_CHECK_VALUE(ok, op, ": h must have shape ",
+                    batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
+                    batched ? " (num_layers, B, state width), got " : " (num_layers, state width: x is unbatched), got ", h.sizes());
+  return B;
+}
+
+// Every layer in turn into y [B, out of the top layer]; the layers' outputs in between live in two
+// per-thread buffers (a layer's residual reads its own input, so input and output need their own).
+void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* h_prev, float* h_out,
+              float* y) {
+  thread_local std::vector<float> buf[2];
+  const float* inp = x;
+  for (int64_t k = 0; k < plan.num_layers; ++k) {
+    const PlanLayer& P = plan.layers[k];
+    const LinearRnnLayer L{P.w[0], P.w[1], P.vec[0], P.vec[3], P.vec[1], P.vec[2],
+                           P.in, P.S, P.width, P.out, P.residual};
+    float* dst = y;
+    if (k + 1 < plan.num_layers) {
+      buf[k % 2].resize(static_cast<size_t>(B * L.out));
+      dst = buf[k % 2].data();
+    }
+    const int64_t off = k * B * L.width;
+    for_layer(op, k, [&] { step(op, L, inp, h_prev + off, B, h_out + off, dst); });
+    inp = dst;
+  }
+  trim_scratch(buf[0]);
+  trim_scratch(buf[1]);
+}
+
+// linear_rnn_plan_step(Tensor x, Tensor h, Tensor arena, Tensor meta, int out_features) -> (Tensor y, Tensor h_out)
+// (out_features, checked against the plan, gives tracing the output's shape without reading meta.)
+std::tuple<Tensor, Tensor> linear_rnn_plan_step(const Tensor& x_in, const Tensor& h_in, const Tensor& arena,
+                                                const Tensor& meta, int64_t out_features) {
+  constexpr const char* op = "evsparse.linear_rnn_plan_step";
+  // Functional: strided inputs are read through a contiguous copy (a no-op for contiguous ones).
+  const Tensor x = x_in.contiguous(), h = h_in.contiguous();
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
+  const int64_t B = check_plan_state(op, plan, x, h);
+  const int64_t out = plan.layers[plan.num_layers - 1].out;
+  TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,
+                    " outputs");
+  Tensor y = x.dim() == 2 ? at::detail::empty_cpu({B, out}, ScalarType::Float)
+                          : at::detail::empty_cpu({out}, ScalarType::Float);
+  Tensor h_out = at::detail::empty_cpu(h.sizes(), ScalarType::Float);
+  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h_out.mutable_data_ptr<float>(),
+           y.mutable_data_ptr<float>());
+  return {y, h_out};
+}
+
+// linear_rnn_plan_step_(Tensor x, Tensor(a!) h, Tensor(b!) out, Tensor arena, Tensor meta) -> ()
+// The same step with the state updated in place and the top layer's output written to out.
+void linear_rnn_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, const Tensor& arena, const Tensor& meta) {
+  constexpr const char* op = "evsparse.linear_rnn_plan_step_";
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
+  const int64_t B = check_plan_state(op, plan, x, h);
+  const int64_t out = plan.layers[plan.num_layers - 1].out;
+  check_tensor(y, op, "out", x);
+  TORCH_CHECK_VALUE(y.scalar_type() == ScalarType::Float && y.dim() == x.dim() && y.size(-1) == out &&
+                        (x.dim() == 1 || y.size(0) == B),
+                    op, ": out must be float32 of shape ", x.dim() == 2 ? at::IntArrayRef{B, out} : at::IntArrayRef{out},
+                    ", got ", y.scalar_type(), " ", y.sizes());
+  // A residual reads x after h is written, and the last layer writes out while reading its input:
+  // none of x, h, out may share memory.
+  const auto disjoint = [](const Tensor& a, const Tensor& b) {
+    const auto* pa = static_cast<const char*>(a.const_data_ptr());
+    const auto* pb = static_cast<const char*>(b.const_data_ptr());
+    return pa + a.numel() * 4 <= pb || pb + b.numel() * 4 <= pa;
+  };
+  TORCH_CHECK_VALUE(disjoint(x, h) && disjoint(x, y) && disjoint(h, y), op, ": x, h and out must not overlap");
+  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h.mutable_data_ptr<float>(),
+           y.mutable_data_ptr<float>());
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -175,12 +269,19 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   // One step of a stack of layers: x [B, in], h [L, B, width]; layers holds, per layer, the 10 weight
   // arguments of linear_rnn_step (w_in .. b_out) in its order. Returns (the top layer's y, h [L, B, width]).
   m.def("linear_rnn_stack_step(Tensor x, Tensor h, Tensor?[] layers, bool[] residual) -> (Tensor, Tensor)");
+  // One step of a stack from its plan (arena uint8, meta int64: csrc/ops/plan.h): x [in] or [B, in],
+  // h [L, width] or [L, B, width]. Returns (the top layer's y, h); the _ variant updates h in place and
+  // writes y to out.
+  m.def("linear_rnn_plan_step(Tensor x, Tensor h, Tensor arena, Tensor meta, int out_features) -> (Tensor, Tensor)");
+  m.def("linear_rnn_plan_step_(Tensor x, Tensor(a!) h, Tensor(b!) out, Tensor arena, Tensor meta) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("linear_rnn_step", &linear_rnn_step);
   m.impl("linear_rnn_sequence", &linear_rnn_sequence);
   m.impl("linear_rnn_stack_step", &linear_rnn_stack_step);
+  m.impl("linear_rnn_plan_step", &linear_rnn_plan_step);
+  m.impl("linear_rnn_plan_step_", &linear_rnn_plan_step_);
 }
 
 }  // namespace evsparse

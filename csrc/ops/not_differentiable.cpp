@@ -1,6 +1,7 @@
 // The Autograd kernel of the ops that have no derivative: the recurrent inference ops and the
 // gradient ops of sparse_linear (whose own double backward uses ATen formulas instead).
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
@@ -54,8 +55,21 @@ TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
   // are inference only).
   for (const char* name : {"gather_linear_grad_weight", "sparse_gather_linear_grad_values",
                            "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
-                           "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step"}) {
+                           "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step",
+                           "egru_plan_step", "linear_rnn_plan_step"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
+  }
+  // The in-place plan steps: PyTorch's full fallback, which also refuses a mutated input that requires
+  // grad and bumps the mutated tensors' versions (ADInplaceOrView below). Under inference_mode, where
+  // streams run, neither key is visited.
+  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_"}) {
+    m.impl(name, torch::autograd::autogradNotImplementedFallback());
+  }
+}
+
+TORCH_LIBRARY_IMPL(evsparse, ADInplaceOrView, m) {
+  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_"}) {
+    m.impl(name, torch::autograd::autogradNotImplementedInplaceOrViewFallback());
   }
 }
 

@@ -15,12 +15,12 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
   ActiveSet<A>& act = scratch_active_set<A>();
   act.compute(x, B, w.in);
   const int64_t out = w.out;
-  dispatch_weight_type(w.values.scalar_type(), [&](auto tag) {
+  dispatch_weight_type(w.dtype, [&](auto tag) {
     using W = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
     if constexpr (std::is_same_v<W, double> != std::is_same_v<A, double>) {
-      TORCH_CHECK_VALUE(false, op, ": weight dtype ", w.values.scalar_type(), " does not match the accumulation type");
+      TORCH_CHECK_VALUE(false, op, ": weight dtype ", w.dtype, " does not match the accumulation type");
     } else {
-      const W* v = weight_ptr<W>(w.values);
+      const W* v = static_cast<const W*>(w.values);
       if (!w.sparse()) {
         int64_t macs = 0;
         for (int64_t b = 0; b < B; ++b) macs += act.count[b] * out;
@@ -34,15 +34,15 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
         });
         return;
       }
-      ensure_valid_csc(op, w.name, *w.col_ptr, *w.row_idx, out);
-      const int64_t* cp = w.col_ptr->const_data_ptr<int64_t>();
-      check_col_ptr_ends(op, w.name, cp, w.in, w.values.size(0));
+      // (The structure was validated by whoever built w: sparse_args, or the plan's validation.)
+      const int64_t* cp = w.col_ptr;
+      check_col_ptr_ends(op, w.name, cp, w.in, w.nnz);
       int64_t touched = 0;
       for (int64_t b = 0; b < B; ++b) {
-        check_active_columns(op, w.name, cp, act.idx_row(b), act.count[b], w.values.size(0), &touched);
+        check_active_columns(op, w.name, cp, act.idx_row(b), act.count[b], w.nnz, &touched);
       }
       std::atomic<int64_t> bad{0};
-      dispatch_row_index(*w.row_idx, [&](const auto* rows) {
+      dispatch_rows(w, [&](const auto* rows) {
         const auto columns = [&](int64_t b, int64_t a0, int64_t a1, const A* bias_or_null, A* dst) {
           int64_t skipped;
           if constexpr (std::is_same_v<A, double>) {

@@ -17,8 +17,7 @@ using at::Tensor;
 // ---------------------------------------------------------------------------------------------
 // Forward products.
 
-Tensor run_product(const char* op, const Tensor& x, const PackedArgs& w, const std::optional<Tensor>& bias) {
-  PreparedInput p = prepare_input(op, x, w.in, w.out, w.values.scalar_type(), bias);
+Tensor run_product(const char* op, const PreparedInput& p, const PackedArgs& w) {
   Tensor y = p.new_output(w.out);
   if (p.x.scalar_type() == ScalarType::Double) {
     packed_product<double>(op, w, p.x.const_data_ptr<double>(), p.batch, data_or_null<double>(p.bias),
@@ -36,7 +35,9 @@ Tensor gather_linear(const Tensor& x, const Tensor& weight_t, const std::optiona
   TORCH_CHECK_VALUE(weight_t.dim() == 2, op, ": weight_t must be 2-D [in, out], got shape ",
                     weight_t.sizes());
   check_tensor(weight_t, op, "weight_t", x);
-  return run_product(op, x, PackedArgs{weight_t, nullptr, nullptr, weight_t.size(0), weight_t.size(1)}, bias);
+  const int64_t in = weight_t.size(0), out = weight_t.size(1);
+  const PreparedInput p = prepare_input(op, x, in, out, weight_t.scalar_type(), bias);
+  return run_product(op, p, dense_args(weight_t, in, out, "weight"));
 }
 
 // sparse_gather_linear(Tensor x, Tensor col_ptr, Tensor row_idx, Tensor values, int out_features,
@@ -45,7 +46,8 @@ Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor
                             const Tensor& values, int64_t out, const std::optional<Tensor>& bias) {
   constexpr const char* op = "evsparse.sparse_gather_linear";
   check_csc(op, x, col_ptr, row_idx, &values, out);
-  return run_product(op, x, PackedArgs{values, &col_ptr, &row_idx, col_ptr.size(0) - 1, out}, bias);
+  const PreparedInput p = prepare_input(op, x, col_ptr.size(0) - 1, out, values.scalar_type(), bias);
+  return run_product(op, p, sparse_args(op, "weight", values, col_ptr, row_idx, out));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -101,3 +101,26 @@ def _linear_rnn_stack_step_fake(x, h, layers, residual):
     _same_device("linear_rnn_stack_step", x, h, *layers)
     _check_stack_layers("linear_rnn_stack_step", layers, h.shape[0], LINEAR_RNN_LAYER_ARGS)
     return x.new_empty((x.shape[0], layers[-1].shape[0])), torch.empty_like(h)
+
+
+@torch.library.register_fake("evsparse::egru_plan_step")
+def _egru_plan_step_fake(x, c, y, arena, meta):
+    _same_device("egru_plan_step", x, c, y, arena, meta)
+    return y.new_empty(y.shape[1:]), torch.empty_like(c), torch.empty_like(y)
+
+
+@torch.library.register_fake("evsparse::egru_plan_step_")
+def _egru_plan_step_inplace_fake(x, c, y, arena, meta):
+    _same_device("egru_plan_step_", x, c, y, arena, meta)
+
+
+@torch.library.register_fake("evsparse::linear_rnn_plan_step")
+def _linear_rnn_plan_step_fake(x, h, arena, meta, out_features):
+    _same_device("linear_rnn_plan_step", x, h, arena, meta)
+    shape = (out_features,) if x.dim() == 1 else (x.shape[0], out_features)
+    return x.new_empty(shape), torch.empty_like(h)
+
+
+@torch.library.register_fake("evsparse::linear_rnn_plan_step_")
+def _linear_rnn_plan_step_inplace_fake(x, h, out, arena, meta):
+    _same_device("linear_rnn_plan_step_", x, h, out, arena, meta)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 import evsparse
 
 from .common import cpu_name, markdown_section, time_interleaved
-from .stack import DENSE, STACK, build_stack_methods
+from .stack import DENSE, STACK, STREAMED, build_stack_methods
 
 DEFAULT_INTERVAL_MS = 8.0
 DEFAULT_SAMPLES = 200
@@ -72,7 +72,8 @@ def _linear_case(out_f: int, in_f: int, activity: float, density: float, seed: i
 
 def _egru_case(width: int, layers: int, activity: float, seed: int):
     methods, info = build_stack_methods("EGRU", width, layers, activity, seed)
-    return ({"evsparse (PackedEGRU.step)": methods[STACK], "torch.nn.GRU": methods[DENSE]},
+    return ({"evsparse (PackedEGRU.step)": methods[STACK], "evsparse (stream, in place)": methods[STREAMED],
+             "torch.nn.GRU": methods[DENSE]},
             info["theoretical_speedup"], "torch.nn.GRU")
 
 

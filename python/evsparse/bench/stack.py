@@ -17,7 +17,9 @@ from ..nn import EGRU, SparseLinearRNN
 DEFAULT_WIDTHS = [64, 256]
 DEFAULT_LAYERS = [1, 2, 4]
 STREAM = 16  # recorded steps whose (input, state) pairs the timed calls rotate through
-STACK, LOOP, DENSE = "stack op (module step)", "one op per layer", "dense PyTorch"
+STACK, STREAMED, IDLE = "module step", "stream (in place)", "module step, nothing active"
+LISTS, LOOP, DENSE = "stack op (per-layer lists)", "one op per layer", "dense PyTorch"
+METHODS = [STACK, STREAMED, IDLE, LISTS, LOOP, DENSE]
 
 
 def _egru_methods(width: int, layers: int, activity: float, seed: int):
@@ -36,6 +38,9 @@ def _egru_methods(width: int, layers: int, activity: float, seed: int):
             _, state = sparse.step(x, state)
         sparse(xs)  # for .activity()
     args = [sparse._args(k) for k in range(layers)]
+    lists = sparse._stack_args()
+    stream = sparse.stream(batch_size=1)
+    idle = [(torch.zeros_like(x), (c, torch.zeros_like(y))) for x, (c, y) in pool]  # no input, no unit fired
 
     def loop(a):
         x, (c0, y0) = a
@@ -46,8 +51,10 @@ def _egru_methods(width: int, layers: int, activity: float, seed: int):
             ys.append(inp)
         return inp, (torch.stack(cs), torch.stack(ys))
 
-    methods = {STACK: (lambda a: sparse.step(a[0], a[1]), pool), LOOP: (loop, pool),
-               DENSE: (lambda a: gru(a[0][None], a[1][1]), pool)}
+    methods = {STACK: (lambda a: sparse.step(a[0], a[1]), pool), STREAMED: (lambda a: stream.step(a[0]), pool),
+               IDLE: (lambda a: sparse.step(a[0], a[1]), idle),
+               LISTS: (lambda a: torch.ops.evsparse.egru_stack_step(a[0], a[1][0], a[1][1], *lists), pool),
+               LOOP: (loop, pool), DENSE: (lambda a: gru(a[0][None], a[1][1]), pool)}
     return methods, _info(macs.count(egru, xs), sparse.activity())
 
 
@@ -62,6 +69,9 @@ def _linear_rnn_methods(width: int, layers: int, activity: float, seed: int):
         packed(xs)
     pool = record_stream(packed, xs[:STREAM])
     args = [packed._args(k) for k in range(layers)]
+    lists = packed._stack_args()
+    stream = packed.stream(batch_size=1)
+    idle = [(torch.zeros_like(x), torch.zeros_like(h)) for x, h in pool]
 
     def loop(a):
         inp, h0 = a
@@ -72,7 +82,10 @@ def _linear_rnn_methods(width: int, layers: int, activity: float, seed: int):
         return inp, torch.stack(hs)
 
     dense = torch_dense_step(rnn)
-    methods = {STACK: (lambda a: packed.step(a[0], a[1]), pool), LOOP: (loop, pool), DENSE: (lambda a: dense(*a), pool)}
+    methods = {STACK: (lambda a: packed.step(a[0], a[1]), pool), STREAMED: (lambda a: stream.step(a[0]), pool),
+               IDLE: (lambda a: packed.step(a[0], a[1]), idle),
+               LISTS: (lambda a: torch.ops.evsparse.linear_rnn_stack_step(a[0], a[1], *lists), pool),
+               LOOP: (loop, pool), DENSE: (lambda a: dense(*a), pool)}
     return methods, _info(macs.count(rnn, xs), packed.activity())
 
 
@@ -98,24 +111,59 @@ def stack_step_section(widths, layer_counts, reps: int, activity: float = 0.1) -
                 t = time_interleaved(methods, reps)
                 rows.append({"family": family, "width": width, "layers": layers, **info,
                              "times_us": {k: v * 1e6 for k, v in t.items()},
-                             "stack_vs_loop": t[LOOP] / t[STACK], "stack_vs_dense": t[DENSE] / t[STACK]})
+                             "stack_vs_loop": t[LOOP] / t[STACK], "stack_vs_dense": t[DENSE] / t[STACK],
+                             "stream_vs_dense": t[DENSE] / t[STREAMED]})
     return rows
 
 
 def to_markdown(rows: list[dict]) -> list[str]:
     lines = markdown_section(
-        "Whole-model step, batch 1: one stack op vs one op per layer (us per step)",
-        "The module's `step` runs every layer in one `egru_stack_step` / `linear_rnn_stack_step` call; the "
-        "loop calls the one-layer op per layer from Python and stacks the new state (what `step` did before). "
-        "Dense weights, ~10% output activity (measured per layer); theoretical = dense / combined MACs "
-        "(`evsparse.macs`, the linear RNN's dense-state output product and recurrence included); dense PyTorch = "
-        "`torch.nn.GRU` (EGRU) or a plain `F.linear` step (linear RNN).",
-        ["model", "width", "layers", "activity", "theoretical", "stack op", "one op per layer", "dense PyTorch",
-         "stack vs loop", "stack vs dense"])
+        "Whole-model step, batch 1: the plan op, its in-place stream, the floor (us per step)",
+        "The module's `step` is one `egru_plan_step` / `linear_rnn_plan_step` call on the model's plan (one "
+        "weight arena + one meta tensor); the stream updates its state in place (`*_plan_step_`, nothing "
+        "allocated); nothing active = the module step with a zero input and no unit fired (the fixed cost: "
+        "dispatch, checks, the elementwise update); the stack op is the earlier form (per-layer `Tensor?[]` "
+        "lists); the loop calls the one-layer op per layer from Python. Dense weights, ~10% output activity "
+        "(measured per layer); theoretical = dense / combined MACs (`evsparse.macs`, the linear RNN's "
+        "dense-state output product and recurrence included); dense PyTorch = `torch.nn.GRU` (EGRU) or a "
+        "plain `F.linear` step (linear RNN).",
+        ["model", "width", "layers", "activity", "theoretical", "module step", "stream", "nothing active",
+         "stack op (lists)", "one op per layer", "dense PyTorch", "step vs dense", "stream vs dense"])
     for r in rows:
         t = r["times_us"]
         act = "/".join(f"{a:.0%}" for a in r["activity"])
         lines.append(f"| {r['family']} | {r['width']} | {r['layers']} | {act} | {r['theoretical_speedup']:.1f}x | "
-                     f"{t[STACK]:.1f} | {t[LOOP]:.1f} | "
-                     f"{t[DENSE]:.1f} | {r['stack_vs_loop']:.2f}x | {r['stack_vs_dense']:.1f}x |")
+                     f"{t[STACK]:.1f} | {t[STREAMED]:.1f} | {t[IDLE]:.1f} | {t[LISTS]:.1f} | {t[LOOP]:.1f} | "
+                     f"{t[DENSE]:.1f} | {r['stack_vs_dense']:.1f}x | {r['stream_vs_dense']:.1f}x |")
     return lines
+
+
+def main(argv=None) -> int:
+    """This section alone (``python -c "from evsparse.bench import stack; stack.main()"``; the full
+    report has it too)."""
+    import argparse
+    import datetime as _dt
+    import json
+    from pathlib import Path
+
+    import evsparse
+    from .common import cpu_name
+
+    ap = argparse.ArgumentParser(prog="evsparse.bench.stack", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--widths", type=int, nargs="+", default=DEFAULT_WIDTHS)
+    ap.add_argument("--layers", type=int, nargs="+", default=DEFAULT_LAYERS)
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path("bench-out/stack"))
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = stack_step_section(args.widths, args.layers, args.reps)
+    head = (f"{_dt.datetime.now():%Y-%m-%d %H:%M} · {cpu_name()} · {torch.get_num_threads()} threads · "
+            f"torch {torch.__version__} · kernels: {evsparse.build_info()['isa_active']}")
+    md = "\n".join(["# evsparse whole-model step, batch 1", "", head, *to_markdown(rows)]) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.md").write_text(md)
+    (args.out / "report.json").write_text(json.dumps({"meta": head, "stack_step": rows}, indent=1))
+    print(md)
+    return 0

@@ -3,8 +3,9 @@
 from .egru import EGRU, PackedEGRU
 from .linear import SparseLinear
 from .linear_rnn import PackedLinearRNN, SparseLinearRNN
+from ._recurrent import Stream
 
-__all__ = ["EGRU", "PackedEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN"]
+__all__ = ["EGRU", "PackedEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN", "Stream"]
 
 
 def __getattr__(name: str):

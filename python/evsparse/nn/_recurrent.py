@@ -7,6 +7,8 @@ from typing import Callable, Optional
 
 import torch
 
+from .. import plan
+from .._contract import layer_buffer
 from ..layout import LAYOUTS, LayoutChoice, choose_layouts, masked_weight, pack
 from ..packed import PackedWeight
 from ._buffers import PackedModule
@@ -151,23 +153,71 @@ def op_args(pw: PackedWeight) -> tuple:
     return pw.values, pw.col_ptr, pw.row_idx
 
 
-class CachedOpArgs(PackedModule):
-    """Base of the kernel twins: each layer's op arguments (``self._collect_args(k)``), and the whole
-    stack's for the stack-step op (``self._collect_stack_args()``), gathered once. nn.Module attribute
-    lookups cost about a microsecond each, on every step. The cache lives only as long as the buffers
-    it was built from: a replaced buffer (``load_state_dict(assign=True)``, ``.to()``,
-    ``torch.func.functional_call``) re-validates and rebuilds it; an index tensor edited in place is
-    re-validated by the CPU ops themselves, and off the CPU before the next call (see
-    :class:`~evsparse.nn._buffers.PackedModule`)."""
+def fast_op(overload):
+    """The callable behind an op overload: calling it skips ``OpOverload.__call__``'s Python frame
+    (a few hundred ns per step). Eager only: traced code calls the overload itself."""
+    return getattr(overload, "_op", overload)
 
+
+class PlanModule(PackedModule):
+    """Base of the kernel twins. A model's packed weights and vectors live in one plan
+    (:mod:`evsparse.plan`): the buffers ``plan_arena`` (uint8) and ``plan_meta`` (int64), which the
+    CPU step ops take whole, so a step is one op call with four or five tensors. Per-layer views of the
+    arena serve the sequence ops, the GPU kernels and ``.packed(k)``. The plan is validated in full at
+    construction and load and whenever a buffer is replaced (``load_state_dict(assign=True)``,
+    ``.to()``, ``torch.func.functional_call``); the CPU ops re-validate an arena edited in place
+    themselves, and off the CPU the module does before the next call."""
+
+    _plan_kind: int = 0
+    _views: Optional[list] = None
+    _meta_list: Optional[list] = None
     _cached_args: Optional[list] = None
     _cached_stack_args: Optional[tuple] = None
+    _plan_call: Optional[tuple] = None  # (arena, meta) when the CPU plan ops can run the step
 
-    def _packed_changed(self) -> None:
+    def _init_plan(self, input_size: int, width: int, layers: list) -> None:
+        arena, meta = plan.build(self._plan_kind, input_size, width, layers)
+        self.register_buffer("plan_arena", arena)
+        self.register_buffer("plan_meta", meta)
+        self._validate_packed()
+
+    def _plan_dims(self) -> tuple:
+        """(input_size, width, num_layers) the module's plan must have."""
+        raise NotImplementedError
+
+    def _validate_packed(self) -> None:
+        who = type(self).__name__
+        arena, meta = self._buffers.get("plan_arena"), self._buffers.get("plan_meta")
+        views = plan.validate(arena, meta, self._plan_kind, who, self._WEIGHT_NAMES)
+        m = meta.detach().cpu().tolist()
+        if (m[4], m[5], m[3]) != self._plan_dims():
+            raise ValueError(f"{who}: the plan is for input_size={m[4]}, width={m[5]}, num_layers={m[3]}; this "
+                             f"module has {self._plan_dims()} (a state dict of another model)")
+        self._views, self._meta_list = views, m
+        self._packed_seen.record((arena, meta))
+        self._packed_watch_versions = arena.device.type != "cpu"
+        self._packed_generation = self._generation()
         self._cached_args = self._cached_stack_args = None
+        self._plan_call = (arena, meta) if arena.device.type == "cpu" else None
+
+    def _packed_weights(self) -> list:
+        names = self._WEIGHT_NAMES
+        return [(f"{names[i]}_l{k}", pw.layout, tuple(pw.shape), pw.values, pw.col_ptr, pw.row_idx)
+                for k, v in enumerate(self._views) for i, pw in enumerate(v.weights)]
+
+    @property
+    def layouts(self) -> list:
+        """Per layer, the (input weight, second weight) layouts."""
+        return [(v.weights[0].layout, v.weights[1].layout) for v in self._views]
+
+    def _layer_views(self) -> list:
+        if torch.compiler.is_compiling():  # traced: views of the buffers as export/compile see them
+            return plan.layer_views(self.plan_arena, self.plan_meta, self._meta_list)
+        self._ensure_packed_valid()
+        return self._views
 
     def _args(self, k: int):
-        if torch.compiler.is_compiling():  # traced: the buffers as export/compile see them (not the cache's)
+        if torch.compiler.is_compiling():
             return self._collect_args(k)
         self._ensure_packed_valid()
         if self._cached_args is None:
@@ -181,6 +231,104 @@ class CachedOpArgs(PackedModule):
         if self._cached_stack_args is None:
             self._cached_stack_args = self._collect_stack_args()
         return self._cached_stack_args
+
+    def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
+        """Layer k's packed weights (views of the plan's arena)."""
+        return self._layer_views()[k].weights
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+                              error_msgs):
+        arena = state_dict.get(prefix + "plan_arena")
+        if isinstance(arena, torch.Tensor) and arena.shape != self.plan_arena.shape:
+            # A plan of another pruning or layout has another size, which load_state_dict does not load
+            # (assign=True included); loading its meta alone would leave the two inconsistent, so
+            # neither is loaded and load_state_dict raises.
+            error_msgs.append(f"size mismatch for {prefix}plan_arena: the plan in the state dict has "
+                              f"{arena.numel()} bytes, this module's {self.plan_arena.numel()} (another pruning "
+                              "or layout): build the module with the same masks and layouts, or save and load "
+                              "the whole module (torch.save(module))")
+            return
+        args = (local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        # State dicts of the per-layer buffer format held one buffer per layer and part (w_ih_l0_values, ...).
+        if prefix + "plan_arena" not in state_dict and any(key.startswith(prefix) and key[len(prefix):]
+                                                          in self._legacy_keys() for key in state_dict):
+            arena, meta = plan.build(self._plan_kind, *self._plan_dims()[:2], self._legacy_layers(state_dict, prefix))
+            for key in [key for key in state_dict if key.startswith(prefix) and key[len(prefix):] in self._legacy_keys()]:
+                del state_dict[key]
+            state_dict[prefix + "plan_arena"], state_dict[prefix + "plan_meta"] = arena, meta
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def _legacy_keys(self) -> set:
+        return {layer_buffer(arg, k) for k in range(self.num_layers) for arg in self._LAYER_ARGS}
+
+    def _legacy_part(self, state_dict, prefix: str, arg: str, k: int):
+        return state_dict.get(prefix + layer_buffer(arg, k))
+
+    def _legacy_weight(self, state_dict, prefix: str, name: str, k: int, shape: tuple) -> PackedWeight:
+        values, col_ptr, row_idx = (self._legacy_part(state_dict, prefix, a, k)
+                                    for a in (name, f"{name}_col_ptr", f"{name}_row_idx"))
+        if values is None:
+            raise ValueError(f"{type(self).__name__}: the state dict lacks {prefix}{layer_buffer(name, k)}")
+        return PackedWeight("sparse" if col_ptr is not None else "dense", shape, values, col_ptr, row_idx)
+
+
+class Stream:
+    """A stream through a packed recurrent model at batch 1 (or a fixed batch): the state stays in
+    this object and each :meth:`step` updates it in place with the model's in-place plan op, so a
+    step allocates nothing. ``step`` returns the stream's output buffer, which the next step
+    overwrites: ``.clone()`` what you keep. Build it with ``module.stream()``; CPU only."""
+
+    def __init__(self, module: PlanModule, batch_size: Optional[int], state, out_features: int):
+        module._ensure_packed_valid()
+        if module._plan_call is None:
+            raise ValueError(f"{type(module).__name__}.stream: streams run on the CPU plan ops; the module is on "
+                             f"{module.plan_arena.device}")
+        self.module = module
+        self.batch_size = batch_size
+        lead = (module.num_layers,) if batch_size is None else (module.num_layers, batch_size)
+        self._shape = (*lead, module._meta_list[5])
+        self._out_shape = (out_features,) if batch_size is None else (batch_size, out_features)
+        self.reset(state)
+
+    def reset(self, state=None) -> None:
+        """Back to the zero state, or to a copy of ``state`` (never aliased: the caller's tensors are
+        not written)."""
+        names = self.module._STATE_NAMES
+        parts = (state,) if len(names) == 1 and state is not None else state
+        if parts is not None and (not isinstance(parts, (tuple, list)) or len(parts) != len(names)):
+            raise ValueError(f"{type(self.module).__name__}.stream: state must be "
+                             f"{'a tensor' if len(names) == 1 else 'a tuple (' + ', '.join(names) + ')'}")
+        tensors = []
+        for i, name in enumerate(names):
+            t = torch.zeros(self._shape)
+            if parts is not None:
+                if not isinstance(parts[i], torch.Tensor) or tuple(parts[i].shape) != self._shape:
+                    raise ValueError(f"{type(self.module).__name__}.stream: state {name} must have shape "
+                                     f"{list(self._shape)}, got {getattr(parts[i], 'shape', None)}")
+                t.copy_(parts[i])
+            tensors.append(t)
+        self._state = tuple(tensors)
+        self._bind()
+
+    def _bind(self) -> None:
+        m = self.module
+        self._generation = m._buffers.generation
+        self._out, self._rest = m._stream_bind(self._state, self._out_shape)
+        self._op = fast_op(m._STREAM_OP)
+
+    @property
+    def state(self):
+        """The live state (updated in place by every step)."""
+        return self._state[0] if len(self._state) == 1 else self._state
+
+    def step(self, x: torch.Tensor) -> torch.Tensor:
+        """One step: ``x`` [input_size] (or [batch_size, input_size]) -> the output buffer."""
+        m = self.module
+        if m._packed_generation != m._buffers.generation or self._generation != m._buffers.generation:
+            m._ensure_packed_valid()
+            self._bind()
+        self._op(x, *self._rest)
+        return self._out
 
 
 class ActivityLog:

@@ -22,12 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._contract import EGRU_LAYER_ARGS, layer_buffer
+from .. import plan
+from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
-from ..packed import PackedWeight
-from ._buffers import register_optional_buffer
-from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
-                         op_args, pack_layer, per_layer_layouts, step_through_forward, timing_example)
+from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input,
+                         checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
+                         timing_example)
 
 __all__ = ["EGRU", "PackedEGRU", "spike", "egru_cell"]
 
@@ -266,27 +266,46 @@ def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
     return layers
 
 
-class PackedEGRU(CachedOpArgs):
-    """Inference twin of :class:`EGRU` on ``torch.ops.evsparse.egru_sequence`` / ``egru_step``: each
-    step reads only the weight rows (or nonzeros) of the inputs and units that are nonzero. Same call
-    signature and state as :class:`EGRU`; float32; no autograd."""
+class PackedEGRU(PlanModule):
+    """Inference twin of :class:`EGRU` on the fused sparse kernels: each step reads only the weight
+    rows (or nonzeros) of the inputs and units that are nonzero. Same call signature and state as
+    :class:`EGRU`; float32; no autograd.
+
+    Its weights, biases and thresholds live in one plan (buffers ``plan_arena``, ``plan_meta``; see
+    :mod:`evsparse.plan`): :meth:`step` is one ``egru_plan_step`` call on the CPU, and
+    :meth:`stream` gives an object whose steps update the state in place (``egru_plan_step_``),
+    allocating nothing."""
+
+    _plan_kind = plan.EGRU
+    _WEIGHT_NAMES = ("w_ih", "w_hh")
+    _LAYER_ARGS = EGRU_LAYER_ARGS
+    _STATE_NAMES = ("c", "y")
+    _STREAM_OP = torch.ops.evsparse.egru_plan_step_.default
 
     def __init__(self, input_size: int, hidden_size: int, batch_first: bool, layers: list):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, len(layers)
         self.batch_first = batch_first
-        self.layouts = []
-        for k, (w_ih, w_hh, b_ih, b_hh, thr) in enumerate(layers):
-            for name, pw in (("w_ih", w_ih), ("w_hh", w_hh)):
-                self.register_buffer(f"{name}_l{k}_values", pw.values)
-                register_optional_buffer(self, f"{name}_l{k}_col_ptr", pw.col_ptr)
-                register_optional_buffer(self, f"{name}_l{k}_row_idx", pw.row_idx)
-            self.register_buffer(f"b_ih_l{k}", b_ih)
-            self.register_buffer(f"b_hh_l{k}", b_hh)
-            self.register_buffer(f"thr_l{k}", thr)
-            self.layouts.append((w_ih.layout, w_hh.layout))
+        H = hidden_size
+        self._init_plan(input_size, H, [
+            plan.PlanLayer(input_size if k == 0 else H, H, H, 0, (w_ih, w_hh), (b_ih, b_hh, thr))
+            for k, (w_ih, w_hh, b_ih, b_hh, thr) in enumerate(layers)])
         self.layout_choices: list = [None] * len(layers)  # per layer, a LayoutChoice where sparsify timed layouts
         self._activity = ActivityLog()
+        self._step_op = fast_op(torch.ops.evsparse.egru_plan_step.default)
+
+    def _plan_dims(self) -> tuple:
+        return self.input_size, self.hidden_size, self.num_layers
+
+    def _legacy_layers(self, state_dict, prefix: str) -> list:
+        H, layers = self.hidden_size, []
+        for k in range(self.num_layers):
+            n_in = self.input_size if k == 0 else H
+            weights = (self._legacy_weight(state_dict, prefix, "w_ih", k, (3 * H, n_in)),
+                       self._legacy_weight(state_dict, prefix, "w_hh", k, (3 * H, H)))
+            vectors = tuple(self._legacy_part(state_dict, prefix, n, k) for n in ("b_ih", "b_hh", "thr"))
+            layers.append(plan.PlanLayer(n_in, H, H, 0, weights, vectors))
+        return layers
 
     @classmethod
     @torch.no_grad()
@@ -321,27 +340,12 @@ class PackedEGRU(CachedOpArgs):
     from_egru = alias_classmethod("from_module", "PackedEGRU.from_egru", "PackedEGRU.from_module")
 
     def _collect_args(self, k: int):
-        return tuple(getattr(self, layer_buffer(arg, k)) for arg in EGRU_LAYER_ARGS)
+        v = self._layer_views()[k]
+        (w_ih, w_hh), (b_ih, b_hh, thr) = v.weights, v.vectors
+        return (*op_args(w_ih), *op_args(w_hh), b_ih, b_hh, thr)
 
     def _collect_stack_args(self) -> tuple:
         return ([a for k in range(self.num_layers) for a in self._collect_args(k)],)
-
-    def _packed_weights(self) -> list:
-        H, parts = self.hidden_size, []
-        for k in range(self.num_layers):
-            a = self._collect_args(k)
-            n_in = self.input_size if k == 0 else H
-            parts.append((f"w_ih_l{k}", self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]))
-            parts.append((f"w_hh_l{k}", self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
-        return parts
-
-    def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
-        """Layer k's packed (input, recurrent) weights."""
-        H = self.hidden_size
-        n_in = self.input_size if k == 0 else H
-        a = self._args(k)
-        return (PackedWeight._trusted(self.layouts[k][0], (3 * H, n_in), a[0], a[1], a[2]),
-                PackedWeight._trusted(self.layouts[k][1], (3 * H, H), a[3], a[4], a[5]))
 
     @accepts_unbatched("hidden_size", state_names=("c", "y"))
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
@@ -357,18 +361,43 @@ class PackedEGRU(CachedOpArgs):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, (torch.stack(c_last), torch.stack(y_last))
 
-    @accepts_unbatched("hidden_size", step=True, state_names=("c", "y"))
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
-        """One step of every layer in one op call (``egru_stack_step``: no per-layer indexing of the
-        state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
-        unbatched, [input_size] -> [H]."""
+        """One step of every layer in one op call: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);
+        unbatched, [input_size] -> [H] with each state tensor [num_layers, H]. Functional: the state
+        passed in is not written (see :meth:`stream` for the in-place form)."""
+        call = self._plan_call
+        if (call is not None and type(state) is tuple and len(state) == 2
+                and self._packed_generation == self._buffers.generation and not torch.compiler.is_compiling()):
+            y_t, c, y = self._step_op(x_t, state[0], state[1], call[0], call[1])  # the C++ op checks every shape
+            return y_t, (c, y)
+        return self._step(x_t, state)
+
+    @accepts_unbatched("hidden_size", step=True, state_names=("c", "y"))
+    def _step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"PackedEGRU.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         c0, y0 = _initial_state(state, self.num_layers, x_t.shape[0], self.hidden_size, x_t, "PackedEGRU.step")
-        y_t, c, y = torch.ops.evsparse.egru_stack_step(x_t.contiguous(), c0.contiguous(), y0.contiguous(),
-                                                       *self._stack_args())
+        if not torch.compiler.is_compiling():  # traced: the buffers are export's/compile's own
+            self._ensure_packed_valid()
+        if self.plan_arena.device.type == "cpu":
+            y_t, c, y = torch.ops.evsparse.egru_plan_step.default(x_t.contiguous(), c0.contiguous(), y0.contiguous(),
+                                                                  self.plan_arena, self.plan_meta)
+        else:  # the GPU kernels take the per-layer views
+            y_t, c, y = torch.ops.evsparse.egru_stack_step(x_t.contiguous(), c0.contiguous(), y0.contiguous(),
+                                                           *self._stack_args())
         return y_t, (c, y)
+
+    def stream(self, batch_size: Optional[int] = None, state: Optional[State] = None) -> Stream:
+        """A :class:`~evsparse.nn.Stream` that steps this model with its state updated in place:
+        ``s = model.stream(); y_t = s.step(x_t)`` (``x_t`` [input_size], or [batch_size, input_size];
+        ``y_t`` is the stream's buffer, overwritten by the next step). ``state``: an initial (c, y),
+        copied."""
+        return Stream(self, batch_size, state, self.hidden_size)
+
+    def _stream_bind(self, state: tuple, out_shape: tuple) -> tuple:
+        c, y = state
+        return y[-1], (c, y, self.plan_arena, self.plan_meta)
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero event outputs over the last forward."""

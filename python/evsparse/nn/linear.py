@@ -12,6 +12,7 @@ from ..layout import pack
 from ..packed import PackedWeight
 from .._deprecation import alias_classmethod
 from ._buffers import PackedModule, register_optional_buffer
+from ._recurrent import fast_op
 
 __all__ = ["SparseLinear"]
 
@@ -61,7 +62,25 @@ class SparseLinear(PackedModule):
         return [("weight", self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr,
                  self.row_idx)]
 
+    _fast: Optional[tuple] = None  # (op, args after x) for the CPU fast path, set at validation
+
+    def _packed_changed(self) -> None:
+        # The op and its arguments, gathered once: nn.Module attribute lookups and building the
+        # PackedWeight cost more than a small product (the op checks every call's input itself).
+        self._fast = None
+        if self.weight_values.device.type == "cpu":
+            if self.layout == "dense":
+                self._fast = (fast_op(torch.ops.evsparse.gather_linear.default), (self.weight_values, self.bias))
+            else:
+                self._fast = (fast_op(torch.ops.evsparse.sparse_gather_linear.default),
+                              (self.col_ptr, self.row_idx, self.weight_values, self.out_features, self.bias))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        fast = self._fast
+        if (fast is not None and type(x) is torch.Tensor and x.dim() <= 2
+                and self._packed_generation == self._buffers.generation + self._parameters.generation
+                and not torch.compiler.is_compiling()):
+            return fast[0](x, *fast[1])
         if not torch.compiler.is_compiling():
             self._ensure_packed_valid()
         return sparse_linear(x, self.packed, self.bias)

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._contract import LINEAR_RNN_LAYER_ARGS, layer_buffer
-from ..packed import PackedWeight
-from ._buffers import register_optional_buffer
-from ._recurrent import (ActivityLog, CachedOpArgs, accepts_unbatched, check_sequence_input, checked_weight_masks,
-                         op_args, pack_layer, per_layer_layouts, step_through_forward, timing_example)
+from .. import plan
+from .._contract import LINEAR_RNN_LAYER_ARGS
+from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input,
+                         checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
+                         timing_example)
 
 __all__ = ["SparseLinearRNN", "PackedLinearRNN", "diagonal_scan", "diagonal_step"]
 
@@ -267,13 +267,20 @@ class SparseLinearRNN(nn.Module):
                 f"scan={self.scan!r}, batch_first={self.batch_first}")
 
 
-class PackedLinearRNN(CachedOpArgs):
-    """Inference twin of :class:`SparseLinearRNN` on ``torch.ops.evsparse.linear_rnn_sequence`` /
-    ``linear_rnn_step``: one fused call per layer and step reads only the input-weight rows (or
-    nonzeros) of the nonzero inputs. Same call signature and state as the training module; float32;
-    no autograd."""
+class PackedLinearRNN(PlanModule):
+    """Inference twin of :class:`SparseLinearRNN` on the fused kernels: each step reads only the
+    input-weight rows (or nonzeros) of the nonzero inputs. Same call signature and state as the
+    training module; float32; no autograd.
 
-    _PARTS = ("values", "col_ptr", "row_idx")
+    Its weights and vectors live in one plan (buffers ``plan_arena``, ``plan_meta``; see
+    :mod:`evsparse.plan`): :meth:`step` is one ``linear_rnn_plan_step`` call on the CPU, and
+    :meth:`stream` gives an object whose steps update the state in place, allocating nothing."""
+
+    _plan_kind = plan.LINEAR_RNN
+    _WEIGHT_NAMES = ("w_in", "w_out")
+    _LAYER_ARGS = LINEAR_RNN_LAYER_ARGS
+    _STATE_NAMES = ("h",)
+    _STREAM_OP = torch.ops.evsparse.linear_rnn_plan_step_.default
 
     def __init__(self, input_size: int, state_size: int, output_size: int, complex: bool, batch_first: bool,
                  layers: list):
@@ -281,19 +288,26 @@ class PackedLinearRNN(CachedOpArgs):
         self.input_size, self.state_size, self.output_size = input_size, state_size, output_size
         self.num_layers, self.complex, self.batch_first = len(layers), complex, batch_first
         self.width = 2 * state_size if complex else state_size
-        self.layouts, self.residual = [], []
-        for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers):
-            for name, pw in (("w_in", w_in), ("w_out", w_out)):
-                for part in self._PARTS:
-                    register_optional_buffer(self, f"{name}_l{k}_{part}", getattr(pw, part))
-            self.register_buffer(f"b_in_l{k}", b_in)
-            self.register_buffer(f"a_re_l{k}", a_re)
-            register_optional_buffer(self, f"a_im_l{k}", a_im)
-            self.register_buffer(f"b_out_l{k}", b_out)
-            self.layouts.append((w_in.layout, w_out.layout))
-            self.residual.append(bool(residual))
+        flags = plan.COMPLEX if complex else 0
+        self._init_plan(input_size, self.width, [
+            plan.PlanLayer(input_size if k == 0 else output_size, output_size, state_size,
+                           flags | (plan.RESIDUAL if residual else 0), (w_in, w_out), (b_in, a_re, a_im, b_out))
+            for k, (w_in, b_in, a_re, a_im, w_out, b_out, residual) in enumerate(layers)])
         self.layout_choices: list = [None] * len(layers)  # per layer, a LayoutChoice where sparsify timed layouts
         self._activity = ActivityLog()
+        self._step_op = fast_op(torch.ops.evsparse.linear_rnn_plan_step.default)
+
+    def _plan_dims(self) -> tuple:
+        return self.input_size, self.width, self.num_layers
+
+    @property
+    def residual(self) -> list:
+        """Per layer, whether its input is added before the ReLU."""
+        return [bool(v.flags & plan.RESIDUAL) for v in self._views]
+
+    def _legacy_layers(self, state_dict, prefix: str) -> list:
+        raise ValueError("PackedLinearRNN: state dicts of the per-layer buffer format (w_in_l0_values, ...) do not "
+                         "record the residual flags; rebuild the module with sparsify()")
 
     @classmethod
     @torch.no_grad()
@@ -333,27 +347,13 @@ class PackedLinearRNN(CachedOpArgs):
         return module
 
     def _collect_args(self, k: int):
-        return (*(getattr(self, layer_buffer(arg, k)) for arg in LINEAR_RNN_LAYER_ARGS), self.residual[k])
+        v = self._layer_views()[k]
+        (w_in, w_out), (b_in, a_re, a_im, b_out) = v.weights, v.vectors
+        return (*op_args(w_in), b_in, a_re, a_im, *op_args(w_out), b_out, bool(v.flags & plan.RESIDUAL))
 
     def _collect_stack_args(self) -> tuple:
         layers = [self._collect_args(k) for k in range(self.num_layers)]
         return [a for args in layers for a in args[:-1]], [args[-1] for args in layers]  # weights, residual flags
-
-    def _packed_weights(self) -> list:
-        parts = []
-        for k in range(self.num_layers):
-            a = self._collect_args(k)
-            n_in = self.input_size if k == 0 else self.output_size
-            parts.append((f"w_in_l{k}", self.layouts[k][0], (self.width, n_in), a[0], a[1], a[2]))
-            parts.append((f"w_out_l{k}", self.layouts[k][1], (self.output_size, self.width), a[6], a[7], a[8]))
-        return parts
-
-    def packed(self, k: int) -> tuple[PackedWeight, PackedWeight]:
-        """Layer k's packed (input, output) weights."""
-        a = self._args(k)
-        n_in = self.input_size if k == 0 else self.output_size
-        return (PackedWeight._trusted(self.layouts[k][0], (self.width, n_in), a[0], a[1], a[2]),
-                PackedWeight._trusted(self.layouts[k][1], (self.output_size, self.width), a[6], a[7], a[8]))
 
     @accepts_unbatched("width")
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,16 +368,38 @@ class PackedLinearRNN(CachedOpArgs):
         out = inp.transpose(0, 1) if self.batch_first else inp
         return out, torch.stack(h_last)
 
-    @accepts_unbatched("width", step=True)
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step of every layer in one op call (``linear_rnn_stack_step``: no per-layer indexing of
-        the state or stacking of the new one in Python): ``x_t`` [B, input_size] -> (``y_t``
-        [B, output_size], state); unbatched, [input_size] -> [output_size]."""
+        """One step of every layer in one op call: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size],
+        state [num_layers, B, width]); unbatched, [input_size] -> [output_size] with the state
+        [num_layers, width]. Functional: the state passed in is not written (see :meth:`stream`)."""
+        call = self._plan_call
+        if (call is not None and type(state) is torch.Tensor and self._packed_generation == self._buffers.generation
+                and not torch.compiler.is_compiling()):
+            return self._step_op(x_t, state, call[0], call[1], self.output_size)  # the C++ op checks every shape
+        return self._step(x_t, state)
+
+    @accepts_unbatched("width", step=True)
+    def _step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(x_t, torch.Tensor) or x_t.dim() != 2 or x_t.shape[-1] != self.input_size:
             raise ValueError(f"PackedLinearRNN.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         h0 = _initial_state(state, self.num_layers, x_t.shape[0], self.width, x_t, "PackedLinearRNN.step")
+        if not torch.compiler.is_compiling():  # traced: the buffers are export's/compile's own
+            self._ensure_packed_valid()
+        if self.plan_arena.device.type == "cpu":
+            return torch.ops.evsparse.linear_rnn_plan_step.default(x_t.contiguous(), h0.contiguous(),
+                                                                   self.plan_arena, self.plan_meta, self.output_size)
         return torch.ops.evsparse.linear_rnn_stack_step(x_t.contiguous(), h0.contiguous(), *self._stack_args())
+
+    def stream(self, batch_size: Optional[int] = None, state: Optional[torch.Tensor] = None) -> Stream:
+        """A :class:`~evsparse.nn.Stream` that steps this model with its state updated in place:
+        ``s = model.stream(); y_t = s.step(x_t)`` (``y_t`` is the stream's output buffer, overwritten
+        by the next step). ``state``: an initial state, copied."""
+        return Stream(self, batch_size, state, self.output_size)
+
+    def _stream_bind(self, state: tuple, out_shape: tuple) -> tuple:
+        out = torch.zeros(out_shape)
+        return out, (state[0], out, self.plan_arena, self.plan_meta)
 
     def activity(self) -> list[float]:
         """Per layer, the fraction of nonzero outputs over the last forward."""

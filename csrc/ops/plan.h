@@ -1,0 +1,60 @@
+// A model's inference plan: every packed weight and vector of a recurrent stack in one byte tensor (the
+// arena) described by one int64 tensor (meta), so that one op call per step receives four or five
+// tensors instead of a list of ~10 optional tensors per layer, each boxed and re-checked per call.
+//
+// meta (int64, 1-D) = header [kPlanHeader] + one record [kPlanRecord] per layer:
+//   header: magic, format version, kind (PlanKind), num_layers, input_size, state width, arena bytes, 0
+//   record: in, out, flags (kPlanResidual | kPlanComplex), S,
+//           weight A [8] (EGRU: w_ih in -> 3H; linear RNN: w_in in -> width),
+//           weight B [8] (EGRU: w_hh H -> 3H; linear RNN: w_out width -> out),
+//           vector byte offsets [6] (EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im or -1, b_out), 0 ...
+//   weight: layout (0 dense, 1 sparse), value dtype (kDtype*), row index dtype (0 none, 1 int16, 2 int32),
+//           nnz, byte offsets of values, col_ptr, rows (-1 where absent), 0
+// Python writes the same format (python/evsparse/plan.py); tests/test_plan.py checks both agree.
+//
+// Validated once: get_plan parses the header, checks every section's bounds and alignment against the
+// arena and validates each sparse weight's structure (col_ptr monotone, rows in range and sorted) the
+// first time it sees an (arena, meta) pair and again whenever either is replaced, resized or edited
+// in place (its version moves); otherwise it returns the parsed plan after comparing a few fields.
+// The parsed pointers stay inside the arena's storage, which the cache keeps alive, so data changed
+// without a version bump (a file mapped with mmap=True and edited on disk) can change values but not
+// make a kernel read outside the arena: the per-call col_ptr checks and the kernels' row range checks
+// (packed_product.h, cpu/kernels.h) still apply.
+#pragma once
+
+#include <cstdint>
+
+#include "checks.h"
+
+namespace evsparse {
+
+enum class PlanKind : int64_t { egru = 1, linear_rnn = 2 };
+
+constexpr int64_t kPlanMagic = 0x50535645;  // "EVSP" little-endian
+constexpr int64_t kPlanVersion = 1;
+constexpr int64_t kPlanHeader = 8;
+constexpr int64_t kPlanRecord = 32;
+constexpr int64_t kPlanMaxLayers = 64;
+constexpr int64_t kPlanResidual = 1;
+constexpr int64_t kPlanComplex = 2;
+// Value dtype codes of a plan's weights.
+constexpr int64_t kDtypeF32 = 0, kDtypeF16 = 1, kDtypeBF16 = 2;
+
+struct PlanLayer {
+  PackedArgs w[2];
+  const float* vec[4];  // per kind, see the record layout; null where absent
+  int64_t in, out, S, width;
+  bool residual;
+};
+
+struct Plan {
+  PlanKind kind;
+  int64_t num_layers, input_size, width;
+  PlanLayer layers[kPlanMaxLayers];
+};
+
+// The validated plan of (arena, meta) for an op of this kind, or a ValueError. Valid until this
+// thread's next get_plan.
+const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, PlanKind kind);
+
+}  // namespace evsparse

@@ -1,0 +1,174 @@
+"""Model plans: every packed weight and vector of a recurrent stack in one byte tensor (the *arena*),
+described by one int64 tensor (*meta*).
+
+The plan step ops (``torch.ops.evsparse.egru_plan_step``, ``linear_rnn_plan_step`` and their in-place
+``_`` variants) take ``(x, state, arena, meta)``: four or five tensors per step for the whole model,
+instead of ~10 optional tensors per layer boxed and re-checked on every call. The format is defined in
+``csrc/ops/plan.h``; this module writes it (:func:`build`) and reads it back as views
+(:func:`layer_views`), which the sequence ops, the GPU kernels and ``.packed(k)`` use.
+
+Every section starts on a 64-byte boundary of the arena, so views of it are aligned for their dtype.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional, Sequence
+
+import torch
+
+from .packed import PackedWeight
+
+__all__ = ["EGRU", "LINEAR_RNN", "PlanLayer", "LayerView", "build", "layer_views", "validate"]
+
+MAGIC = 0x50535645  # "EVSP"
+VERSION = 1
+HEADER = 8
+RECORD = 32
+MAX_LAYERS = 64
+EGRU = 1
+LINEAR_RNN = 2
+RESIDUAL = 1
+COMPLEX = 2
+ALIGN = 64
+
+_VALUE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_VALUE_DTYPES = {v: k for k, v in _VALUE_CODES.items()}
+_INDEX_CODES = {None: 0, torch.int16: 1, torch.int32: 2}
+_INDEX_DTYPES = {1: torch.int16, 2: torch.int32}
+_NUM_VECTORS = {EGRU: 3, LINEAR_RNN: 4}  # EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im, b_out
+
+
+class PlanLayer(NamedTuple):
+    """One layer as :func:`build` takes it: sizes, flags (RESIDUAL | COMPLEX), the two packed weights
+    (EGRU: w_ih, w_hh; linear RNN: w_in, w_out) and the float32 vectors in the kind's order (None where
+    absent: a real linear RNN layer's a_im)."""
+
+    in_features: int
+    out_features: int
+    state_size: int
+    flags: int
+    weights: tuple[PackedWeight, PackedWeight]
+    vectors: tuple[Optional[torch.Tensor], ...]
+
+
+class LayerView(NamedTuple):
+    """One layer of a plan as views into its arena (sharing its memory)."""
+
+    in_features: int
+    out_features: int
+    state_size: int
+    flags: int
+    weights: tuple[PackedWeight, PackedWeight]
+    vectors: tuple[Optional[torch.Tensor], ...]
+
+
+def _fail(msg: str) -> None:
+    raise ValueError(f"evsparse.plan: {msg}")
+
+
+def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (arena, meta) of a stack of layers, on the device of the first layer's weights. The parts
+    are copied; the packed weights must already be validated (they come from :func:`evsparse.pack`)."""
+    if kind not in _NUM_VECTORS:
+        _fail(f"unknown plan kind {kind}")
+    if not 1 <= len(layers) <= MAX_LAYERS:
+        _fail(f"a plan holds 1..{MAX_LAYERS} layers, got {len(layers)}")
+    device = layers[0].weights[0].values.device
+    parts: list[tuple[int, torch.Tensor]] = []  # (byte offset, tensor)
+    size = 0
+
+    def place(t: Optional[torch.Tensor]) -> int:
+        nonlocal size
+        if t is None:
+            return -1
+        t = t.detach().contiguous().reshape(-1)
+        off = size
+        size = off + (t.numel() * t.element_size() + ALIGN - 1) // ALIGN * ALIGN
+        parts.append((off, t))
+        return off
+
+    meta = [MAGIC, VERSION, kind, len(layers), input_size, width, 0, 0]
+    for layer in layers:
+        rec = [layer.in_features, layer.out_features, layer.flags, layer.state_size]
+        for pw in layer.weights:
+            if pw.dtype not in _VALUE_CODES:
+                _fail(f"plan weights are float32, float16 or bfloat16, got {pw.dtype}")
+            sparse = pw.layout == "sparse"
+            rec += [int(sparse), _VALUE_CODES[pw.dtype], _INDEX_CODES[pw.row_idx.dtype if sparse else None],
+                    pw.values.numel() if sparse else 0, place(pw.values), place(pw.col_ptr), place(pw.row_idx), 0]
+        vectors = [place(None if v is None else v.float()) for v in layer.vectors]
+        rec += vectors + [-1] * (6 - len(vectors)) + [0] * 6
+        meta += rec
+    meta[6] = size
+    arena = torch.zeros(size, dtype=torch.uint8, device=device)
+    for off, t in parts:
+        arena[off:off + t.numel() * t.element_size()].view(t.dtype).copy_(t)
+    return arena, torch.tensor(meta, dtype=torch.int64, device=device)
+
+
+def _section(arena: torch.Tensor, off: int, count: int, dtype: torch.dtype) -> torch.Tensor:
+    n = count * torch.empty((), dtype=dtype).element_size()
+    return arena[off:off + n].view(dtype)
+
+
+def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[list] = None) -> list[LayerView]:
+    """The layers of a plan as views of its arena. Trusts the format: call :func:`validate` on data
+    from outside first (the modules do, at construction and load). ``meta_list``: ``meta.tolist()``
+    when the caller has it (a host sync for a GPU meta)."""
+    m = meta.tolist() if meta_list is None else meta_list
+    kind, num_layers, width = m[2], m[3], m[5]
+    views = []
+    for k in range(num_layers):
+        r = m[HEADER + k * RECORD:HEADER + (k + 1) * RECORD]
+        n_in, n_out, flags, S = r[0], r[1], r[2], r[3]
+        if kind == EGRU:
+            dims = ((n_in, 3 * width), (width, 3 * width))
+            lengths = (3 * width, 3 * width, width)
+        else:
+            dims = ((n_in, width), (width, n_out))
+            lengths = (width, S, S, n_out)
+        weights = []
+        for (w_in, w_out), d in zip(dims, (r[4:12], r[12:20])):
+            dtype = _VALUE_DTYPES[d[1]]
+            if d[0] == 0:
+                values = _section(arena, d[4], w_in * w_out, dtype).view(w_in, w_out)
+                weights.append(PackedWeight._trusted("dense", (w_out, w_in), values))
+            else:
+                values = _section(arena, d[4], d[3], dtype)
+                col_ptr = _section(arena, d[5], w_in + 1, torch.int64)
+                rows = _section(arena, d[6], d[3], _INDEX_DTYPES[d[2]])
+                weights.append(PackedWeight._trusted("sparse", (w_out, w_in), values, col_ptr, rows))
+        vectors = tuple(None if off < 0 else _section(arena, off, n, torch.float32)
+                        for off, n in zip(r[20:20 + len(lengths)], lengths))
+        views.append(LayerView(n_in, n_out, S, flags, (weights[0], weights[1]), vectors))
+    return views
+
+
+def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = ("w0", "w1")) -> list[LayerView]:
+    """Checks a plan from outside (a loaded file, a replaced buffer) in full and returns its views:
+    the format, every section's bounds and every sparse weight's structure (the C++
+    ``plan_validate``, on a CPU copy for other devices), then every weight's and vector's finiteness.
+    ValueError naming ``who`` (and the weight, ``{name}_l{k}``) for anything corrupted."""
+    for name, t, dtype in (("arena", arena, torch.uint8), ("meta", meta, torch.int64)):
+        if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 1:
+            raise ValueError(f"{who}: the plan is invalid: {name} must be a 1-D {dtype} tensor, got "
+                             f"{getattr(t, 'dtype', type(t).__name__)} {list(getattr(t, 'shape', []))}")
+    if meta.device != arena.device:
+        raise ValueError(f"{who}: the plan is invalid: arena and meta are on different devices "
+                         f"({arena.device}, {meta.device})")
+    cpu_arena, cpu_meta = arena.detach().cpu().contiguous(), meta.detach().cpu().contiguous()
+    try:
+        torch.ops.evsparse.plan_validate(cpu_arena, cpu_meta, kind)
+    except ValueError as e:
+        raise ValueError(f"{who}: the plan is invalid: {e}") from None
+    views = layer_views(arena, meta, cpu_meta.tolist())
+    for k, v in enumerate(views):
+        for name, pw in zip(weight_names, v.weights):
+            try:
+                PackedWeight(pw.layout, tuple(pw.shape), pw.values, pw.col_ptr, pw.row_idx)
+            except ValueError as e:
+                raise ValueError(f"{who}: packed weight {name}_l{k} is invalid: {e}") from None
+        for vec in v.vectors:
+            if vec is not None and not bool(torch.isfinite(vec).all()):
+                raise ValueError(f"{who}: the plan is invalid: layer {k} has a vector with NaN or Inf entries")
+    return views
