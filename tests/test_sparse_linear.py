@@ -167,7 +167,8 @@ def test_paced_and_hot_calls_agree_bitwise(layout, threads):
     gen = torch.Generator().manual_seed(5)
     w = torch.randn(3072, 1024, generator=gen) * (torch.rand(3072, 1024, generator=gen) < 0.15)
     pw = evsparse.pack(w, layout=layout)
-    for x in (torch.relu(torch.randn(1024, generator=gen) - 1.3), torch.randn(2, 1024, generator=gen)):
+    # ~31% active: above the work the ops split across threads (op_utils.h), in both layouts.
+    for x in (torch.relu(torch.randn(1024, generator=gen) - 0.5), torch.randn(2, 1024, generator=gen)):
         hot = [evsparse.sparse_linear(x, pw) for _ in range(3)]  # back to back: workers
         time.sleep(0.002)
         paced = evsparse.sparse_linear(x, pw)                   # after a gap: calling thread

@@ -5,6 +5,7 @@
 // python/evsparse/_contract.py (tests/test_contract.py compares the two).
 #pragma once
 
+#include <ATen/EmptyTensor.h>
 #include <ATen/core/List.h>
 
 #include <optional>
@@ -42,8 +43,10 @@ struct PreparedInput {
   int64_t batch;   // rows of x (1 for a 1-D x)
 
   // Output in the accumulation dtype with x's rank; no reshape/squeeze on the per-step path.
+  // (at::detail::empty_cpu: x is on the CPU here; it skips the dispatcher round trip of at::empty.)
   Tensor new_output(int64_t out) const {
-    return x.dim() == 1 ? at::empty({out}, x.options()) : at::empty({batch, out}, x.options());
+    return x.dim() == 1 ? at::detail::empty_cpu({out}, x.scalar_type())
+                        : at::detail::empty_cpu({batch, out}, x.scalar_type());
   }
 };
 

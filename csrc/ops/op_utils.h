@@ -20,8 +20,17 @@ namespace evsparse {
 using at::ScalarType;
 using at::Tensor;
 
-// Below this many multiply-accumulates one thread finishes before a parallel region would pay off.
+// Below this many multiply-accumulates one thread finishes before a parallel region would pay off
+// (the gradient ops' grain).
 constexpr int64_t kMinParallelMacs = 1 << 15;
+// The forward products split their work across threads only above these sizes. Measured on the
+// 2-core EPYC VM (2026-12-02, hot loop, batch 1, one thread vs two): the sparse layout gained nothing
+// at 47K touched nonzeros (1024x3072, 10% x 15%: 30.7 vs 30.5 us) and 1.36x at 189K; the dense
+// layout 1.24x at 315K MACs and 1.36x at 1.26M. Below that a split buys at most a few microseconds
+// and risks milliseconds: with one competing busy process the 1024x3072 product's p99 was 4.1 ms on
+// two threads (a descheduled worker holds the call at the join) and 0.12 ms on one.
+constexpr int64_t kMinParallelDenseMacs = int64_t(1) << 18;
+constexpr int64_t kMinParallelSparseNnz = int64_t(96) << 10;
 // Output slices are whole cache lines of float32 so threads never share a line.
 constexpr int64_t kSliceAlign = 16;
 
@@ -158,7 +167,7 @@ void run_pieces(bool on_workers, int64_t n, int64_t grain, const Body& body) {
 template <class Kernel>
 void for_each_output_slice(int64_t B, int64_t out, int64_t macs, const Kernel& kernel) {
   const int64_t threads = num_threads();
-  if (threads <= 1 || macs < kMinParallelMacs || out < 2 * kSliceAlign) {
+  if (threads <= 1 || macs < kMinParallelDenseMacs || out < 2 * kSliceAlign) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, out);
     return;
   }
@@ -183,7 +192,7 @@ template <class A, class Kernel>
 void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, const int64_t* col_ptr,
                            int64_t touched, const A* bias, A* y, const Kernel& kernel) {
   const int64_t threads = num_threads();
-  if (threads <= 1 || touched < kMinParallelMacs) {
+  if (threads <= 1 || touched < kMinParallelSparseNnz) {
     for (int64_t b = 0; b < B; ++b) kernel(b, 0, act.count[b], bias, y + b * out);
     return;
   }

@@ -11,6 +11,12 @@ from .packed import PackedWeight
 __all__ = ["sparse_linear"]
 
 
+# The overloads themselves: resolving torch.ops.evsparse.<name> and its overload packet costs about a
+# microsecond per call, as much as a small product.
+_GATHER_LINEAR = torch.ops.evsparse.gather_linear.default
+_SPARSE_GATHER_LINEAR = torch.ops.evsparse.sparse_gather_linear.default
+
+
 def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``F.linear(x, W, bias)`` for a packed ``W``, skipping every exact zero of ``x``.
 
@@ -36,9 +42,7 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         lead = x.shape[:-1]
         return sparse_linear(x.flatten(0, -2), weight, bias).reshape(*lead, weight.out_features)
     if weight.layout == "dense":
-        return torch.ops.evsparse.gather_linear(x, weight.values, bias)
+        return _GATHER_LINEAR(x, weight.values, bias)
     if weight.layout == "sparse":
-        return torch.ops.evsparse.sparse_gather_linear(
-            x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias
-        )
+        return _SPARSE_GATHER_LINEAR(x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias)
     raise ValueError(f"evsparse.sparse_linear: unknown layout {weight.layout!r}")
