@@ -278,3 +278,18 @@ def test_loading_a_plan_of_another_size_leaves_the_module_intact():
     assert all(torch.equal(v, p.state_dict()[k]) for k, v in keep.items())
     x, st = torch.randn(1, 16).relu(), _state(p, 1)
     p.step(x, st)
+
+
+@pytest.mark.parametrize("family", ["EGRU", "linear RNN"])
+def test_step_compiles_whole_to_the_plan_op(family):
+    """torch.compile(fullgraph=True) traces step as the plan op (its fake kernel), equal to eager."""
+    if family == "EGRU":
+        _, p = _egru("sparse")
+        x, state = torch.randn(1, 16).relu(), _state(p, 1)
+    else:
+        _, p = _linear_rnn("sparse")
+        x, state = torch.randn(1, 12).relu(), torch.randn(3, 1, p.width)
+    compiled = torch.compile(lambda x, s: p.step(x, s), fullgraph=True, backend="aot_eager")
+    with torch.no_grad():
+        got, want = compiled(x, state), p.step(x, state)
+    assert torch.equal(got[0], want[0])
