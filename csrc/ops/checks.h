@@ -112,6 +112,18 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
 void validate_csc(const char* op, const char* name, const int64_t* col_ptr, int64_t in, const void* rows, bool rows32,
                   int64_t nnz, int64_t out);
 
+// A tensor's version counter; inference tensors (made under torch.inference_mode) have none and count
+// as unchanged: they can be edited only inside inference mode, where the kernels' range checks still
+// keep every access in bounds. (The validation caches of csc_validation.cpp and plan.cpp key on it.)
+inline uint32_t version_of(const Tensor& t) {
+  const auto& vc = t.unsafeGetTensorImpl()->version_counter();
+  return vc.enabled() ? vc.current_version() : 0;
+}
+// Those caches drop entries of dead tensors once they hold kSeenSweepAt, and everything (re-validated
+// on next use) if they still grow to kSeenClearAt.
+constexpr size_t kSeenSweepAt = 256;
+constexpr size_t kSeenClearAt = 4096;
+
 // validate_csc, done once per structure: again only when col_ptr or row_idx is a different tensor,
 // was edited in place (its version moved) or now has other data or size. So a raw op call with
 // corrupted data gets a ValueError naming the tensor, at the cost of one hash lookup per weight and

@@ -19,22 +19,11 @@ struct Seen {
   uint32_t col_ptr_version, row_idx_version;
 };
 
-// A tensor's version counter; inference tensors (made under torch.inference_mode) have none and count
-// as unchanged: they can be edited only inside inference mode, where the kernels' range checks still
-// keep every access in bounds.
-uint32_t version_of(const Tensor& t) {
-  const auto& vc = t.unsafeGetTensorImpl()->version_counter();
-  return vc.enabled() ? vc.current_version() : 0;
-}
-
 bool same(const Seen& s, const Tensor& cp, const Tensor& ri, int64_t out) {
   return s.col_ptr_impl == cp.unsafeGetTensorImpl() && s.out == out && s.col_ptr_data == cp.const_data_ptr() &&
          s.row_idx_data == ri.const_data_ptr() && s.col_ptr_numel == cp.numel() && s.row_idx_numel == ri.numel() &&
          s.col_ptr_version == version_of(cp) && s.row_idx_version == version_of(ri);
 }
-
-constexpr size_t kSweepAt = 256;   // drop entries of dead tensors once the table holds this many
-constexpr size_t kClearAt = 4096;  // and everything (re-validated on next use) if it still grows
 
 }  // namespace
 
@@ -85,11 +74,11 @@ void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, c
   }
   validate_csc(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
   std::lock_guard<std::mutex> lock(mu);
-  if (seen.size() >= kSweepAt) {
+  if (seen.size() >= kSeenSweepAt) {
     for (auto it = seen.begin(); it != seen.end();) {
       it = (it->second.col_ptr.expired() || it->second.row_idx.expired()) ? seen.erase(it) : std::next(it);
     }
-    if (seen.size() >= kClearAt) seen.clear();
+    if (seen.size() >= kSeenClearAt) seen.clear();
   }
   seen.insert_or_assign(key, Seen{c10::weak_intrusive_ptr<c10::TensorImpl>(col_ptr.getIntrusivePtr()),
                                   c10::weak_intrusive_ptr<c10::TensorImpl>(row_idx.getIntrusivePtr()),

@@ -162,25 +162,10 @@ std::tuple<Tensor, Tensor, Tensor> egru_stack_step(const Tensor& x, const Tensor
 // The model plan ops (plan.h): one step of the whole stack from (x, c, y, arena, meta).
 
 // x [in] with c, y [L, H] (unbatched), or x [B, in] with c, y [L, B, H]. Returns B.
-int64_t check_plan_state(const char* op, const Plan& plan, const Tensor& x, const Tensor& c, const Tensor& y) {
-  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 1 || x.dim() == 2), op, ": x must be 1-D [in] or 2-D [B, in], got ",
-                    x.defined() ? x.sizes() : at::IntArrayRef{});
-  check_tensor(x, op, "x", x);
-  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == ScalarType::Float, op,
-                    ": x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
-  TORCH_CHECK_VALUE(x.size(-1) == plan.input_size, op, ": x has ", x.size(-1), " features, the model's input_size is ",
-                    plan.input_size);
-  const bool batched = x.dim() == 2;
-  const int64_t B = batched ? x.size(0) : 1;
-  for (const auto& [name, t] : {std::pair<const char*, const Tensor&>{"c", c}, {"y", y}}) {
-    check_tensor(t, op, name, x);
-    TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
-    const bool ok = batched ? (t.dim() == 3 && t.size(0) == plan.num_layers && t.size(1) == B && t.size(2) == plan.width)
-                            : (t.dim() == 2 && t.size(0) == plan.num_layers && t.size(1) == plan.width);
-    TORCH_CHECK_VALUE(ok, op, ": ", name, " must have shape ",
-                      batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
-                      batched ? " (num_layers, B, hidden_size), got " : " (num_layers, hidden_size: x is unbatched), got ", t.sizes());
-  }
+int64_t check_plan_call(const char* op, const Plan& plan, const Tensor& x, const Tensor& c, const Tensor& y) {
+  const int64_t B = check_plan_input(op, plan, x);
+  check_plan_state(op, plan, "c", c, x, B, "hidden_size");
+  check_plan_state(op, plan, "y", y, x, B, "hidden_size");
   return B;
 }
 
@@ -205,7 +190,7 @@ std::tuple<Tensor, Tensor, Tensor> egru_plan_step(const Tensor& x_in, const Tens
   // Functional: strided inputs are read through a contiguous copy (a no-op for contiguous ones).
   const Tensor x = x_in.contiguous(), c = c_in.contiguous(), y = y_in.contiguous();
   const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
-  const int64_t B = check_plan_state(op, plan, x, c, y);
+  const int64_t B = check_plan_call(op, plan, x, c, y);
   // at::detail::empty_cpu: the allocation without a dispatcher round trip (a third of the call's
   // fixed cost at small sizes).
   Tensor c_out = at::detail::empty_cpu(c.sizes(), ScalarType::Float);
@@ -224,11 +209,8 @@ std::tuple<Tensor, Tensor, Tensor> egru_plan_step(const Tensor& x_in, const Tens
 void egru_plan_step_(const Tensor& x, const Tensor& c, const Tensor& y, const Tensor& arena, const Tensor& meta) {
   constexpr const char* op = "evsparse.egru_plan_step_";
   const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
-  const int64_t B = check_plan_state(op, plan, x, c, y);
-  const auto* c0 = static_cast<const char*>(c.const_data_ptr());
-  const auto* y0 = static_cast<const char*>(y.const_data_ptr());
-  const size_t state_bytes = static_cast<size_t>(c.numel()) * sizeof(float);
-  TORCH_CHECK_VALUE(c0 + state_bytes <= y0 || y0 + state_bytes <= c0, op, ": c and y must not overlap");
+  const int64_t B = check_plan_call(op, plan, x, c, y);
+  TORCH_CHECK_VALUE(disjoint(c, y), op, ": c and y must not overlap");
   thread_local std::vector<float> c_prev;  // the update reads c_prev and writes c_out (restrict)
   c_prev.assign(c.const_data_ptr<float>(), c.const_data_ptr<float>() + c.numel());
   run_plan(op, plan, x.const_data_ptr<float>(), B, c_prev.data(), y.const_data_ptr<float>(), c.mutable_data_ptr<float>(),

@@ -166,23 +166,9 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
 // The model plan ops (plan.h): one step of the whole stack from (x, h, arena, meta).
 
 // x [in] with h [L, width] (unbatched), or x [B, in] with h [L, B, width]. Returns B.
-int64_t check_plan_state(const char* op, const Plan& plan, const Tensor& x, const Tensor& h) {
-  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 1 || x.dim() == 2), op, ": x must be 1-D [in] or 2-D [B, in], got ",
-                    x.defined() ? x.sizes() : at::IntArrayRef{});
-  check_tensor(x, op, "x", x);
-  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == ScalarType::Float, op,
-                    ": x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
-  TORCH_CHECK_VALUE(x.size(-1) == plan.input_size, op, ": x has ", x.size(-1), " features, the model's input_size is ",
-                    plan.input_size);
-  const bool batched = x.dim() == 2;
-  const int64_t B = batched ? x.size(0) : 1;
-  check_tensor(h, op, "h", x);
-  TORCH_CHECK_VALUE(h.scalar_type() == ScalarType::Float, op, ": h must be float32, got ", h.scalar_type());
-  const bool ok = batched ? (h.dim() == 3 && h.size(0) == plan.num_layers && h.size(1) == B && h.size(2) == plan.width)
-                          : (h.dim() == 2 && h.size(0) == plan.num_layers && h.size(1) == plan.width);
-  TORCH_CHECK_VALUE(ok, op, ": h must have shape ",
-                    batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
-                    batched ? " (num_layers, B, state width), got " : " (num_layers, state width: x is unbatched), got ", h.sizes());
+int64_t check_plan_call(const char* op, const Plan& plan, const Tensor& x, const Tensor& h) {
+  const int64_t B = check_plan_input(op, plan, x);
+  check_plan_state(op, plan, "h", h, x, B, "state width");
   return B;
 }
 
@@ -217,7 +203,7 @@ std::tuple<Tensor, Tensor> linear_rnn_plan_step(const Tensor& x_in, const Tensor
   // Functional: strided inputs are read through a contiguous copy (a no-op for contiguous ones).
   const Tensor x = x_in.contiguous(), h = h_in.contiguous();
   const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
-  const int64_t B = check_plan_state(op, plan, x, h);
+  const int64_t B = check_plan_call(op, plan, x, h);
   const int64_t out = plan.layers[plan.num_layers - 1].out;
   TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,
                     " outputs");
@@ -234,7 +220,7 @@ std::tuple<Tensor, Tensor> linear_rnn_plan_step(const Tensor& x_in, const Tensor
 void linear_rnn_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, const Tensor& arena, const Tensor& meta) {
   constexpr const char* op = "evsparse.linear_rnn_plan_step_";
   const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
-  const int64_t B = check_plan_state(op, plan, x, h);
+  const int64_t B = check_plan_call(op, plan, x, h);
   const int64_t out = plan.layers[plan.num_layers - 1].out;
   check_tensor(y, op, "out", x);
   TORCH_CHECK_VALUE(y.scalar_type() == ScalarType::Float && y.dim() == x.dim() && y.size(-1) == out &&
@@ -243,11 +229,6 @@ void linear_rnn_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, co
                     ", got ", y.scalar_type(), " ", y.sizes());
   // A residual reads x after h is written, and the last layer writes out while reading its input:
   // none of x, h, out may share memory.
-  const auto disjoint = [](const Tensor& a, const Tensor& b) {
-    const auto* pa = static_cast<const char*>(a.const_data_ptr());
-    const auto* pb = static_cast<const char*>(b.const_data_ptr());
-    return pa + a.numel() * 4 <= pb || pb + b.numel() * 4 <= pa;
-  };
   TORCH_CHECK_VALUE(disjoint(x, h) && disjoint(x, y) && disjoint(h, y), op, ": x, h and out must not overlap");
   run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h.mutable_data_ptr<float>(),
            y.mutable_data_ptr<float>());

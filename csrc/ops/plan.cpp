@@ -81,11 +81,6 @@ struct Seen {
   uint32_t arena_version, meta_version;
 };
 
-uint32_t version_of(const Tensor& t) {
-  const auto& vc = t.unsafeGetTensorImpl()->version_counter();
-  return vc.enabled() ? vc.current_version() : 0;
-}
-
 bool same(const Seen& s, const Tensor& arena, const Tensor& meta) {
   return s.arena_impl == arena.unsafeGetTensorImpl() && s.meta_impl == meta.unsafeGetTensorImpl() && s.arena_data == arena.const_data_ptr() &&
          s.meta_data == meta.const_data_ptr() && s.arena_numel == arena.numel() && s.meta_numel == meta.numel() &&
@@ -211,16 +206,40 @@ const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, Pl
               std::move(plan)};
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (seen.size() >= 256) {
+    if (seen.size() >= kSeenSweepAt) {
       for (auto it = seen.begin(); it != seen.end();) {
         it = (it->second.seen.arena.expired() || it->second.seen.meta.expired()) ? seen.erase(it) : std::next(it);
       }
-      if (seen.size() >= 4096) seen.clear();
+      if (seen.size() >= kSeenClearAt) seen.clear();
     }
     seen.insert_or_assign(key, entry);
   }
   tl_last = std::move(entry);
   return check_kind(*tl_last->plan);
+}
+
+int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x) {
+  TORCH_CHECK_VALUE(x.defined() && (x.dim() == 1 || x.dim() == 2), op, ": x must be 1-D [in] or 2-D [B, in], got ",
+                    x.defined() ? x.sizes() : at::IntArrayRef{});
+  check_tensor(x, op, "x", x);
+  TORCH_CHECK_VALUE(x.device().is_cpu() && x.scalar_type() == ScalarType::Float, op,
+                    ": x must be a float32 CPU tensor, got ", x.scalar_type(), " on ", x.device());
+  TORCH_CHECK_VALUE(x.size(-1) == plan.input_size, op, ": x has ", x.size(-1), " features, the model's input_size is ",
+                    plan.input_size);
+  return x.dim() == 2 ? x.size(0) : 1;
+}
+
+void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
+                      const char* width_name) {
+  const bool batched = x.dim() == 2;
+  check_tensor(t, op, name, x);
+  TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
+  const bool ok = batched ? (t.dim() == 3 && t.size(0) == plan.num_layers && t.size(1) == B && t.size(2) == plan.width)
+                          : (t.dim() == 2 && t.size(0) == plan.num_layers && t.size(1) == plan.width);
+  TORCH_CHECK_VALUE(ok, op, ": ", name, " must have shape ",
+                    batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
+                    batched ? " (num_layers, B, " : " (num_layers, ", width_name, batched ? "), got " : ": x is unbatched), got ",
+                    t.sizes());
 }
 
 namespace {

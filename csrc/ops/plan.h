@@ -57,4 +57,18 @@ struct Plan {
 // thread's next get_plan.
 const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, PlanKind kind);
 
+// The plan ops' per-call checks. x: float32 CPU [in] (unbatched) or [B, in]; returns B (1 unbatched).
+int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x);
+// A state tensor of the stack: float32, [L, width] for an unbatched x or [L, B, width]; width_name
+// names the width in the message ("hidden_size", "state width").
+void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
+                      const char* width_name);
+
+// Whether the float32 data of a and b share no byte (the in-place ops' aliasing check).
+inline bool disjoint(const Tensor& a, const Tensor& b) {
+  const auto* pa = static_cast<const char*>(a.const_data_ptr());
+  const auto* pb = static_cast<const char*>(b.const_data_ptr());
+  return pa + a.numel() * 4 <= pb || pb + b.numel() * 4 <= pa;
+}
+
 }  // namespace evsparse
