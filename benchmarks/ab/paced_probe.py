@@ -1,68 +1,68 @@
-import time, torch, statistics, sys
-from evsparse.nn import EGRU
+"""Why a paced step costs several hot steps (docs/benchmarks/results.md, "The streaming floor"): a
+2-layer H=256 EGRU stream at 10% activity, one step every 8 ms, with the gap spent in different ways.
+
+    python benchmarks/ab/paced_probe.py
+"""
+import statistics
+import time
+
+import torch
+
 from evsparse.bench.common import calibrate_egru_thresholds_
+from evsparse.nn import EGRU
+
 torch.manual_seed(0)
 H = 256
 egru = EGRU(H, H, num_layers=2).eval()
 xs = torch.randn(64, 1, H) * (torch.rand(64, 1, H) < 0.1)
 calibrate_egru_thresholds_(egru, xs, 0.1)
 m = egru.sparsify()
-junk = torch.zeros(16 * 1024 * 1024 // 4)  # 16 MB
-def run(mode, n=150, gap=0.008):
+junk = torch.zeros(16 * 1024 * 1024 // 4)  # 16 MB: written in the gap to evict the caches
+zero = torch.zeros(1, H)
+
+
+def spin(gap, every=None, work=None):
+    """Busy-waits for ``gap`` seconds, calling ``work()`` every ``every`` seconds if given."""
+    end = nxt = time.perf_counter()
+    end += gap
+    while time.perf_counter() < end:
+        if work is not None and time.perf_counter() >= nxt:
+            work()
+            nxt += every
+
+
+def run(gap_fn, n=150):
+    """Median and p99 (us) of n stream steps, each followed by ``gap_fn()`` (None: back to back)."""
     with torch.inference_mode():
         s = m.stream(batch_size=1)
         ts = []
         for i in range(n):
-            x = xs[i % 64]
-            t0 = time.perf_counter_ns(); s.step(x); ts.append(time.perf_counter_ns() - t0)
-            end = time.perf_counter() + gap
-            if mode == "sleep":
-                time.sleep(gap)
-            elif mode == "spin":
-                while time.perf_counter() < end: pass
-            elif mode == "pollute":
-                junk.add_(1.0)
-                while time.perf_counter() < end: pass
-            elif mode == "hot":
-                pass
+            t0 = time.perf_counter_ns()
+            s.step(xs[i % 64])
+            ts.append(time.perf_counter_ns() - t0)
+            if gap_fn is not None:
+                gap_fn()
     ts.sort()
     return round(statistics.median(ts) / 1e3, 1), round(ts[int(0.99 * len(ts))] / 1e3, 1)
+
+
+GAP = 0.008
+other = m.stream(batch_size=1)
+MODES = {
+    "hot": (None, 2000),
+    "sleep": (lambda: time.sleep(GAP), 150),
+    "spin": (lambda: spin(GAP), 150),
+    "pollute": (lambda: (junk.add_(1.0), spin(GAP)), 150),
+}
 for threads in (2, 1):
     torch.set_num_threads(threads)
-    for mode in ("hot", "spin", "sleep", "pollute"):
-        print(threads, "threads", mode, run(mode, n=2000 if mode == "hot" else 150))
-
-def run_touch(n=150, gap=0.008, every=0.001):
-    with torch.inference_mode():
-        s = m.stream(batch_size=1)
-        ts = []
-        for i in range(n):
-            x = xs[i % 64]
-            t0 = time.perf_counter_ns(); s.step(x); ts.append(time.perf_counter_ns() - t0)
-            end = time.perf_counter() + gap
-            nxt = time.perf_counter()
-            while time.perf_counter() < end:
-                if time.perf_counter() >= nxt:
-                    m.plan_arena.sum(); nxt += every
-    ts.sort()
-    return round(statistics.median(ts) / 1e3, 1), round(ts[int(0.99 * len(ts))] / 1e3, 1)
+    for mode, (gap_fn, n) in MODES.items():
+        print(threads, "threads", mode, run(gap_fn, n))
 torch.set_num_threads(2)
-print("2 threads spin + re-read the arena every 1 ms", run_touch())
-print("2 threads spin + re-read the arena every 0.2 ms", run_touch(every=0.0002))
-
-def run_warm_code(n=150, gap=0.008, every=0.0005):
-    with torch.inference_mode():
-        s = m.stream(batch_size=1); s2 = m.stream(batch_size=1); z = torch.zeros(1, H)
-        ts = []
-        for i in range(n):
-            x = xs[i % 64]
-            t0 = time.perf_counter_ns(); s.step(x); ts.append(time.perf_counter_ns() - t0)
-            end = time.perf_counter() + gap
-            nxt = time.perf_counter()
-            while time.perf_counter() < end:
-                if time.perf_counter() >= nxt:
-                    s2.step(z); nxt += every   # the same code path, (almost) no weight rows read
-    ts.sort()
-    return round(statistics.median(ts) / 1e3, 1), round(ts[int(0.99 * len(ts))] / 1e3, 1)
-print("2 threads spin + the same step on a zero input every 0.5 ms", run_warm_code())
-print("2 threads spin + the same step on a zero input every 0.1 ms", run_warm_code(every=0.0001))
+for every in (0.001, 0.0002):
+    print(f"2 threads spin + re-read the arena every {every * 1e3:g} ms",
+          run(lambda: spin(GAP, every, lambda: m.plan_arena.sum())))
+with torch.inference_mode():
+    for every in (0.0005, 0.0001):
+        print(f"2 threads spin + the same step on a zero input every {every * 1e3:g} ms",
+              run(lambda: spin(GAP, every, lambda: other.step(zero))))

@@ -16,9 +16,10 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
+from ._contract import check_finite
 from .packed import PackedWeight
 
-__all__ = ["EGRU", "LINEAR_RNN", "PlanLayer", "LayerView", "build", "layer_views", "validate"]
+__all__ = ["EGRU", "LINEAR_RNN", "PlanLayer", "build", "layer_views", "validate"]
 
 MAGIC = 0x50535645  # "EVSP"
 VERSION = 1
@@ -39,20 +40,10 @@ _NUM_VECTORS = {EGRU: 3, LINEAR_RNN: 4}  # EGRU: b_ih, b_hh, thr; linear RNN: b_
 
 
 class PlanLayer(NamedTuple):
-    """One layer as :func:`build` takes it: sizes, flags (RESIDUAL | COMPLEX), the two packed weights
-    (EGRU: w_ih, w_hh; linear RNN: w_in, w_out) and the float32 vectors in the kind's order (None where
-    absent: a real linear RNN layer's a_im)."""
-
-    in_features: int
-    out_features: int
-    state_size: int
-    flags: int
-    weights: tuple[PackedWeight, PackedWeight]
-    vectors: tuple[Optional[torch.Tensor], ...]
-
-
-class LayerView(NamedTuple):
-    """One layer of a plan as views into its arena (sharing its memory)."""
+    """One layer: sizes, flags (RESIDUAL | COMPLEX), the two packed weights (EGRU: w_ih, w_hh; linear
+    RNN: w_in, w_out) and the float32 vectors in the kind's order (None where absent: a real linear RNN
+    layer's a_im). What :func:`build` takes, and what :func:`layer_views` returns (then every tensor is
+    a view of the arena)."""
 
     in_features: int
     out_features: int
@@ -111,7 +102,7 @@ def _section(arena: torch.Tensor, off: int, count: int, dtype: torch.dtype) -> t
     return arena[off:off + n].view(dtype)
 
 
-def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[list] = None) -> list[LayerView]:
+def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[list] = None) -> list[PlanLayer]:
     """The layers of a plan as views of its arena. Trusts the format: call :func:`validate` on data
     from outside first (the modules do, at construction and load). ``meta_list``: ``meta.tolist()``
     when the caller has it (a host sync for a GPU meta)."""
@@ -140,14 +131,15 @@ def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[lis
                 weights.append(PackedWeight._trusted("sparse", (w_out, w_in), values, col_ptr, rows))
         vectors = tuple(None if off < 0 else _section(arena, off, n, torch.float32)
                         for off, n in zip(r[20:20 + len(lengths)], lengths))
-        views.append(LayerView(n_in, n_out, S, flags, (weights[0], weights[1]), vectors))
+        views.append(PlanLayer(n_in, n_out, S, flags, (weights[0], weights[1]), vectors))
     return views
 
 
-def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = ("w0", "w1")) -> list[LayerView]:
+def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = ("w0", "w1")) -> list[PlanLayer]:
     """Checks a plan from outside (a loaded file, a replaced buffer) in full and returns its views:
     the format, every section's bounds and every sparse weight's structure (the C++
-    ``plan_validate``, on a CPU copy for other devices), then every weight's and vector's finiteness.
+    ``plan_validate``, on a CPU copy for other devices), then every weight's and vector's finiteness
+    (what the C++ check leaves out: a NaN weight is not a memory hazard, only a wrong answer).
     ValueError naming ``who`` (and the weight, ``{name}_l{k}``) for anything corrupted."""
     for name, t, dtype in (("arena", arena, torch.uint8), ("meta", meta, torch.int64)):
         if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 1:
@@ -165,7 +157,7 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
     for k, v in enumerate(views):
         for name, pw in zip(weight_names, v.weights):
             try:
-                PackedWeight(pw.layout, tuple(pw.shape), pw.values, pw.col_ptr, pw.row_idx)
+                check_finite(pw.values, "evsparse.PackedWeight")
             except ValueError as e:
                 raise ValueError(f"{who}: packed weight {name}_l{k} is invalid: {e}") from None
         for vec in v.vectors:

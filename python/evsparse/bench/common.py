@@ -109,3 +109,33 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def section_parser(prog: str, doc: str, out: str):
+    """The argument parser of a section run on its own (``paced.main()``, ``stack.main()``): its
+    own arguments are added by the caller; --reps, --threads and --out are common."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog=prog, description=doc.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--out", type=Path, default=Path(out))
+    return ap
+
+
+def write_section_report(args, title: str, key: str, rows: list, lines: list[str]) -> int:
+    """Writes a section run on its own to ``args.out``/report.{md,json} (headed by the date, CPU,
+    threads, torch and kernels) and prints the markdown."""
+    import datetime
+    import json
+
+    import evsparse
+
+    head = (f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {cpu_name()} · {torch.get_num_threads()} threads · "
+            f"torch {torch.__version__} · kernels: {evsparse.build_info()['isa_active']}")
+    md = "\n".join([f"# {title}", "", head, *lines]) + "\n"
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.md").write_text(md)
+    (args.out / "report.json").write_text(json.dumps({"meta": head, key: rows}, indent=1))
+    print(md)
+    return 0

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import evsparse
 
-from .common import cpu_name, markdown_section, time_interleaved
+from .common import markdown_section, section_parser, time_interleaved, write_section_report
 from .stack import DENSE, STACK, STREAMED, build_stack_methods
 
 DEFAULT_INTERVAL_MS = 8.0
@@ -124,26 +124,11 @@ def to_markdown(rows: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     """This section alone (``python -c "from evsparse.bench import paced; paced.main()"``; the full
     report has it too)."""
-    import argparse
-    import datetime as _dt
-    import json
-    from pathlib import Path
-
-    ap = argparse.ArgumentParser(prog="evsparse.bench.paced", description=__doc__.split("\n\n")[0])
+    ap = section_parser("evsparse.bench.paced", __doc__, "bench-out/paced")
     ap.add_argument("--interval-ms", type=float, default=DEFAULT_INTERVAL_MS)
     ap.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
-    ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=Path("bench-out/paced"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = paced_section(args.interval_ms, args.samples, args.reps)
-    head = (f"{_dt.datetime.now():%Y-%m-%d %H:%M} · {cpu_name()} · {torch.get_num_threads()} threads · "
-            f"torch {torch.__version__} · kernels: {evsparse.build_info()['isa_active']}")
-    md = "\n".join(["# evsparse paced streaming, batch 1", "", head, *to_markdown(rows)]) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.md").write_text(md)
-    (args.out / "report.json").write_text(json.dumps({"meta": head, "paced": rows}, indent=1))
-    print(md)
-    return 0
+    return write_section_report(args, "evsparse paced streaming, batch 1", "paced", rows, to_markdown(rows))

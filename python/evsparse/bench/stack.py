@@ -10,7 +10,7 @@ import torch
 
 from .. import macs
 from .common import (calibrate_egru_thresholds_, calibrate_linear_rnn_activity_, linear_rnn_stream,
-                            markdown_section, time_interleaved)
+                     markdown_section, section_parser, time_interleaved, write_section_report)
 from .linear_rnn import record_stream, torch_dense_step
 from ..nn import EGRU, SparseLinearRNN
 
@@ -141,29 +141,11 @@ def to_markdown(rows: list[dict]) -> list[str]:
 def main(argv=None) -> int:
     """This section alone (``python -c "from evsparse.bench import stack; stack.main()"``; the full
     report has it too)."""
-    import argparse
-    import datetime as _dt
-    import json
-    from pathlib import Path
-
-    import evsparse
-    from .common import cpu_name
-
-    ap = argparse.ArgumentParser(prog="evsparse.bench.stack", description=__doc__.split("\n\n")[0])
+    ap = section_parser("evsparse.bench.stack", __doc__, "bench-out/stack")
     ap.add_argument("--widths", type=int, nargs="+", default=DEFAULT_WIDTHS)
     ap.add_argument("--layers", type=int, nargs="+", default=DEFAULT_LAYERS)
-    ap.add_argument("--reps", type=int, default=9)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=Path("bench-out/stack"))
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = stack_step_section(args.widths, args.layers, args.reps)
-    head = (f"{_dt.datetime.now():%Y-%m-%d %H:%M} · {cpu_name()} · {torch.get_num_threads()} threads · "
-            f"torch {torch.__version__} · kernels: {evsparse.build_info()['isa_active']}")
-    md = "\n".join(["# evsparse whole-model step, batch 1", "", head, *to_markdown(rows)]) + "\n"
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.md").write_text(md)
-    (args.out / "report.json").write_text(json.dumps({"meta": head, "stack_step": rows}, indent=1))
-    print(md)
-    return 0
+    return write_section_report(args, "evsparse whole-model step, batch 1", "stack_step", rows, to_markdown(rows))

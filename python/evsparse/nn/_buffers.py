@@ -24,26 +24,36 @@ def register_optional_buffer(module: nn.Module, name: str, t: Optional[torch.Ten
 
 
 class BufferDict(dict):
-    """A module's ``_buffers`` (or ``_parameters``) that counts its replacements (``generation``). Every way a buffer is
+    """A module's ``_buffers`` that counts its replacements (``generation``). Every way a buffer is
     swapped goes through it: ``setattr``, ``load_state_dict(assign=True)``, ``.to()`` (``_apply``) and
-    ``torch.func.functional_call``, which writes ``module._buffers[name]`` directly."""
+    ``torch.func.functional_call``, which writes ``module._buffers[name]`` directly. The module's
+    ``_parameters`` is one too, counting into the same ``generation`` (``counts_into``), so that one
+    attribute read tells whether anything the ops were given was replaced."""
 
     generation = 0
+    _counts_into = None  # (class default: dicts pickled before it existed)
+
+    def __init__(self, data=(), counts_into: "BufferDict | None" = None):
+        super().__init__(data)
+        self._counts_into = counts_into
+
+    def _bump(self) -> None:
+        (self._counts_into if self._counts_into is not None else self).generation += 1
 
     def __setitem__(self, key, value):
-        self.generation += 1
+        self._bump()
         super().__setitem__(key, value)
 
     def __delitem__(self, key):
-        self.generation += 1
+        self._bump()
         super().__delitem__(key)
 
     def pop(self, *args):
-        self.generation += 1
+        self._bump()
         return super().pop(*args)
 
     def update(self, *args, **kwargs):
-        self.generation += 1
+        self._bump()
         super().update(*args, **kwargs)
 
 
@@ -58,7 +68,7 @@ class PackedModule(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self._buffers = BufferDict(self._buffers)
-        self._parameters = BufferDict(self._parameters)  # SparseLinear's values are a parameter
+        self._parameters = BufferDict(self._parameters, counts_into=self._buffers)  # SparseLinear's values
         self._packed_seen = IndexVersions()
         self._packed_watch_versions = False
         self._packed_generation = -1
@@ -83,21 +93,17 @@ class PackedModule(nn.Module):
         # On the CPU the ops validate edited structures themselves (C++, a lookup per call); elsewhere
         # (the Triton kernels) this module re-checks the index tensors' versions before each call.
         self._packed_watch_versions = any(p[3].device.type != "cpu" for p in parts)
-        self._packed_generation = self._generation()
+        self._packed_generation = self._buffers.generation
         self._packed_changed()
 
     def _packed_changed(self) -> None:
         """Called after every (re-)validation: drop whatever was cached from the old buffers."""
 
-    def _generation(self) -> int:
-        """Moves whenever a buffer or parameter is replaced (both counters only grow)."""
-        return self._buffers.generation + self._parameters.generation
-
     def _ensure_packed_valid(self) -> None:
         """Re-validates (ValueError if the data is corrupted) when a buffer was replaced since the last
         validation (and, off the CPU, when an index tensor was edited in place); two attribute reads
         otherwise."""
-        if self._packed_generation != self._generation() or (
+        if self._packed_generation != self._buffers.generation or (
                 self._packed_watch_versions and not self._packed_seen.unchanged()):
             self._validate_packed()
 
@@ -106,7 +112,7 @@ class PackedModule(nn.Module):
         if not isinstance(self._buffers, BufferDict):
             self._buffers = BufferDict(self._buffers)
         if not isinstance(self._parameters, BufferDict):
-            self._parameters = BufferDict(self._parameters)
+            self._parameters = BufferDict(self._parameters, counts_into=self._buffers)
         self._packed_generation = -1
 
 

@@ -196,14 +196,9 @@ class PlanModule(PackedModule):
         self._views, self._meta_list = views, m
         self._packed_seen.record((arena, meta))
         self._packed_watch_versions = arena.device.type != "cpu"
-        self._packed_generation = self._generation()
+        self._packed_generation = self._buffers.generation
         self._cached_args = self._cached_stack_args = None
         self._plan_call = (arena, meta) if arena.device.type == "cpu" else None
-
-    def _packed_weights(self) -> list:
-        names = self._WEIGHT_NAMES
-        return [(f"{names[i]}_l{k}", pw.layout, tuple(pw.shape), pw.values, pw.col_ptr, pw.row_idx)
-                for k, v in enumerate(self._views) for i, pw in enumerate(v.weights)]
 
     @property
     def layouts(self) -> list:

@@ -78,7 +78,7 @@ class SparseLinear(PackedModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self._fast
         if (fast is not None and type(x) is torch.Tensor and x.dim() <= 2
-                and self._packed_generation == self._buffers.generation + self._parameters.generation
+                and self._packed_generation == self._buffers.generation
                 and not torch.compiler.is_compiling()):
             return fast[0](x, *fast[1])
         if not torch.compiler.is_compiling():
