@@ -15,8 +15,8 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     out = tmp_path / "report"
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
                      "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
-                     "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1", "--out", str(out),
-                     "--quiet"])
+                     "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1",
+                     "--cold-points", "48x80@0.5@0.25", "--cold-calls", "2", "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -59,6 +59,19 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
                                                           for m in ("evsparse", "F.linear", "x @ W^T")]
     assert len(paced) == 6 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
     assert "## Paced streaming (latency per call)" in md
+    cold = report["cold"]
+    assert [r["method"] for r in cold] == ["evsparse float32", "evsparse float16", "evsparse int8", "evsparse, x = 0",
+                                           "F.linear", "x @ W^T"]
+    for r in cold:
+        assert r["warm_us"] > 0 and r["cold_us"] > 0 and (r["bytes"] > 0) == (r["method"] != "evsparse, x = 0")
+        assert r["cold_GBps"] == pytest.approx(r["bytes"] / r["cold_us"] / 1e3)
+    by = {r["method"]: r for r in cold}
+    assert all(by[f"evsparse {dt}"]["layout"] in ("dense", "sparse") for dt in ("float32", "float16", "int8"))
+    assert by["evsparse int8"]["bytes"] < by["evsparse float32"]["bytes"]  # 1 byte per value, not 4
+    assert by["F.linear"]["bytes"] == 48 * 80 * 4
+    assert "## Cold-cache products" in md
+    for c in report["crossover"]:
+        assert c["int8_sparse_over_dense"] == pytest.approx(c["int8_dense_gather_us"] / c["int8_sparse_gather_us"])
     assert report["targets"] and "| target | measured | met |" in md
     assert "wrote" in capsys.readouterr().out
 
@@ -85,13 +98,13 @@ def test_sweep_cases_share_their_weight_across_activities():
 
 
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
-    """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step}.py (pytest-benchmark) at their
-    smallest size, each case once (--benchmark-disable): every method of every group runs."""
+    """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step,paced,int8}.py (pytest-benchmark) at
+    their smallest size, each case once (--benchmark-disable): every method of every group runs."""
     files = [f"benchmarks/test_bench_{name}.py" for name in ("sparse_linear", "egru", "linear_rnn", "layout", "stack_step",
-                                                          "paced")]
+                                                          "paced", "int8")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
-    assert passed >= 150, stdout[-500:]
+    assert passed >= 162, stdout[-500:]  # (12 of them int8 vs float32/float16, warm and cold)
 
 
 def test_egru_threshold_calibration_sets_every_layer_to_the_target_activity():

@@ -293,3 +293,81 @@ def test_step_compiles_whole_to_the_plan_op(family):
     with torch.no_grad():
         got, want = compiled(x, state), p.step(x, state)
     assert torch.equal(got[0], want[0])
+
+
+# ---- int8 weights in a plan, and the plan sequence ops -----------------------------------------------
+
+
+def _egru_int8(layout, seed=0):
+    e, _ = _egru(layout, seed=seed)
+    masks = {f"weight_{w}_l{k}": getattr(e, f"weight_{w}_l{k}") != 0 for k in range(2) for w in ("ih", "hh")}
+    return e.sparsify(masks, layout=layout, weight_dtype=torch.int8)
+
+
+@pytest.mark.parametrize("index, value, match", [
+    (W_B + 7, 1 << 40, "int8 scale"),  # scale offset outside the arena
+    (W_B + 7, 2, "int8 scale"),        # misaligned
+    (W_B + 1, 0, "scale offset but is not int8"),  # an int8 weight relabelled float32
+])
+def test_corrupted_int8_scale_descriptor_is_refused(index, value, match):
+    p = _egru_int8("sparse")
+    x, (c, y) = torch.zeros(1, 16), _state(p, 1)
+    bad = _corrupt(p.plan_meta, index, value)
+    with pytest.raises(ValueError, match=match):
+        OPS.egru_plan_step(x, c, y, p.plan_arena, bad)
+    with pytest.raises(ValueError, match="invalid"):
+        p.load_state_dict({"plan_arena": p.plan_arena.clone(), "plan_meta": bad})
+
+
+def test_int8_plan_scale_edited_to_nan_is_refused(tmp_path):
+    p = _egru_int8("dense")
+    pw = p.packed(0)[0]
+    start = pw.scale.data_ptr() - p.plan_arena.data_ptr()
+    arena = p.plan_arena.clone()
+    arena[start:start + 4].view(torch.float32)[0] = float("nan")
+    torch.save({"plan_arena": arena, "plan_meta": p.plan_meta.clone()}, tmp_path / "bad.pt")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        p.load_state_dict(torch.load(tmp_path / "bad.pt", weights_only=True))
+    x = torch.zeros(1, 16)
+    x[0, 0] = 1.0  # input 0 is active: its scale is read
+    c, y = _state(p, 1)
+    with pytest.raises(ValueError, match="non-finite int8 scale"):  # the raw op, with the edited arena
+        OPS.egru_plan_step(x, c, y, arena, p.plan_meta)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse", MIXED])
+@pytest.mark.parametrize("B", [None, 1, 3])
+def test_egru_plan_sequence_equals_the_per_layer_sequence_ops(layout, B):
+    _, p = _egru(layout)
+    T = 7
+    xs = torch.randn(T, 16).relu() if B is None else torch.randn(T, B, 16).relu()
+    c, y = _state(p, B)
+    ys, c1, y1, nonzero = OPS.egru_plan_sequence(xs, c, y, p.plan_arena, p.plan_meta)
+    inp, c3, y3 = (xs[:, None], c[:, None], y[:, None]) if B is None else (xs, c, y)  # per-layer ops: [T, B, .]
+    counts = []
+    for k in range(p.num_layers):
+        inp, ck, yk = OPS.egru_sequence(inp, c3[k], y3[k], *p._args(k))
+        assert torch.equal(ck.reshape(c1[k].shape), c1[k]) and torch.equal(yk.reshape(y1[k].shape), y1[k])
+        counts.append(int((inp != 0).sum()))
+    assert torch.equal(inp.reshape(ys.shape), ys)
+    assert nonzero.tolist() == counts
+    empty = OPS.egru_plan_sequence(xs[:0], c, y, p.plan_arena, p.plan_meta)
+    assert empty[0].shape[0] == 0 and torch.equal(empty[1], c) and torch.equal(empty[2], y)
+    with pytest.raises(ValueError, match="features"):
+        OPS.egru_plan_sequence(xs[..., :15].contiguous(), c, y, p.plan_arena, p.plan_meta)
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_linear_rnn_plan_sequence_equals_the_per_layer_sequence_ops(layout):
+    _, p = _linear_rnn(layout)
+    xs = torch.randn(6, 2, 12)
+    h = torch.randn(p.num_layers, 2, p.width)
+    ys, h1, nonzero = OPS.linear_rnn_plan_sequence(xs, h, p.plan_arena, p.plan_meta, p.output_size)
+    inp, counts = xs, []
+    for k in range(p.num_layers):
+        inp, hk = OPS.linear_rnn_sequence(inp, h[k], *p._args(k))
+        assert torch.equal(hk, h1[k])
+        counts.append(int((inp != 0).sum()))
+    assert torch.equal(inp, ys) and nonzero.tolist() == counts
+    with pytest.raises(ValueError, match="out_features"):
+        OPS.linear_rnn_plan_sequence(xs, h, p.plan_arena, p.plan_meta, p.output_size + 1)

@@ -38,11 +38,20 @@ inline void axpy1(A* y, const W* r, A s, int64_t n) {
 template <class V, class A, class W>
 void dense_gather(const A* xv, const int32_t* idx, int64_t na, const W* wt, int64_t ld,
                   const A* bias, A* y, int64_t o0, int64_t o1) {
+  // Bytes of each of the next group's rows prefetched while this group runs: the hardware prefetcher
+  // ramps up afresh on every row, which costs most when the weights come from DRAM (cold caches).
+  constexpr int64_t kHeadBytes = 512;
   init_slice(bias, y, o0, o1);
   const int64_t n = o1 - o0;
   A* yo = y + o0;
   int64_t a = 0;
   for (; a + 4 <= na; a += 4) {
+    if (a + 8 <= na) {  // the next group's rows: each is a stream starting at a random place (see below)
+      for (int q = 4; q < 8; ++q) {
+        const char* p = reinterpret_cast<const char*>(wt + int64_t(idx[a + q]) * ld + o0);
+        for (int64_t b = 0; b < kHeadBytes && b < n * int64_t(sizeof(W)); b += 64) __builtin_prefetch(p + b);
+      }
+    }
     const W* r0 = wt + int64_t(idx[a]) * ld + o0;
     const W* r1 = wt + int64_t(idx[a + 1]) * ld + o0;
     const W* r2 = wt + int64_t(idx[a + 2]) * ld + o0;

@@ -6,6 +6,8 @@
 // so the weights one input neuron sends out are contiguous:
 //   dense-gather : wt[in, ld] (the transpose of W; ld >= out), row j = input j's weights;
 //   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz].
+// Weights are float32, float16, bfloat16 or int8; int8 ones are quantised per input column, and the
+// caller passes xv[a] already multiplied by input idx[a]'s scale, so the kernels see plain integers.
 // Threads split the outputs, so no reduction is needed; the caller picks the slices.
 //
 // Memory safety: the sparse-gather range-checks every row index it reads and returns the number of
@@ -52,17 +54,23 @@ struct KernelTable {
   SparseGatherFn<float, int32_t, float> sparse_i32_f32;
   SparseGatherFn<float, int32_t, f16> sparse_i32_f16;
   SparseGatherFn<float, int32_t, bf16> sparse_i32_bf16;
+  DenseGatherFn<float, int8_t> dense_i8;
+  SparseGatherFn<float, int16_t, int8_t> sparse_i16_i8;
+  SparseGatherFn<float, int32_t, int8_t> sparse_i32_i8;
   EgruUpdateFn egru_update;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
   DenseGatherFn<float, bf16> dense(const bf16*) const { return dense_bf16; }
+  DenseGatherFn<float, int8_t> dense(const int8_t*) const { return dense_i8; }
   SparseGatherFn<float, int16_t, float> sparse(const int16_t*, const float*) const { return sparse_i16_f32; }
   SparseGatherFn<float, int16_t, f16> sparse(const int16_t*, const f16*) const { return sparse_i16_f16; }
   SparseGatherFn<float, int16_t, bf16> sparse(const int16_t*, const bf16*) const { return sparse_i16_bf16; }
   SparseGatherFn<float, int32_t, float> sparse(const int32_t*, const float*) const { return sparse_i32_f32; }
   SparseGatherFn<float, int32_t, f16> sparse(const int32_t*, const f16*) const { return sparse_i32_f16; }
   SparseGatherFn<float, int32_t, bf16> sparse(const int32_t*, const bf16*) const { return sparse_i32_bf16; }
+  SparseGatherFn<float, int16_t, int8_t> sparse(const int16_t*, const int8_t*) const { return sparse_i16_i8; }
+  SparseGatherFn<float, int32_t, int8_t> sparse(const int32_t*, const int8_t*) const { return sparse_i32_i8; }
 };
 
 // Per-ISA tables, each defined in its own translation unit (gather_<isa>.cpp).

@@ -68,6 +68,9 @@ struct FloatVec {
     const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
   }
+  static reg loadw(const int8_t* p) {  // 8 bytes: exactly the W weights asked for
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
@@ -91,6 +94,9 @@ struct FloatVec {
     const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
   }
+  static reg loadw(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
@@ -112,6 +118,12 @@ struct FloatVec {
   }
   static reg loadw(const bf16* p) {
     return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(reinterpret_cast<const uint16_t*>(p)), 16));
+  }
+  static reg loadw(const int8_t* p) {  // 4 bytes, no more: an 8-byte vld1 could read past the end
+    int32_t b;
+    std::memcpy(&b, p, sizeof b);
+    const int16x8_t w = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(b)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(w)));
   }
   static void store(float* p, reg v) { vst1q_f32(p, v); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
@@ -144,6 +156,7 @@ inline float widen(f16 v) { return to_float(v); }
 inline float widen(float v) { return v; }
 inline double widen(double v) { return v; }
 inline float widen(bf16 v) { return to_float(v); }
+inline float widen(int8_t v) { return to_float(v); }
 
 }  // namespace
 }  // namespace evsparse::cpu

@@ -1,7 +1,8 @@
 // Element types of the torch-free kernel core. Helpers are static: ISA-specific translation units
 // include them, and an out-of-line copy built with AVX-512 flags must never be shared with others.
 // Half-precision weights are carried as raw 16-bit
-// patterns (layout-compatible with at::Half / at::BFloat16) and widened to float in registers.
+// patterns (layout-compatible with at::Half / at::BFloat16) and widened to float in registers, as
+// are int8 weights.
 #pragma once
 
 #include <cmath>
@@ -40,5 +41,8 @@ static inline float to_float(float v) { return v; }
 static inline double to_float(double v) { return v; }
 static inline float to_float(bf16 v) { return bits_to_float(uint32_t(v.bits) << 16); }
 static inline float to_float(f16 v) { return f16_to_float_portable(v.bits); }
+// int8 weights are quantised: the kernels read q, the op layer folds each input column's scale into
+// that input's value (packed_product.h), so q widens to float exactly.
+static inline float to_float(int8_t v) { return static_cast<float>(v); }
 
 }  // namespace evsparse::cpu

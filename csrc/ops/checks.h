@@ -26,13 +26,15 @@ inline void check_tensor(const Tensor& t, const char* op, const char* name, cons
 }
 
 // The accumulation dtype of x * w: float32 unless both are float64. Supported combinations:
-// x f32 with f32/f16/bf16 weights; x f64 with f64; x f16/bf16 with weights of the same dtype.
+// x f32 with f32/f16/bf16 weights; x f64 with f64; x f16/bf16 with weights of the same dtype; int8
+// (quantised) weights with x f32/f16/bf16.
 inline ScalarType accumulation_dtype(const char* op, ScalarType x, ScalarType w) {
   const bool ok = (x == w && (x == ScalarType::Float || x == ScalarType::Double || is_half(x))) ||
-                  (x == ScalarType::Float && is_half(w));
+                  (x == ScalarType::Float && is_half(w)) ||
+                  (w == ScalarType::Char && (x == ScalarType::Float || is_half(x)));
   TORCH_CHECK_VALUE(ok, op, ": unsupported dtypes x=", x, ", weight=", w,
-                    "; use x float32 with float32/float16/bfloat16 weights, float64 with float64, "
-                    "or float16/bfloat16 x with weights of the same dtype");
+                    "; use x float32 with float32/float16/bfloat16/int8 weights, float64 with float64, "
+                    "or float16/bfloat16 x with weights of the same dtype or int8");
   return x == ScalarType::Double ? ScalarType::Double : ScalarType::Float;
 }
 
@@ -68,7 +70,9 @@ inline PreparedInput prepare_input(const char* op, const Tensor& x, int64_t in, 
     check_tensor(b, op, "bias", x);
     TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == out, op, ": bias must have shape [", out,
                       "], got ", b.sizes());
-    TORCH_CHECK_VALUE(b.scalar_type() == x.scalar_type() || b.scalar_type() == w_dtype, op,
+    const bool int8_w = w_dtype == ScalarType::Char;  // quantised weights keep a float bias
+    TORCH_CHECK_VALUE(b.scalar_type() == x.scalar_type() || (b.scalar_type() == w_dtype && !int8_w) ||
+                          (int8_w && b.scalar_type() == ScalarType::Float), op,
                       ": bias dtype ", b.scalar_type(), " matches neither x (", x.scalar_type(),
                       ") nor the weight (", w_dtype, ")");
     p.bias = b.scalar_type() == acc ? b : b.to(acc);
@@ -172,6 +176,7 @@ struct PackedArgs {
   int64_t in;
   int64_t out;
   const char* name = "weight";  // the argument's name in error messages
+  const float* scale = nullptr;  // int8 values: the per-input-column scale [in]; null otherwise
   bool sparse() const { return col_ptr != nullptr; }
 };
 
@@ -219,6 +224,9 @@ inline PackedArgs packed_args(const char* op, const char* name, const Tensor& va
   const bool sparse = col_ptr.has_value() && col_ptr->defined();
   TORCH_CHECK_VALUE(sparse == (row_idx.has_value() && row_idx->defined()), op, ": ", name,
                     " needs both col_ptr and row_idx (sparse layout) or neither (dense layout)");
+  TORCH_CHECK_VALUE(values.scalar_type() != ScalarType::Char, op, ": ", name,
+                    " is int8, whose scale this op does not take; run int8 models through their plan "
+                    "(PackedEGRU / PackedLinearRNN) or use sparse_linear");
   TORCH_CHECK_VALUE(values.scalar_type() == ScalarType::Float || is_half(values.scalar_type()), op, ": ", name,
                     " must be float32, float16 or bfloat16, got ", values.scalar_type());
   if (!sparse) {
@@ -237,6 +245,22 @@ inline void check_vector(const char* op, const char* name, const Tensor& t, int6
   check_tensor(t, op, name, like);
   TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
   TORCH_CHECK_VALUE(t.dim() == 1 && t.size(0) == n, op, ": ", name, " must have shape [", n, "], got ", t.sizes());
+}
+
+// The dequantisation scale of an int8 weight: float32 [in], one per input column; required with int8
+// values and refused with any other dtype (a scale would otherwise be silently ignored). Its entries
+// are checked where they are used: packed_product refuses a non-finite scale of an active input.
+inline PackedArgs with_scale(const char* op, PackedArgs w, const std::optional<Tensor>& scale, const Tensor& like) {
+  const bool given = scale.has_value() && scale->defined();
+  if (w.dtype != ScalarType::Char) {
+    TORCH_CHECK_VALUE(!given, op, ": scale is only for int8 weights; ", w.name, " is ", w.dtype);
+    return w;
+  }
+  TORCH_CHECK_VALUE(given, op, ": int8 ", w.name, " needs its scale (float32 [in_features]); "
+                    "pack with evsparse.pack(..., weight_dtype=torch.int8)");
+  check_vector(op, "scale", *scale, w.in, like);
+  w.scale = scale->const_data_ptr<float>();
+  return w;
 }
 
 inline void check_state(const char* op, const char* name, const Tensor& t, int64_t B, int64_t H, const Tensor& like) {

@@ -171,8 +171,9 @@ int64_t check_plan_call(const char* op, const Plan& plan, const Tensor& x, const
 
 // Every layer in turn; layer k reads layer k-1's new output. c_prev may not alias c_out (the update's
 // restrict); y_prev may alias y_out: each layer's products are done before its update writes.
+// nonzero (optional, [num_layers]): adds each layer's count of nonzero (NaN included) event outputs.
 void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* c_prev, const float* y_prev,
-              float* c_out, float* y_out) {
+              float* c_out, float* y_out, int64_t* nonzero = nullptr) {
   const float* inp = x;
   for (int64_t k = 0; k < plan.num_layers; ++k) {
     const PlanLayer& P = plan.layers[k];
@@ -180,6 +181,7 @@ void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const
     const int64_t off = k * B * L.H;
     for_layer(op, k, [&] { step(op, L, inp, c_prev + off, y_prev + off, B, c_out + off, y_out + off); });
     inp = y_out + off;
+    if (nonzero != nullptr) nonzero[k] += count_nonzero(inp, B * L.H);
   }
 }
 
@@ -218,6 +220,42 @@ void egru_plan_step_(const Tensor& x, const Tensor& c, const Tensor& y, const Te
   trim_scratch(c_prev);
 }
 
+// egru_plan_sequence(Tensor xs, Tensor c, Tensor y, Tensor arena, Tensor meta)
+//     -> (Tensor ys, Tensor c_out, Tensor y_out, Tensor nonzero)
+// xs [T, in] with c, y [L, H], or xs [T, B, in] with [L, B, H]; ys [T, (B,) H]: the top layer's events;
+// nonzero [L] int64: per layer, how many of its T * B * H event outputs were nonzero (the activity).
+// The plan step run T times inside one call: the whole model over a sequence (int8 plans included,
+// which the per-layer sequence ops cannot take), with the same per-step arithmetic as the step ops.
+std::tuple<Tensor, Tensor, Tensor, Tensor> egru_plan_sequence(const Tensor& xs_in, const Tensor& c_in,
+                                                              const Tensor& y_in, const Tensor& arena,
+                                                              const Tensor& meta) {
+  constexpr const char* op = "evsparse.egru_plan_sequence";
+  const Tensor xs = xs_in.contiguous(), c = c_in.contiguous(), y = y_in.contiguous();
+  TORCH_CHECK_VALUE(xs.dim() == 2 || xs.dim() == 3, op, ": xs must be [T, in] or [T, B, in], got shape ", xs.sizes());
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
+  const int64_t T = xs.size(0);
+  // The per-step checks on one step's shape (a zero-length sequence is checked on an empty stand-in).
+  const Tensor x0 = T > 0 ? xs.select(0, 0) : at::detail::empty_cpu(xs.sizes().slice(1), xs.scalar_type());
+  const int64_t B = check_plan_call(op, plan, x0, c, y);
+  Tensor c_out = c.clone(), y_out = y.clone();
+  std::vector<int64_t> ys_shape{T};
+  for (int64_t d : y.sizes().slice(1)) ys_shape.push_back(d);
+  Tensor ys = at::detail::empty_cpu(ys_shape, ScalarType::Float);
+  Tensor nonzero = at::zeros({plan.num_layers}, at::kLong);
+  thread_local std::vector<float> c_prev;
+  const int64_t n = B * plan.width, step_in = xs.numel() / std::max<int64_t>(T, 1);
+  float* co = c_out.mutable_data_ptr<float>();
+  float* yo = y_out.mutable_data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {
+    c_prev.assign(co, co + c_out.numel());
+    run_plan(op, plan, xs.const_data_ptr<float>() + t * step_in, B, c_prev.data(), yo, co, yo,
+             nonzero.mutable_data_ptr<int64_t>());
+    std::memcpy(ys.mutable_data_ptr<float>() + t * n, yo + (plan.num_layers - 1) * n, static_cast<size_t>(n) * sizeof(float));
+  }
+  trim_scratch(c_prev);
+  return {ys, c_out, y_out, nonzero};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -238,6 +276,10 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   // place and returns nothing (the top layer's output is y[-1]).
   m.def("egru_plan_step(Tensor x, Tensor c, Tensor y, Tensor arena, Tensor meta) -> (Tensor, Tensor, Tensor)");
   m.def("egru_plan_step_(Tensor x, Tensor(a!) c, Tensor(b!) y, Tensor arena, Tensor meta) -> ()");
+  // The stack over a sequence from its plan: xs [T, in] or [T, B, in] -> (ys: the top layer's events
+  // [T, (B,) H], c, y, per layer the count of nonzero events [L]).
+  m.def("egru_plan_sequence(Tensor xs, Tensor c, Tensor y, Tensor arena, Tensor meta) "
+        "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
@@ -246,6 +288,7 @@ TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("egru_stack_step", &egru_stack_step);
   m.impl("egru_plan_step", &egru_plan_step);
   m.impl("egru_plan_step_", &egru_plan_step_);
+  m.impl("egru_plan_sequence", &egru_plan_sequence);
 }
 
 }  // namespace evsparse

@@ -174,8 +174,9 @@ int64_t check_plan_call(const char* op, const Plan& plan, const Tensor& x, const
 
 // Every layer in turn into y [B, out of the top layer]; the layers' outputs in between live in two
 // per-thread buffers (a layer's residual reads its own input, so input and output need their own).
+// nonzero (optional, [num_layers]): adds each layer's count of nonzero (NaN included) outputs.
 void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* h_prev, float* h_out,
-              float* y) {
+              float* y, int64_t* nonzero = nullptr) {
   thread_local std::vector<float> buf[2];
   const float* inp = x;
   for (int64_t k = 0; k < plan.num_layers; ++k) {
@@ -190,6 +191,7 @@ void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const
     const int64_t off = k * B * L.width;
     for_layer(op, k, [&] { step(op, L, inp, h_prev + off, B, h_out + off, dst); });
     inp = dst;
+    if (nonzero != nullptr) nonzero[k] += count_nonzero(dst, B * L.out);
   }
   trim_scratch(buf[0]);
   trim_scratch(buf[1]);
@@ -234,6 +236,35 @@ void linear_rnn_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, co
            y.mutable_data_ptr<float>());
 }
 
+// linear_rnn_plan_sequence(Tensor xs, Tensor h, Tensor arena, Tensor meta, int out_features)
+//     -> (Tensor ys, Tensor h_out, Tensor nonzero)
+// xs [T, in] with h [L, width], or xs [T, B, in] with [L, B, width]; ys [T, (B,) out]; nonzero [L]:
+// per layer, its count of nonzero outputs. The plan step run T times in one call (see egru_plan_sequence).
+std::tuple<Tensor, Tensor, Tensor> linear_rnn_plan_sequence(const Tensor& xs_in, const Tensor& h_in, const Tensor& arena,
+                                                    const Tensor& meta, int64_t out_features) {
+  constexpr const char* op = "evsparse.linear_rnn_plan_sequence";
+  const Tensor xs = xs_in.contiguous(), h = h_in.contiguous();
+  TORCH_CHECK_VALUE(xs.dim() == 2 || xs.dim() == 3, op, ": xs must be [T, in] or [T, B, in], got shape ", xs.sizes());
+  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
+  const int64_t T = xs.size(0);
+  const Tensor x0 = T > 0 ? xs.select(0, 0) : at::detail::empty_cpu(xs.sizes().slice(1), xs.scalar_type());
+  const int64_t B = check_plan_call(op, plan, x0, h);
+  const int64_t out = plan.layers[plan.num_layers - 1].out;
+  TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,
+                    " outputs");
+  Tensor h_out = h.clone();
+  Tensor ys = xs.dim() == 3 ? at::detail::empty_cpu({T, B, out}, ScalarType::Float)
+                            : at::detail::empty_cpu({T, out}, ScalarType::Float);
+  Tensor nonzero = at::zeros({plan.num_layers}, at::kLong);
+  const int64_t step_in = xs.numel() / std::max<int64_t>(T, 1);
+  float* ho = h_out.mutable_data_ptr<float>();
+  for (int64_t t = 0; t < T; ++t) {  // (h in place, as linear_rnn_plan_step_ does)
+    run_plan(op, plan, xs.const_data_ptr<float>() + t * step_in, B, ho, ho, ys.mutable_data_ptr<float>() + t * B * out,
+             nonzero.mutable_data_ptr<int64_t>());
+  }
+  return {ys, h_out, nonzero};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(evsparse, m) {
@@ -255,6 +286,10 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   // writes y to out.
   m.def("linear_rnn_plan_step(Tensor x, Tensor h, Tensor arena, Tensor meta, int out_features) -> (Tensor, Tensor)");
   m.def("linear_rnn_plan_step_(Tensor x, Tensor(a!) h, Tensor(b!) out, Tensor arena, Tensor meta) -> ()");
+  // The stack over a sequence from its plan: xs [T, in] or [T, B, in] -> (ys [T, (B,) out], h, per
+  // layer the count of nonzero outputs [L]).
+  m.def("linear_rnn_plan_sequence(Tensor xs, Tensor h, Tensor arena, Tensor meta, int out_features) "
+        "-> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
@@ -263,6 +298,7 @@ TORCH_LIBRARY_IMPL(evsparse, CPU, m) {
   m.impl("linear_rnn_stack_step", &linear_rnn_stack_step);
   m.impl("linear_rnn_plan_step", &linear_rnn_plan_step);
   m.impl("linear_rnn_plan_step_", &linear_rnn_plan_step_);
+  m.impl("linear_rnn_plan_sequence", &linear_rnn_plan_sequence);
 }
 
 }  // namespace evsparse

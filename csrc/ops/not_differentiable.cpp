@@ -56,7 +56,8 @@ TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
   for (const char* name : {"gather_linear_grad_weight", "sparse_gather_linear_grad_values",
                            "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
                            "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step",
-                           "egru_plan_step", "linear_rnn_plan_step"}) {
+                           "egru_plan_step", "linear_rnn_plan_step", "egru_plan_sequence",
+                           "linear_rnn_plan_sequence"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
   // The in-place plan steps: PyTorch's full fallback, which also refuses a mutated input that requires

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -65,6 +66,21 @@ struct ActiveSet {
     for (int64_t b = 0; b < B; ++b) {
       count[b] = cpu::compact_active(x + b * in, in, idx.data() + b * in, xv.data() + b * in);
     }
+  }
+  // int8 weights: multiplies each active input by its column's dequantisation scale, so the kernels
+  // read the quantised integers as they are (O(active)). False if a scale it used is not finite.
+  bool fold_scale(const float* scale, int64_t B) {
+    bool finite = true;
+    for (int64_t b = 0; b < B; ++b) {
+      A* v = xv.data() + b * in;
+      const int32_t* j = idx.data() + b * in;
+      for (int64_t a = 0; a < count[b]; ++a) {
+        const float s = scale[j[a]];
+        finite &= std::isfinite(s);
+        v[a] *= static_cast<A>(s);
+      }
+    }
+    return finite;
   }
   void trim() {
     trim_scratch(idx);
@@ -269,6 +285,7 @@ void dispatch_weight_type(ScalarType t, const Fn& fn) {
     case ScalarType::Double: fn(static_cast<const double*>(nullptr)); break;
     case ScalarType::Half: fn(static_cast<const cpu::f16*>(nullptr)); break;
     case ScalarType::BFloat16: fn(static_cast<const cpu::bf16*>(nullptr)); break;
+    case ScalarType::Char: fn(static_cast<const int8_t*>(nullptr)); break;
     default: TORCH_CHECK_VALUE(false, "evsparse: unsupported weight dtype ", t);
   }
 }

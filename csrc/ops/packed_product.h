@@ -9,15 +9,21 @@
 namespace evsparse {
 
 // y[B, out] = bias + x[B, in] @ W^T. A is the accumulation type (float, or double with float64
-// weights). The active inputs are compacted once into a reused per-thread buffer.
+// weights). The active inputs are compacted once into a reused per-thread buffer; with int8 weights
+// each is multiplied there by its column's scale (w.scale), the only place the scale enters.
 template <class A>
 void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, const A* bias, A* y) {
   ActiveSet<A>& act = scratch_active_set<A>();
   act.compute(x, B, w.in);
+  if (w.scale != nullptr) {
+    TORCH_CHECK_VALUE(act.fold_scale(w.scale, B), op, ": ", w.name,
+                      " has a non-finite int8 scale at an active input (corrupted packed weight)");
+  }
   const int64_t out = w.out;
   dispatch_weight_type(w.dtype, [&](auto tag) {
     using W = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-    if constexpr (std::is_same_v<W, double> != std::is_same_v<A, double>) {
+    if constexpr (std::is_same_v<W, double> != std::is_same_v<A, double> ||
+                  (std::is_same_v<W, int8_t> && std::is_same_v<A, double>)) {
       TORCH_CHECK_VALUE(false, op, ": weight dtype ", w.dtype, " does not match the accumulation type");
     } else {
       const W* v = static_cast<const W*>(w.values);

@@ -35,6 +35,7 @@ ScalarType value_dtype(const char* op, int64_t layer, const char* name, int64_t 
     case kDtypeF32: return ScalarType::Float;
     case kDtypeF16: return ScalarType::Half;
     case kDtypeBF16: return ScalarType::BFloat16;
+    case kDtypeI8: return ScalarType::Char;
     default: TORCH_CHECK_VALUE(false, op, ": layer ", layer, ": ", name, " has value dtype code ", code,
                                " (corrupted plan)");
   }
@@ -44,11 +45,18 @@ PackedArgs parse_weight(const char* op, int64_t layer, const char* name, const i
                         int64_t bytes, int64_t in, int64_t out) {
   const int64_t layout = d[0], idx = d[2];
   const ScalarType dtype = value_dtype(op, layer, name, d[1]);
-  const int64_t esize = dtype == ScalarType::Float ? 4 : 2;
+  const int64_t esize = dtype == ScalarType::Float ? 4 : dtype == ScalarType::Char ? 1 : 2;
+  // int8 values: word 7 is the offset of the float32 scale [in]; otherwise it must be 0.
+  const float* scale = nullptr;
+  if (dtype == ScalarType::Char) {
+    scale = static_cast<const float*>(section(op, layer, "int8 scale", base, bytes, d[7], in, 4));
+  } else {
+    TORCH_CHECK_VALUE(d[7] == 0, op, ": layer ", layer, ": ", name, " has a scale offset but is not int8 (corrupted plan)");
+  }
   if (layout == 0) {
     TORCH_CHECK_VALUE(idx == 0, op, ": layer ", layer, ": ", name, " is dense but has a row index dtype (corrupted plan)");
     const void* v = section(op, layer, name, base, bytes, d[4], in * out, esize);
-    return PackedArgs{v, dtype, nullptr, nullptr, false, 0, in, out, name};
+    return PackedArgs{v, dtype, nullptr, nullptr, false, 0, in, out, name, scale};
   }
   TORCH_CHECK_VALUE(layout == 1 && (idx == 1 || idx == 2), op, ": layer ", layer, ": ", name, " has layout code ",
                     layout, " and row index code ", idx, " (corrupted plan)");
@@ -60,7 +68,7 @@ PackedArgs parse_weight(const char* op, int64_t layer, const char* name, const i
   const void* v = section(op, layer, name, base, bytes, d[4], nnz, esize);
   const auto* cp = static_cast<const int64_t*>(section(op, layer, "col_ptr", base, bytes, d[5], in + 1, 8));
   const void* rows = section(op, layer, "row indices", base, bytes, d[6], nnz, idx == 2 ? 4 : 2);
-  return PackedArgs{v, dtype, cp, rows, idx == 2, nnz, in, out, name};
+  return PackedArgs{v, dtype, cp, rows, idx == 2, nnz, in, out, name, scale};
 }
 
 const float* parse_vector(const char* op, int64_t layer, const char* what, const uint8_t* base, int64_t bytes,

@@ -9,7 +9,8 @@
 //           weight B [8] (EGRU: w_hh H -> 3H; linear RNN: w_out width -> out),
 //           vector byte offsets [6] (EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im or -1, b_out), 0 ...
 //   weight: layout (0 dense, 1 sparse), value dtype (kDtype*), row index dtype (0 none, 1 int16, 2 int32),
-//           nnz, byte offsets of values, col_ptr, rows (-1 where absent), 0
+//           nnz, byte offsets of values, col_ptr, rows (-1 where absent), and of the float32 scale [in]
+//           for int8 values (0 for other dtypes)
 // Python writes the same format (python/evsparse/plan.py); tests/test_plan.py checks both agree.
 //
 // Validated once: get_plan parses the header, checks every section's bounds and alignment against the
@@ -38,7 +39,7 @@ constexpr int64_t kPlanMaxLayers = 64;
 constexpr int64_t kPlanResidual = 1;
 constexpr int64_t kPlanComplex = 2;
 // Value dtype codes of a plan's weights.
-constexpr int64_t kDtypeF32 = 0, kDtypeF16 = 1, kDtypeBF16 = 2;
+constexpr int64_t kDtypeF32 = 0, kDtypeF16 = 1, kDtypeBF16 = 2, kDtypeI8 = 3;
 
 struct PlanLayer {
   PackedArgs w[2];
@@ -63,6 +64,13 @@ int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x);
 // names the width in the message ("hidden_size", "state width").
 void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
                       const char* width_name);
+
+// Nonzero (NaN included) entries of v[0, n): the plan sequence ops' per-layer activity counts.
+inline int64_t count_nonzero(const float* v, int64_t n) {
+  int64_t c = 0;
+  for (int64_t i = 0; i < n; ++i) c += v[i] != 0.f;
+  return c;
+}
 
 // Whether the float32 data of a and b share no byte (the in-place ops' aliasing check).
 inline bool disjoint(const Tensor& a, const Tensor& b) {

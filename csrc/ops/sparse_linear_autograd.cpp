@@ -43,25 +43,40 @@ Tensor bias_grad(const Tensor& g, const c10::IValue& dtype) {
   return (g.dim() == 1 ? g : g.sum(0)).to(static_cast<at::ScalarType>(dtype.toInt()));
 }
 
+// An int8 weight's scale (None otherwise) is saved as a tensor or an undefined one.
+Tensor scale_or_undefined(const std::optional<Tensor>& scale) {
+  return scale.has_value() ? *scale : Tensor();
+}
+
 class GatherLinear : public torch::autograd::Function<GatherLinear> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight_t,
-                        const std::optional<Tensor>& bias) {
+                        const std::optional<Tensor>& bias, const std::optional<Tensor>& scale) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    static auto op = op_handle<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&)>(
-        "evsparse::gather_linear");
-    ctx->save_for_backward({x, weight_t});
+    static auto op = op_handle<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                                      const std::optional<Tensor>&)>("evsparse::gather_linear");
+    ctx->save_for_backward({x, weight_t, scale_or_undefined(scale)});
     ctx->saved_data["bias_dtype"] = bias_dtype_of(bias);
-    return op.call(x, weight_t, bias);
+    return op.call(x, weight_t, bias, scale);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
     static auto grad_weight = op_handle<Tensor(const Tensor&, const Tensor&)>("evsparse::gather_linear_grad_weight");
     const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &weight_t = saved[1];
+    const Tensor &x = saved[0], &weight_t = saved[1], &scale = saved[2];
     const Tensor g = accumulation_grad(grads[0]);
-    Tensor gx, gw, gb;
-    if (ctx->needs_input_grad(0)) gx = at::linear(g, weight_t.to(g.scalar_type())).to(x.scalar_type());
+    Tensor gx, gw, gb, gs;
+    // int8 weights (integers: no gradient of their own): x's gradient through the dequantised matrix,
+    // the scale's as sum_b x[b, j] * (g W_q)[b, j].
+    // (Autograd edges exist for given tensors only: the scale's follows the bias when there is one.)
+    const bool has_bias = !ctx->saved_data["bias_dtype"].isNone();
+    if (scale.defined()) {
+      const Tensor gq = at::linear(g, weight_t.to(g.scalar_type()));  // g @ q: [.., in]
+      if (ctx->needs_input_grad(0)) gx = (gq * scale.to(g.scalar_type())).to(x.scalar_type());
+      if (ctx->needs_input_grad(has_bias ? 3 : 2)) gs = as_matrix(gq * x.to(g.scalar_type())).sum(0).to(scale.scalar_type());
+    } else if (ctx->needs_input_grad(0)) {
+      gx = at::linear(g, weight_t.to(g.scalar_type())).to(x.scalar_type());
+    }
     if (ctx->needs_input_grad(1)) {
       const Tensor xg = x.to(g.scalar_type()).contiguous();
       if (at::GradMode::is_enabled()) {  // create_graph: x^T g in differentiable ATen ops
@@ -75,21 +90,23 @@ class GatherLinear : public torch::autograd::Function<GatherLinear> {
     if (!bias_dtype.isNone() && ctx->needs_input_grad(2)) {
       gb = bias_grad(g, bias_dtype);
     }
-    return {gx, gw, gb};
+    return {gx, gw, gb, gs};
   }
 };
 
 class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
-                        const Tensor& values, int64_t out_features, const std::optional<Tensor>& bias) {
+                        const Tensor& values, int64_t out_features, const std::optional<Tensor>& bias,
+                        const std::optional<Tensor>& scale) {
     at::AutoDispatchBelowADInplaceOrView guard;
     static auto op = op_handle<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t,
-                                      const std::optional<Tensor>&)>("evsparse::sparse_gather_linear");
-    ctx->save_for_backward({x, col_ptr, row_idx, values});
+                                      const std::optional<Tensor>&, const std::optional<Tensor>&)>(
+        "evsparse::sparse_gather_linear");
+    ctx->save_for_backward({x, col_ptr, row_idx, values, scale_or_undefined(scale)});
     ctx->saved_data["bias_dtype"] = bias_dtype_of(bias);
     ctx->saved_data["out_features"] = out_features;
-    return op.call(x, col_ptr, row_idx, values, out_features, bias);
+    return op.call(x, col_ptr, row_idx, values, out_features, bias, scale);
   }
 
   static tensor_list backward(AutogradContext* ctx, tensor_list grads) {
@@ -98,10 +115,22 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
     static auto grad_values = op_handle<Tensor(const Tensor&, const Tensor&, const Tensor&, const Tensor&)>(
         "evsparse::sparse_gather_linear_grad_values");
     const auto saved = ctx->get_saved_variables();
-    const Tensor &x = saved[0], &col_ptr = saved[1], &row_idx = saved[2], &values = saved[3];
+    const Tensor &x = saved[0], &col_ptr = saved[1], &row_idx = saved[2], &values = saved[3], &scale = saved[4];
     const Tensor g = accumulation_grad(grads[0]);
-    Tensor gx, gv, gb;
-    // Tensor inputs are edges 0..4: x, col_ptr, row_idx, values, bias (when given).
+    Tensor gx, gv, gb, gs;
+    // Autograd edges (given tensors only): x, col_ptr, row_idx, values, then bias and scale when given.
+    const bool has_bias = !ctx->saved_data["bias_dtype"].isNone();
+    if (scale.defined()) {  // int8 values: as GatherLinear, through the kernels' transposed product
+      const int64_t scale_edge = has_bias ? 5 : 4;
+      if (ctx->needs_input_grad(0) || ctx->needs_input_grad(scale_edge)) {
+        const Tensor gq = grad_input.call(g, col_ptr, row_idx, values.to(g.scalar_type()));  // g @ q
+        if (ctx->needs_input_grad(0)) gx = (gq * scale.to(g.scalar_type())).to(x.scalar_type());
+        if (ctx->needs_input_grad(scale_edge)) gs = as_matrix(gq * x.to(g.scalar_type())).sum(0).to(scale.scalar_type());
+      }
+      const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
+      if (!bias_dtype.isNone() && ctx->needs_input_grad(4)) gb = bias_grad(g, bias_dtype);
+      return {gx, Tensor(), Tensor(), Tensor(), Tensor(), gb, gs};
+    }
     if (at::GradMode::is_enabled() && (ctx->needs_input_grad(0) || ctx->needs_input_grad(3))) {
       // create_graph: the dense W built from values (differentiable), then plain products. O(out * in)
       // memory, acceptable for higher-order gradients, which are rare; out-of-range indices raise in ATen.
@@ -128,18 +157,19 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
     if (!bias_dtype.isNone() && ctx->needs_input_grad(4)) {
       gb = bias_grad(g, bias_dtype);
     }
-    return {gx, Tensor(), Tensor(), gv, Tensor(), gb};
+    return {gx, Tensor(), Tensor(), gv, Tensor(), gb, Tensor()};
   }
 };
 
-Tensor gather_linear_autograd(const Tensor& x, const Tensor& weight_t, const std::optional<Tensor>& bias) {
-  return GatherLinear::apply(x, weight_t, bias);
+Tensor gather_linear_autograd(const Tensor& x, const Tensor& weight_t, const std::optional<Tensor>& bias,
+                              const std::optional<Tensor>& scale) {
+  return GatherLinear::apply(x, weight_t, bias, scale);
 }
 
 Tensor sparse_gather_linear_autograd(const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
                                      const Tensor& values, int64_t out_features,
-                                     const std::optional<Tensor>& bias) {
-  return SparseGatherLinear::apply(x, col_ptr, row_idx, values, out_features, bias);
+                                     const std::optional<Tensor>& bias, const std::optional<Tensor>& scale) {
+  return SparseGatherLinear::apply(x, col_ptr, row_idx, values, out_features, bias, scale);
 }
 
 }  // namespace

@@ -29,25 +29,27 @@ Tensor run_product(const char* op, const PreparedInput& p, const PackedArgs& w) 
   return finish_output(p, y);
 }
 
-// gather_linear(Tensor x, Tensor weight_t, Tensor? bias=None) -> Tensor
-Tensor gather_linear(const Tensor& x, const Tensor& weight_t, const std::optional<Tensor>& bias) {
+// gather_linear(Tensor x, Tensor weight_t, Tensor? bias=None, Tensor? scale=None) -> Tensor
+Tensor gather_linear(const Tensor& x, const Tensor& weight_t, const std::optional<Tensor>& bias,
+                     const std::optional<Tensor>& scale) {
   constexpr const char* op = "evsparse.gather_linear";
   TORCH_CHECK_VALUE(weight_t.dim() == 2, op, ": weight_t must be 2-D [in, out], got shape ",
                     weight_t.sizes());
   check_tensor(weight_t, op, "weight_t", x);
   const int64_t in = weight_t.size(0), out = weight_t.size(1);
   const PreparedInput p = prepare_input(op, x, in, out, weight_t.scalar_type(), bias);
-  return run_product(op, p, dense_args(weight_t, in, out, "weight"));
+  return run_product(op, p, with_scale(op, dense_args(weight_t, in, out, "weight"), scale, x));
 }
 
 // sparse_gather_linear(Tensor x, Tensor col_ptr, Tensor row_idx, Tensor values, int out_features,
-//                      Tensor? bias=None) -> Tensor
+//                      Tensor? bias=None, Tensor? scale=None) -> Tensor
 Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor& row_idx,
-                            const Tensor& values, int64_t out, const std::optional<Tensor>& bias) {
+                            const Tensor& values, int64_t out, const std::optional<Tensor>& bias,
+                            const std::optional<Tensor>& scale) {
   constexpr const char* op = "evsparse.sparse_gather_linear";
   check_csc(op, x, col_ptr, row_idx, &values, out);
   const PreparedInput p = prepare_input(op, x, col_ptr.size(0) - 1, out, values.scalar_type(), bias);
-  return run_product(op, p, sparse_args(op, "weight", values, col_ptr, row_idx, out));
+  return run_product(op, p, with_scale(op, sparse_args(op, "weight", values, col_ptr, row_idx, out), scale, x));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,10 +156,11 @@ Tensor sparse_gather_linear_grad_input(const Tensor& grad_out, const Tensor& col
 
 TORCH_LIBRARY(evsparse, m) {
   // y = x @ weight_t (+ bias), reading only the rows of weight_t ([in, out]) whose input is nonzero.
-  m.def("gather_linear(Tensor x, Tensor weight_t, Tensor? bias=None) -> Tensor");
+  // An int8 weight_t/values comes with scale [in]: W[o, j] = scale[j] * q[o, j].
+  m.def("gather_linear(Tensor x, Tensor weight_t, Tensor? bias=None, Tensor? scale=None) -> Tensor");
   // y = x @ W.T (+ bias) with W [out, in] in CSC form, reading only the columns of nonzero inputs.
   m.def("sparse_gather_linear(Tensor x, Tensor col_ptr, Tensor row_idx, Tensor values, int out_features, "
-        "Tensor? bias=None) -> Tensor");
+        "Tensor? bias=None, Tensor? scale=None) -> Tensor");
   // Gradients (used by the autograd formulas registered in Python).
   m.def("gather_linear_grad_weight(Tensor grad_out, Tensor x) -> Tensor");
   m.def("sparse_gather_linear_grad_values(Tensor grad_out, Tensor x, Tensor col_ptr, Tensor row_idx) -> Tensor");

@@ -29,16 +29,16 @@ def _check_stack_layers(op: str, layers, num_layers, per_layer: tuple) -> None:
 
 
 @torch.library.register_fake("evsparse::gather_linear")
-def _gather_linear_fake(x, weight_t, bias=None):
-    _same_device("gather_linear", x, weight_t, bias)
+def _gather_linear_fake(x, weight_t, bias=None, scale=None):
+    _same_device("gather_linear", x, weight_t, bias, scale)
     torch._check(x.dim() in (1, 2), lambda: "x must be 1-D or 2-D")
     torch._check(x.shape[-1] == weight_t.shape[0], lambda: "x and weight_t disagree on in_features")
     return x.new_empty((*x.shape[:-1], weight_t.shape[1]), dtype=x.dtype)
 
 
 @torch.library.register_fake("evsparse::sparse_gather_linear")
-def _sparse_gather_linear_fake(x, col_ptr, row_idx, values, out_features, bias=None):
-    _same_device("sparse_gather_linear", x, col_ptr, row_idx, values, bias)
+def _sparse_gather_linear_fake(x, col_ptr, row_idx, values, out_features, bias=None, scale=None):
+    _same_device("sparse_gather_linear", x, col_ptr, row_idx, values, bias, scale)
     # The structure's metadata, checked as PackedWeight and the Triton launchers check it (_contract).
     check_csc_meta(col_ptr, row_idx, out_features, col_ptr.shape[0] - 1, values.shape[0], x.device,
                    "evsparse.sparse_gather_linear")
@@ -124,3 +124,17 @@ def _linear_rnn_plan_step_fake(x, h, arena, meta, out_features):
 @torch.library.register_fake("evsparse::linear_rnn_plan_step_")
 def _linear_rnn_plan_step_inplace_fake(x, h, out, arena, meta):
     _same_device("linear_rnn_plan_step_", x, h, out, arena, meta)
+
+
+@torch.library.register_fake("evsparse::egru_plan_sequence")
+def _egru_plan_sequence_fake(xs, c, y, arena, meta):
+    _same_device("egru_plan_sequence", xs, c, y, arena, meta)
+    return (xs.new_empty((xs.shape[0], *y.shape[1:])), torch.empty_like(c), torch.empty_like(y),
+            c.new_empty((c.shape[0],), dtype=torch.int64))
+
+
+@torch.library.register_fake("evsparse::linear_rnn_plan_sequence")
+def _linear_rnn_plan_sequence_fake(xs, h, arena, meta, out_features):
+    _same_device("linear_rnn_plan_sequence", xs, h, arena, meta)
+    return (xs.new_empty((*xs.shape[:-1], out_features)), torch.empty_like(h),
+            h.new_empty((h.shape[0],), dtype=torch.int64))

@@ -22,10 +22,11 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
 
     ``x``: ``[*, in]`` like ``F.linear`` (``[in]``, ``[B, in]``, or more leading dimensions, which are
     flattened into the batch and restored), contiguous; float32/float64, or float16/bfloat16 with weights of the
-    same dtype (float32 ``x`` also takes float16/bfloat16 weights; accumulation is float32).
+    same dtype (float32 ``x`` also takes float16/bfloat16 weights, and float32/float16/bfloat16 ``x``
+    int8 weights; accumulation is float32).
     Returns ``[*, out]`` in ``x``'s dtype. NaN/Inf in ``x`` propagate exactly as in
     ``F.linear`` on the dense matrix (a NaN input is active). Differentiable with respect to ``x``,
-    ``bias`` and ``weight.values``.
+    ``bias`` and ``weight.values`` (for int8 weights ``weight.scale`` instead).
     """
     if not isinstance(weight, PackedWeight):
         raise ValueError(
@@ -42,7 +43,8 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         lead = x.shape[:-1]
         return sparse_linear(x.flatten(0, -2), weight, bias).reshape(*lead, weight.out_features)
     if weight.layout == "dense":
-        return _GATHER_LINEAR(x, weight.values, bias)
+        return _GATHER_LINEAR(x, weight.values, bias, weight.scale)
     if weight.layout == "sparse":
-        return _SPARSE_GATHER_LINEAR(x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias)
+        return _SPARSE_GATHER_LINEAR(x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias,
+                                     weight.scale)
     raise ValueError(f"evsparse.sparse_linear: unknown layout {weight.layout!r}")

@@ -20,11 +20,11 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from .functional import sparse_linear
-from .packed import VALUE_DTYPES, PackedWeight
+from .packed import PACKED_DTYPES, VALUE_DTYPES, PackedWeight
 from .timing import time_interleaved
 
 __all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
-           "AUTO_SPARSE_MAX_DENSITY"]
+           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8"]
 
 LAYOUTS = ("dense", "sparse", "auto", "timed")
 
@@ -32,10 +32,14 @@ LAYOUTS = ("dense", "sparse", "auto", "timed")
 # "Choosing a layout"). The sparse kernel reads an index and a value per nonzero and scatters them;
 # the dense-gather kernel streams whole rows with SIMD FMAs.
 AUTO_SPARSE_MAX_DENSITY = 0.2
+# The same for int8 weights: the dense-gather then reads 1 byte per weight and the sparse-gather 3 per
+# nonzero (int16 index + value) with the same scalar scatter, so dense wins down to lower densities
+# (docs, "Choosing a layout": int8 sparse won at <= 10% on 1024x3072 and 2048x6144, lost at >= 15%).
+AUTO_SPARSE_MAX_DENSITY_INT8 = 0.1
 
 
 def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
-         example_input: Optional[torch.Tensor] = None) -> PackedWeight:
+         example_input: Optional[torch.Tensor] = None, weight_dtype: Optional[torch.dtype] = None) -> PackedWeight:
     """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
 
     ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
@@ -44,26 +48,33 @@ def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str 
     ``sparse_linear(example_input, ...)`` is timed with each on this machine; the faster is kept
     (see :func:`choose_layouts`). ``example_input`` is needed by, and only allowed with,
     ``"timed"``: an input like those the weight will see (``[in]`` or ``[B, in]``, at its usual
-    activity). Non-finite weights are rejected. The packed values are a detached copy; call
-    ``.requires_grad_()`` on the result to train them.
+    activity). ``weight_dtype``: the packed values' dtype (default: ``weight``'s): float32, float16,
+    bfloat16, float64, or ``torch.int8``, quantised symmetrically with one float32 scale per input
+    column (:meth:`PackedWeight.quantized`; the layout is chosen from the mask, as for float weights,
+    and ``"timed"`` times the int8 candidates). Non-finite weights are rejected. The packed values are
+    a detached copy; call ``.requires_grad_()`` on the result to train them.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
     if (layout == "timed") != (example_input is not None):
         raise ValueError("evsparse.pack: layout='timed' needs example_input (an input to time both layouts on), "
                          "and example_input is used only with layout='timed'")
+    if weight_dtype is not None and weight_dtype not in PACKED_DTYPES:
+        raise ValueError(f"evsparse.pack: weight_dtype must be one of {PACKED_DTYPES}, got {weight_dtype}")
     w = masked_weight(weight, mask, "evsparse.pack")
     if layout == "timed":
-        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p))
+        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p), weight_dtype)
         return pw
-    return PackedWeight.from_masked(w, auto_layout(w) if layout == "auto" else layout)
+    return PackedWeight.from_masked(w, auto_layout(w, weight_dtype) if layout == "auto" else layout, weight_dtype)
 
 
-def auto_layout(w: torch.Tensor) -> str:
-    """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold."""
+def auto_layout(w: torch.Tensor, weight_dtype: Optional[torch.dtype] = None) -> str:
+    """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold
+    (:data:`AUTO_SPARSE_MAX_DENSITY`, or :data:`AUTO_SPARSE_MAX_DENSITY_INT8` for int8 values)."""
     total = w.numel()
     density = int(torch.count_nonzero(w)) / total if total else 1.0
-    return "sparse" if density <= AUTO_SPARSE_MAX_DENSITY else "dense"
+    limit = AUTO_SPARSE_MAX_DENSITY_INT8 if weight_dtype == torch.int8 else AUTO_SPARSE_MAX_DENSITY
+    return "sparse" if density <= limit else "dense"
 
 
 def masked_weight(weight: torch.Tensor, mask: Optional[torch.Tensor], who: str) -> torch.Tensor:
@@ -115,22 +126,24 @@ class LayoutChoice:
         return "LayoutChoice(" + ", ".join(parts) + ")"
 
 
-def choose_layouts(weights: Sequence[torch.Tensor], run: Callable[..., object]) -> tuple[list, LayoutChoice]:
+def choose_layouts(weights: Sequence[torch.Tensor], run: Callable[..., object],
+                   weight_dtype: Optional[torch.dtype] = None) -> tuple[list, LayoutChoice]:
     """Packs every weight (``[out, in]``, masked already) in both layouts, times ``run(*packed)`` for
     every combination of layouts (interleaved blocks, medians) and keeps the fastest, unless
     ``"auto"``'s combination is within :data:`MARGIN` of it (then auto's).
 
     ``run`` is the call the packed weights will serve, on representative input: one product for a
     single matrix, a layer's whole sequence op for a recurrent layer (its products share the cache, so
-    they are timed together). Returns (the chosen PackedWeights, the :class:`LayoutChoice`)."""
-    packed = [{layout: PackedWeight.from_masked(w, layout) for layout in CANDIDATES} for w in weights]
+    they are timed together). ``weight_dtype``: as in :func:`pack`. Returns (the chosen PackedWeights,
+    the :class:`LayoutChoice`)."""
+    packed = [{layout: PackedWeight.from_masked(w, layout, weight_dtype) for layout in CANDIDATES} for w in weights]
     combos = list(itertools.product(CANDIDATES, repeat=len(weights)))
     methods = {combo: (lambda _, combo=combo: run(*(p[lay] for p, lay in zip(packed, combo))), [None])
                for combo in combos}
     cuda = any(w.is_cuda for w in weights)
     seconds = time_interleaved(methods, ROUNDS, sync=torch.cuda.synchronize if cuda else None)
     best = min(combos, key=seconds.__getitem__)
-    auto = tuple(auto_layout(w) for w in weights)
+    auto = tuple(auto_layout(w, weight_dtype) for w in weights)
     if seconds[auto] <= seconds[best] * (1 + MARGIN):
         best = auto
     return [p[lay] for p, lay in zip(packed, best)], LayoutChoice(best, seconds)

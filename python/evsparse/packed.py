@@ -12,6 +12,9 @@ from ._contract import INT16_MAX_OUT, IndexVersions, check_csc, check_finite, ch
 __all__ = ["PackedWeight"]
 
 VALUE_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+# What packed values may be: the float dtypes, or int8 quantised per input column (with ``scale``).
+PACKED_DTYPES = VALUE_DTYPES + (torch.int8,)
+INT8_MAX = 127  # symmetric quantisation: q in [-127, 127], W = scale[j] * q
 
 
 
@@ -29,8 +32,12 @@ class PackedWeight:
         ``out <= 32767``, else int32; sorted within each column) and ``values`` (``[nnz]``); the kernel
         reads only the nonzeros of the active inputs' columns.
 
+    int8 values (``pack(..., weight_dtype=torch.int8)``) are quantised symmetrically per input
+    column: ``W[o, j] = scale[j] * q[o, j]`` with ``scale`` float32 ``[in]`` and ``|q| <= 127``. The
+    kernels fold ``scale[j]`` into input ``j``'s value, so the products read one byte per weight.
+
     ``values`` is a leaf tensor: ``pw.requires_grad_()`` makes the packed weight trainable through
-    :func:`evsparse.sparse_linear`. The structure is validated here (and by ``torch.load``), and again
+    :func:`evsparse.sparse_linear` (for int8 weights, only ``scale`` can take gradients). The structure is validated here (and by ``torch.load``), and again
     before the next product whenever ``col_ptr`` or ``row_idx`` is replaced or edited in place; values
     must be finite. The kernels range-check every index they read as well, so no data, however
     corrupted, makes them read or write out of bounds.
@@ -43,21 +50,24 @@ class PackedWeight:
         values: torch.Tensor,
         col_ptr: Optional[torch.Tensor] = None,
         row_idx: Optional[torch.Tensor] = None,
+        scale: Optional[torch.Tensor] = None,
     ):
         self.layout = layout
         self._shape = check_shape(shape, "evsparse.PackedWeight")
         self.values = values
         self.col_ptr = col_ptr
         self.row_idx = row_idx
+        self.scale = scale
         self._checked = IndexVersions()
         self._validate()
 
     @classmethod
-    def _trusted(cls, layout, shape, values, col_ptr=None, row_idx=None) -> "PackedWeight":
+    def _trusted(cls, layout, shape, values, col_ptr=None, row_idx=None, scale=None) -> "PackedWeight":
         """Builds without validation, from parts that come from an already validated pack (their
         current versions count as checked)."""
         pw = cls.__new__(cls)
         pw.layout, pw._shape, pw.values, pw.col_ptr, pw.row_idx = layout, tuple(shape), values, col_ptr, row_idx
+        pw.scale = scale
         pw._checked = IndexVersions()
         # Consulted only off the CPU (the CPU ops validate edited structures themselves) and never in
         # traced code: record nothing per call on the CPU path (SparseLinear builds one per forward).
@@ -74,8 +84,8 @@ class PackedWeight:
         v = self.values
         if not isinstance(v, torch.Tensor):
             _fail(f"values must be a tensor, got {type(v).__name__}")
-        if v.dtype not in VALUE_DTYPES:
-            _fail(f"values dtype must be one of {VALUE_DTYPES}, got {v.dtype}")
+        if v.dtype not in PACKED_DTYPES:
+            _fail(f"values dtype must be one of {PACKED_DTYPES}, got {v.dtype}")
         if v.layout != torch.strided or not v.is_contiguous():
             _fail("values must be a contiguous strided tensor")
         if self.layout == "dense":
@@ -89,7 +99,20 @@ class PackedWeight:
             if v.dim() != 1:
                 _fail(f"sparse values must be 1-D [nnz], got shape {list(v.shape)}")
             check_csc(self.col_ptr, self.row_idx, out, inp, v.numel(), v.device, who)
-        check_finite(v, who)
+        if v.dtype == torch.int8:
+            sc = self.scale
+            if not isinstance(sc, torch.Tensor) or sc.dtype != torch.float32 or tuple(sc.shape) != (inp,):
+                _fail(f"int8 values need a float32 scale of shape [in] = [{inp}], got "
+                      f"{getattr(sc, 'dtype', type(sc).__name__)} {list(getattr(sc, 'shape', []))}")
+            if sc.device != v.device or not sc.is_contiguous():
+                _fail(f"scale must be contiguous and on the values' device ({v.device}), got {sc.device}")
+            check_finite(sc, who)
+            if bool((v == -128).any()):
+                _fail("int8 values are quantised symmetrically to [-127, 127]; found -128")
+        else:
+            if self.scale is not None:
+                _fail(f"scale is only for int8 values; these are {v.dtype}")
+            check_finite(v, who)
         self._checked.record((self.col_ptr, self.row_idx))
 
     def _ensure_checked(self) -> None:
@@ -98,11 +121,18 @@ class PackedWeight:
             self._validate()
 
     @classmethod
-    def from_masked(cls, w: torch.Tensor, layout: str) -> "PackedWeight":
+    def from_masked(cls, w: torch.Tensor, layout: str, weight_dtype: Optional[torch.dtype] = None) -> "PackedWeight":
         """Packs an already checked and masked ``[out, in]`` weight (what :func:`evsparse.pack` does
-        after checking and masking) in the ``"dense"`` or ``"sparse"`` layout."""
+        after checking and masking) in the ``"dense"`` or ``"sparse"`` layout, with values of
+        ``weight_dtype`` (default: ``w``'s; ``torch.int8`` quantises, see the class docstring)."""
         if layout not in ("dense", "sparse"):
             _fail(f"layout must be 'dense' or 'sparse', got {layout!r}")
+        if weight_dtype is not None and weight_dtype not in PACKED_DTYPES:
+            _fail(f"weight_dtype must be one of {PACKED_DTYPES}, got {weight_dtype}")
+        if weight_dtype == torch.int8:
+            return cls.from_masked(w, layout).quantized()
+        if weight_dtype is not None:
+            w = w.to(weight_dtype)
         out, inp = w.shape
         wt = w.t().contiguous()  # [in, out]: row j = input j's outgoing weights
         if layout == "dense":
@@ -153,30 +183,73 @@ class PackedWeight:
 
     @property
     def requires_grad(self) -> bool:
-        return self.values.requires_grad
+        return (self.scale if self.values.dtype == torch.int8 else self.values).requires_grad
 
     def requires_grad_(self, requires_grad: bool = True) -> "PackedWeight":
-        self.values.requires_grad_(requires_grad)
+        # int8 values are integers (no gradient): their float part, the scale, is what trains.
+        (self.scale if self.values.dtype == torch.int8 else self.values).requires_grad_(requires_grad)
         return self
 
     # ---- conversions --------------------------------------------------------------------------
-    def to_dense(self) -> torch.Tensor:
-        """The ``[out, in]`` weight (differentiable with respect to ``values``)."""
-        out, inp = self._shape
-        if self.layout == "dense":
-            return self.values.t().contiguous()
+    def _columns(self) -> torch.Tensor:
+        """The input (column) index of every stored value of the sparse layout."""
         counts = (self.col_ptr[1:] - self.col_ptr[:-1]).to(self.values.device)
-        cols = torch.repeat_interleave(torch.arange(inp, device=self.values.device), counts)
-        dense = self.values.new_zeros((out, inp))
-        return dense.index_put((self.row_idx.to(torch.int64), cols), self.values)
+        return torch.repeat_interleave(torch.arange(self._shape[1], device=self.values.device), counts,
+                                       output_size=self.values.numel())
+
+    def _float_values(self) -> torch.Tensor:
+        """``values``, dequantised to float32 for int8 (differentiable with respect to ``scale``)."""
+        if self.values.dtype != torch.int8:
+            return self.values
+        col_scale = self.scale[:, None] if self.layout == "dense" else self.scale[self._columns()]
+        return self.values.to(torch.float32) * col_scale
+
+    def to_dense(self) -> torch.Tensor:
+        """The ``[out, in]`` weight (differentiable with respect to ``values``; int8 weights come back
+        dequantised, float32)."""
+        out, inp = self._shape
+        values = self._float_values()
+        if self.layout == "dense":
+            return values.t().contiguous()
+        dense = values.new_zeros((out, inp))
+        return dense.index_put((self.row_idx.to(torch.int64), self._columns()), values)
+
+    def quantized(self) -> "PackedWeight":
+        """This weight with int8 values in the same layout and structure: per input column ``j``,
+        ``scale[j] = max_o |W[o, j]| / 127`` (1 for an all-zero column) and ``q = round(W / scale)``,
+        so every weight is off by at most ``scale[j] / 2``."""
+        if self.values.dtype == torch.int8:
+            return self
+        v = self.values.detach().to(torch.float32)
+        inp = self._shape[1]
+        if self.layout == "dense":
+            amax = v.abs().amax(dim=1) if v.numel() else v.new_zeros(inp)
+            col_scale = None
+        else:
+            cols = self._columns()
+            amax = v.new_zeros(inp).scatter_reduce(0, cols, v.abs(), reduce="amax", include_self=True)
+            col_scale = cols
+        scale = torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax)).contiguous()
+        per_value = scale[:, None] if col_scale is None else scale[col_scale]
+        q = torch.round(v / per_value).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8).contiguous()
+        return PackedWeight._trusted(self.layout, self._shape, q, self.col_ptr, self.row_idx, scale)
 
     def to(self, device=None, dtype: Optional[torch.dtype] = None) -> "PackedWeight":
-        """A copy on ``device`` and/or with values of ``dtype`` (indices keep their dtype)."""
-        if dtype is not None and dtype not in VALUE_DTYPES:
-            _fail(f"dtype must be one of {VALUE_DTYPES}, got {dtype}")
-        values = self.values.to(device=device, dtype=dtype)
+        """A copy on ``device`` and/or with values of ``dtype`` (indices keep their dtype).
+        ``dtype=torch.int8`` quantises (:meth:`quantized`); a float ``dtype`` dequantises int8 values."""
+        if dtype is not None and dtype not in PACKED_DTYPES:
+            _fail(f"dtype must be one of {PACKED_DTYPES}, got {dtype}")
         move = (lambda t: None if t is None else t.to(device=device)) if device is not None else (lambda t: t)
-        return PackedWeight._trusted(self.layout, self._shape, values, move(self.col_ptr), move(self.row_idx))
+        if dtype == torch.int8:
+            q = self.quantized()
+            return PackedWeight._trusted(self.layout, self._shape, move(q.values), move(q.col_ptr),
+                                         move(q.row_idx), move(q.scale))
+        if self.values.dtype == torch.int8 and dtype is not None:
+            values = self._float_values().detach().to(device=device, dtype=dtype)
+            return PackedWeight._trusted(self.layout, self._shape, values, move(self.col_ptr), move(self.row_idx))
+        values = self.values.to(device=device, dtype=dtype)
+        return PackedWeight._trusted(self.layout, self._shape, values, move(self.col_ptr), move(self.row_idx),
+                                     move(self.scale))
 
     def __repr__(self) -> str:
         extra = f", index_dtype={self.index_dtype}" if self.layout == "sparse" else ""
@@ -193,6 +266,7 @@ class PackedWeight:
             "values": self.values,
             "col_ptr": self.col_ptr,
             "row_idx": self.row_idx,
+            "scale": self.scale,
         }
 
     def __setstate__(self, state):
@@ -203,6 +277,7 @@ class PackedWeight:
         self.values = state.get("values")
         self.col_ptr = state.get("col_ptr")
         self.row_idx = state.get("row_idx")
+        self.scale = state.get("scale")  # absent in files from before int8 weights
         self._checked = IndexVersions()
         self._validate()
 

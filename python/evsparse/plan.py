@@ -32,7 +32,7 @@ RESIDUAL = 1
 COMPLEX = 2
 ALIGN = 64
 
-_VALUE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+_VALUE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.int8: 3}
 _VALUE_DTYPES = {v: k for k, v in _VALUE_CODES.items()}
 _INDEX_CODES = {None: 0, torch.int16: 1, torch.int32: 2}
 _INDEX_DTYPES = {1: torch.int16, 2: torch.int32}
@@ -83,10 +83,11 @@ def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -
         rec = [layer.in_features, layer.out_features, layer.flags, layer.state_size]
         for pw in layer.weights:
             if pw.dtype not in _VALUE_CODES:
-                _fail(f"plan weights are float32, float16 or bfloat16, got {pw.dtype}")
+                _fail(f"plan weights are float32, float16, bfloat16 or int8, got {pw.dtype}")
             sparse = pw.layout == "sparse"
+            scale = place(pw.scale) if pw.dtype == torch.int8 else 0  # (0: the format's "no scale")
             rec += [int(sparse), _VALUE_CODES[pw.dtype], _INDEX_CODES[pw.row_idx.dtype if sparse else None],
-                    pw.values.numel() if sparse else 0, place(pw.values), place(pw.col_ptr), place(pw.row_idx), 0]
+                    pw.values.numel() if sparse else 0, place(pw.values), place(pw.col_ptr), place(pw.row_idx), scale]
         vectors = [place(None if v is None else v.float()) for v in layer.vectors]
         rec += vectors + [-1] * (6 - len(vectors)) + [0] * 6
         meta += rec
@@ -121,14 +122,15 @@ def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[lis
         weights = []
         for (w_in, w_out), d in zip(dims, (r[4:12], r[12:20])):
             dtype = _VALUE_DTYPES[d[1]]
+            scale = _section(arena, d[7], w_in, torch.float32) if dtype == torch.int8 else None
             if d[0] == 0:
                 values = _section(arena, d[4], w_in * w_out, dtype).view(w_in, w_out)
-                weights.append(PackedWeight._trusted("dense", (w_out, w_in), values))
+                weights.append(PackedWeight._trusted("dense", (w_out, w_in), values, scale=scale))
             else:
                 values = _section(arena, d[4], d[3], dtype)
                 col_ptr = _section(arena, d[5], w_in + 1, torch.int64)
                 rows = _section(arena, d[6], d[3], _INDEX_DTYPES[d[2]])
-                weights.append(PackedWeight._trusted("sparse", (w_out, w_in), values, col_ptr, rows))
+                weights.append(PackedWeight._trusted("sparse", (w_out, w_in), values, col_ptr, rows, scale))
         vectors = tuple(None if off < 0 else _section(arena, off, n, torch.float32)
                         for off, n in zip(r[20:20 + len(lengths)], lengths))
         views.append(PlanLayer(n_in, n_out, S, flags, (weights[0], weights[1]), vectors))
@@ -157,7 +159,7 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
     for k, v in enumerate(views):
         for name, pw in zip(weight_names, v.weights):
             try:
-                check_finite(pw.values, "evsparse.PackedWeight")
+                check_finite(pw.scale if pw.dtype == torch.int8 else pw.values, "evsparse.PackedWeight")
             except ValueError as e:
                 raise ValueError(f"{who}: packed weight {name}_l{k} is invalid: {e}") from None
         for vec in v.vectors:

@@ -7,7 +7,7 @@
 #define SIMDE_ENABLE_NATIVE_ALIASES
 #include <simde/x86/avx512.h>
 
-// SIMDe 0.7.4 has no 512-bit forms of these two: widen each 256-bit half with the native AVX2/F16C
+// SIMDe 0.7.4 has no 512-bit forms of these four (the int8 ones are at the end): widen each 256-bit half with the native AVX2/F16C
 // instruction and reassemble through memory.
 static inline __m512 evsparse_emu_mm512_cvtph_ps(__m256i h) {
   alignas(64) float f[16];
@@ -23,3 +23,18 @@ static inline __m512i evsparse_emu_mm512_cvtepu16_epi32(__m256i h) {
 }
 #define _mm512_cvtph_ps(h) evsparse_emu_mm512_cvtph_ps(h)
 #define _mm512_cvtepu16_epi32(h) evsparse_emu_mm512_cvtepu16_epi32(h)
+static inline __m512i evsparse_emu_mm512_cvtepi8_epi32(__m128i b) {
+  alignas(64) int32_t v[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v), _mm256_cvtepi8_epi32(b));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(v + 8), _mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
+  return _mm512_load_si512(v);
+}
+static inline __m512 evsparse_emu_mm512_cvtepi32_ps(__m512i w) {
+  alignas(64) int32_t v[16];
+  alignas(64) float f[16];
+  _mm512_store_si512(v, w);
+  for (int i = 0; i < 16; ++i) f[i] = static_cast<float>(v[i]);
+  return _mm512_load_ps(f);
+}
+#define _mm512_cvtepi8_epi32(b) evsparse_emu_mm512_cvtepi8_epi32(b)
+#define _mm512_cvtepi32_ps(w) evsparse_emu_mm512_cvtepi32_ps(w)

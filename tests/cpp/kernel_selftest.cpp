@@ -41,6 +41,8 @@ template <class W> W make_weight(float v);
 template <> float make_weight<float>(float v) { return v; }
 template <> f16 make_weight<f16>(float v) { return f16{float_to_f16(v)}; }
 template <> bf16 make_weight<bf16>(float v) { return bf16{float_to_bf16(v)}; }
+// int8: the quantised integer itself (the kernels never see the scale; the op layer folds it into x).
+template <> int8_t make_weight<int8_t>(float v) { return static_cast<int8_t>(std::lround(v * 127.f)); }
 
 int failures = 0;
 
@@ -191,6 +193,8 @@ int main() {
     group(&run_trials<float, int32_t>, t, "f32/int32");
     group(&run_trials<f16, int16_t>, t, "f16/int16");
     group(&run_trials<bf16, int32_t>, t, "bf16/int32");
+    group(&run_trials<int8_t, int16_t>, t, "i8/int16");
+    group(&run_trials<int8_t, int32_t>, t, "i8/int32");
     group(&run_corruption_trials<int16_t>, t, "bad int16");
     group(&run_corruption_trials<int32_t>, t, "bad int32");
   }

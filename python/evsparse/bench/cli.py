@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import evsparse
 
+from . import cold as cold_section
 from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, stack as stack_section
 from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
 
@@ -188,17 +189,23 @@ def run_sweep(sizes, activities, densities, reps, dtype, progress=True, include_
 
 
 def crossover_section(sizes, activities, densities, reps: int) -> list[dict]:
-    """dense-gather vs sparse-gather time over weight density: where "auto" should switch."""
+    """dense-gather vs sparse-gather time over weight density, float32 and int8 weights (all four
+    interleaved): where "auto" should switch for each."""
     out = []
     for size, activity, d in ((s, a, d) for s in sizes for a in activities for d in densities):
         n_in, n_out = parse_size(size)
         case = Case(n_in, n_out, activity, d, seed=1)
         methods, _ = build_methods(case, include_baselines=False)
         methods = {k: methods[k] for k in ("evs_dense_gather", "evs_sparse_gather")}
+        for layout in ("dense", "sparse"):
+            pw8 = evsparse.pack(case.w, layout=layout, weight_dtype=torch.int8)
+            methods[f"int8_{layout}"] = (lambda x, pw8=pw8: evsparse.sparse_linear(x, pw8), case.xs)
         t = time_interleaved(methods, reps)
         out.append({"size": size, "density": d, "activity": activity,
                     "dense_gather_us": t["evs_dense_gather"] * 1e6, "sparse_gather_us": t["evs_sparse_gather"] * 1e6,
-                    "sparse_over_dense": t["evs_dense_gather"] / t["evs_sparse_gather"]})
+                    "sparse_over_dense": t["evs_dense_gather"] / t["evs_sparse_gather"],
+                    "int8_dense_gather_us": t["int8_dense"] * 1e6, "int8_sparse_gather_us": t["int8_sparse"] * 1e6,
+                    "int8_sparse_over_dense": t["int8_dense"] / t["int8_sparse"]})
     return out
 
 
@@ -323,10 +330,14 @@ def to_markdown(report: dict) -> str:
             f"| {r['effective_GBps']:.1f} |")
     if report.get("crossover"):
         lines += ["", "## Layout crossover (dense-gather vs sparse-gather)", "",
-                  "| size | activity | density | dense-gather us | sparse-gather us | sparse faster by |", "|---|---|---|---|---|---|"]
+                  "float32 and int8 weights, the four timed interleaved.", "",
+                  "| size | activity | density | dense-gather us | sparse-gather us | sparse faster by | "
+                  "int8 dense us | int8 sparse us | int8: sparse faster by |", "|---|---|---|---|---|---|---|---|---|"]
         for c in report["crossover"]:
+            int8 = (f"{c['int8_dense_gather_us']:.1f} | {c['int8_sparse_gather_us']:.1f} | "
+                    f"{c['int8_sparse_over_dense']:.2f}x" if "int8_dense_gather_us" in c else "- | - | -")
             lines.append(f"| {c['size']} | {c['activity']:.0%} | {c['density']:.0%} | {c['dense_gather_us']:.1f} | "
-                         f"{c['sparse_gather_us']:.1f} | {c['sparse_over_dense']:.2f}x |")
+                         f"{c['sparse_gather_us']:.1f} | {c['sparse_over_dense']:.2f}x | {int8} |")
     if report.get("egru"):
         lines += ["", "## EGRU step, batch 1 (us per step; one layer, input size = hidden)", "",
                   "| hidden | activity | weight density | theoretical | evsparse op | PackedEGRU.step | GRUCell | "
@@ -345,6 +356,8 @@ def to_markdown(report: dict) -> str:
         lines += stack_section.to_markdown(report["stack_step"])
     if report.get("paced"):
         lines += paced_section.to_markdown(report["paced"])
+    if report.get("cold"):
+        lines += cold_section.to_markdown_lines(report["cold"], report["cold_evict_MB"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -430,6 +443,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="interval of the paced streaming section (one call per interval)")
     ap.add_argument("--paced-samples", type=int, default=paced_section.DEFAULT_SAMPLES,
                     help="paced calls per method (0 to skip the paced streaming section)")
+    ap.add_argument("--cold-points", nargs="*", default=cold_section.DEFAULT_POINTS,
+                    help="in x out @ activity @ density points of the cold-cache section (none to skip)")
+    ap.add_argument("--cold-calls", type=int, default=cold_section.DEFAULT_CALLS,
+                    help="cold calls per method in the cold-cache section")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -450,6 +467,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   if args.stack_width else [])
     paced_rows = (paced_section.paced_section(args.paced_interval_ms, args.paced_samples, args.reps)
                   if args.paced_samples > 0 else [])
+    cold_rows = (cold_section.cold_section(args.cold_points, args.cold_calls, args.reps)
+                 if args.cold_points else [])
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -463,6 +482,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         "timed_layout": timed_rows,
         "stack_step": stack_rows,
         "paced": paced_rows,
+        "cold": cold_rows,
+        "cold_evict_MB": cold_section.evict_bytes() / 2**20,
         "overhead_us": overhead_section(),
         "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],
     }

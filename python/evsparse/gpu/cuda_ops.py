@@ -17,6 +17,25 @@ from .recurrent import (egru_sequence, egru_stack_step, egru_step, linear_rnn_se
 _LIB: Optional[torch.library.Library] = None
 
 
+# ---- the linear products (the op schemas' scale argument: int8 weights are CPU-only) ---------------
+
+
+def _no_int8(op: str, scale) -> None:
+    if scale is not None:
+        raise ValueError(f"evsparse.{op}: int8 weights (a scale) run on the CPU kernels only; pack with a "
+                         "float weight_dtype for the GPU")
+
+
+def gather_linear(x, weight_t, bias=None, scale=None):
+    _no_int8("gather_linear", scale)
+    return launch.gather_linear(x, weight_t, bias)
+
+
+def sparse_gather_linear(x, col_ptr, row_idx, values, out_features, bias=None, scale=None):
+    _no_int8("sparse_gather_linear", scale)
+    return launch.sparse_gather_linear(x, col_ptr, row_idx, values, out_features, bias)
+
+
 # ---- the linear ops' gradients (O(nnz) or one GEMM: plain PyTorch) ----------------------------------
 
 
@@ -72,8 +91,8 @@ def register() -> None:
         return
     lib = torch.library.Library("evsparse", "IMPL")
     impls = {
-        "gather_linear": launch.gather_linear,
-        "sparse_gather_linear": launch.sparse_gather_linear,
+        "gather_linear": gather_linear,
+        "sparse_gather_linear": sparse_gather_linear,
         "gather_linear_grad_weight": gather_linear_grad_weight,
         "sparse_gather_linear_grad_values": sparse_gather_linear_grad_values,
         "sparse_gather_linear_grad_input": sparse_gather_linear_grad_input,

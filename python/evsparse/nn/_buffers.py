@@ -75,18 +75,19 @@ class PackedModule(nn.Module):
         self.register_load_state_dict_post_hook(_validate_after_load)
 
     def _packed_weights(self) -> list[tuple[str, str, tuple[int, int], torch.Tensor, Optional[torch.Tensor],
-                                            Optional[torch.Tensor]]]:
-        """(name, layout, (out, in), values, col_ptr, row_idx) of every packed weight, from the buffers."""
+                                            Optional[torch.Tensor], Optional[torch.Tensor]]]:
+        """(name, layout, (out, in), values, col_ptr, row_idx, scale) of every packed weight, from the
+        buffers (scale: int8 values only)."""
         raise NotImplementedError
 
     def _index_tensors(self, parts) -> tuple:
-        return tuple(t for _, _, _, _, cp, ri in parts for t in (cp, ri) if t is not None)
+        return tuple(t for _, _, _, _, cp, ri, _ in parts for t in (cp, ri) if t is not None)
 
     def _validate_packed(self) -> None:
         parts = self._packed_weights()
-        for name, layout, shape, values, col_ptr, row_idx in parts:
+        for name, layout, shape, values, col_ptr, row_idx, scale in parts:
             try:
-                PackedWeight(layout, shape, values, col_ptr, row_idx)
+                PackedWeight(layout, shape, values, col_ptr, row_idx, scale)
             except ValueError as e:
                 raise ValueError(f"{type(self).__name__}: packed weight {name} is invalid: {e}") from None
         self._packed_seen.record(self._index_tensors(parts))

@@ -137,15 +137,21 @@ def per_layer_layouts(layout, num_layers: int, who: str) -> list:
     return [tuple(p) for p in layout]
 
 
-def pack_layer(weights: list, layout, run: Optional[Callable[..., tuple]], who: str
-               ) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
-    """One layer's ``(weight, mask)`` pairs packed with ``layout`` (a name, or one per weight); with
-    ``"timed"``, in the combination of layouts with which ``run(*packed)`` (the layer's sequence op on
-    its example input) was fastest."""
+def pack_layer(weights: list, layout, run: Optional[Callable[..., tuple]], who: str,
+               weight_dtype: Optional[torch.dtype] = None) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
+    """One layer's ``(weight, mask)`` pairs packed with ``layout`` (a name, or one per weight) and
+    values of ``weight_dtype`` (see :func:`evsparse.pack`); with ``"timed"``, in the combination of
+    layouts with which ``run(*packed)`` (the layer's sequence op on its example input) was fastest.
+    (The per-layer sequence ops take float weights only, so int8 layers are timed as float32 and the
+    chosen layouts quantised. int8 moves the crossover to lower densities, so for int8 ``"auto"``,
+    whose threshold was measured with int8 weights, is the better-founded choice: see the docs.)"""
     if layout == "timed":
-        return choose_layouts([masked_weight(w, m, who) for w, m in weights], run)
+        packed, choice = choose_layouts([masked_weight(w, m, who) for w, m in weights], run)
+        if weight_dtype is not None:
+            packed = [pw.to(dtype=weight_dtype) for pw in packed]
+        return packed, choice
     names = (layout,) * len(weights) if isinstance(layout, str) else layout
-    return [pack(w, m, name) for (w, m), name in zip(weights, names)], None
+    return [pack(w, m, name, weight_dtype=weight_dtype) for (w, m), name in zip(weights, names)], None
 
 
 def op_args(pw: PackedWeight) -> tuple:
@@ -345,6 +351,11 @@ class ActivityLog:
     def add(self, t: torch.Tensor) -> None:
         if not torch.compiler.is_exporting():
             self._counts.append((torch.count_nonzero(t.detach()), t.numel()))  # NaN counts as nonzero
+
+    def add_counts(self, counts: torch.Tensor, numels: list) -> None:
+        """Per layer, a count of nonzero entries already made (a plan sequence op's ``nonzero``)."""
+        if not torch.compiler.is_exporting():
+            self._counts.extend((counts[k], n) for k, n in enumerate(numels))
 
     def fractions(self) -> list[float]:
         if not self._counts:

@@ -203,7 +203,8 @@ class EGRU(nn.Module):
         return torch.stack([torch.as_tensor(r) for r in self._event_rates]).sum()
 
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
-                 example_input: Optional[torch.Tensor] = None) -> "PackedEGRU":
+                 example_input: Optional[torch.Tensor] = None,
+                 weight_dtype: Optional[torch.dtype] = None) -> "PackedEGRU":
         """The inference module on the fused sparse kernels, with the same outputs (float32).
 
         ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
@@ -211,8 +212,10 @@ class EGRU(nn.Module):
         ``layout="timed"``, each layer runs its sequence op on ``example_input`` (a sequence like this
         module's input) with every combination of layouts for its two weights, and keeps the fastest;
         ``PackedEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
-        pairs per layer (``.layouts`` of an earlier result) reproduces a choice."""
-        return PackedEGRU.from_module(self, weight_masks, layout, example_input)
+        pairs per layer (``.layouts`` of an earlier result) reproduces a choice. ``weight_dtype``: the
+        packed weights' dtype (default float32; ``torch.int8`` quantises them per input column, see
+        :func:`evsparse.pack`; biases and thresholds stay float32)."""
+        return PackedEGRU.from_module(self, weight_masks, layout, example_input, weight_dtype)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
         """Loads EvNN ``EGRU`` weights: ``kernel`` [in, 3H], ``recurrent_kernel`` [H, 3H], ``bias``,
@@ -310,7 +313,8 @@ class PackedEGRU(PlanModule):
     @classmethod
     @torch.no_grad()
     def from_module(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
-                  example_input: Optional[torch.Tensor] = None) -> "PackedEGRU":
+                    example_input: Optional[torch.Tensor] = None,
+                    weight_dtype: Optional[torch.dtype] = None) -> "PackedEGRU":
         masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
         inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
         layouts = per_layer_layouts(layout, egru.num_layers, "EGRU.sparsify")
@@ -328,9 +332,9 @@ class PackedEGRU(PlanModule):
                                                         b_ih, b_hh, thr)
 
             weights = [(w_ih.float(), masks.get(f"weight_ih_l{k}")), (w_hh.float(), masks.get(f"weight_hh_l{k}"))]
-            (p_ih, p_hh), choice = pack_layer(weights, layouts[k], run, "EGRU.sparsify")
-            if choice is not None:
-                inp = run(p_ih, p_hh)[0]
+            (p_ih, p_hh), choice = pack_layer(weights, layouts[k], run, "EGRU.sparsify", weight_dtype)
+            if choice is not None:  # the next layer's timing input (float32 weights: see pack_layer)
+                inp = run(*(p.to(dtype=torch.float32) for p in (p_ih, p_hh)))[0]
             layers.append((p_ih, p_hh, b_ih, b_hh, thr))
             choices.append(choice)
         module = cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
@@ -351,15 +355,24 @@ class PackedEGRU(PlanModule):
     def forward(self, x: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         x = check_sequence_input(x, self.input_size, self.batch_first, "PackedEGRU").contiguous()
         c0, y0 = _initial_state(state, self.num_layers, x.shape[1], self.hidden_size, x, "PackedEGRU")
-        inp, c_last, y_last = x, [], []
         self._activity.start()
-        for k in range(self.num_layers):
-            inp, c, y = torch.ops.evsparse.egru_sequence(inp, c0[k].contiguous(), y0[k].contiguous(), *self._args(k))
-            c_last.append(c)
-            y_last.append(y)
-            self._activity.add(inp)
-        out = inp.transpose(0, 1) if self.batch_first else inp
-        return out, (torch.stack(c_last), torch.stack(y_last))
+        if self.plan_arena.device.type == "cpu":  # the whole stack over the sequence: one op call
+            if not torch.compiler.is_compiling():
+                self._ensure_packed_valid()
+            out, c, y, nonzero = torch.ops.evsparse.egru_plan_sequence(x, c0.contiguous(), y0.contiguous(),
+                                                                       self.plan_arena, self.plan_meta)
+            self._activity.add_counts(nonzero, [x.shape[0] * x.shape[1] * self.hidden_size] * self.num_layers)
+        else:  # the GPU kernels take the per-layer views
+            inp, c_last, y_last = x, [], []
+            for k in range(self.num_layers):
+                inp, c_k, y_k = torch.ops.evsparse.egru_sequence(inp, c0[k].contiguous(), y0[k].contiguous(),
+                                                                 *self._args(k))
+                c_last.append(c_k)
+                y_last.append(y_k)
+                self._activity.add(inp)
+            out, c, y = inp, torch.stack(c_last), torch.stack(y_last)
+        out = out.transpose(0, 1) if self.batch_first else out
+        return out, (c, y)
 
     def step(self, x_t: torch.Tensor, state: Optional[State] = None) -> tuple[torch.Tensor, State]:
         """One step of every layer in one op call: ``x_t`` [B, input_size] -> (``y_t`` [B, H], state);

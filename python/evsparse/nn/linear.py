@@ -34,20 +34,24 @@ class SparseLinear(PackedModule):
         self.in_features = weight.in_features
         self.out_features = weight.out_features
         self.layout = weight.layout
-        self.weight_values = nn.Parameter(weight.values.detach(), requires_grad=True)
+        # int8 values are integers (a frozen parameter: no gradient); their scale, a buffer, is float32.
+        self.weight_values = nn.Parameter(weight.values.detach(), requires_grad=weight.dtype != torch.int8)
         register_optional_buffer(self, "col_ptr", weight.col_ptr)
         register_optional_buffer(self, "row_idx", weight.row_idx)
+        register_optional_buffer(self, "weight_scale", None if weight.scale is None else weight.scale.detach())
         self.bias = None if bias is None else nn.Parameter(bias.detach())
 
     @classmethod
     def from_module(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto",
-                    example_input: Optional[torch.Tensor] = None) -> "SparseLinear":
-        """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`, also for ``layout="timed"`` and
-        ``example_input``) and copies the bias."""
+                    example_input: Optional[torch.Tensor] = None,
+                    weight_dtype: Optional[torch.dtype] = None) -> "SparseLinear":
+        """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`, also for ``layout="timed"``,
+        ``example_input`` and ``weight_dtype``, e.g. ``torch.int8``) and copies the bias."""
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"SparseLinear.from_module: expected nn.Linear, got {type(linear).__name__}")
         bias = None if linear.bias is None else linear.bias.detach().clone()
-        return cls(pack(linear.weight, mask=mask, layout=layout, example_input=example_input), bias)
+        return cls(pack(linear.weight, mask=mask, layout=layout, example_input=example_input,
+                        weight_dtype=weight_dtype), bias)
 
     from_linear = alias_classmethod("from_module", "SparseLinear.from_linear", "SparseLinear.from_module")
 
@@ -55,12 +59,13 @@ class SparseLinear(PackedModule):
     def packed(self) -> PackedWeight:
         """The packed weight, sharing this module's parameter and buffers."""
         return PackedWeight._trusted(
-            self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr, self.row_idx
+            self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr, self.row_idx,
+            self.weight_scale
         )
 
     def _packed_weights(self) -> list:
         return [("weight", self.layout, (self.out_features, self.in_features), self.weight_values, self.col_ptr,
-                 self.row_idx)]
+                 self.row_idx, self.weight_scale)]
 
     _fast: Optional[tuple] = None  # (op, args after x) for the CPU fast path, set at validation
 
@@ -70,10 +75,12 @@ class SparseLinear(PackedModule):
         self._fast = None
         if self.weight_values.device.type == "cpu":
             if self.layout == "dense":
-                self._fast = (fast_op(torch.ops.evsparse.gather_linear.default), (self.weight_values, self.bias))
+                self._fast = (fast_op(torch.ops.evsparse.gather_linear.default),
+                              (self.weight_values, self.bias, self.weight_scale))
             else:
                 self._fast = (fast_op(torch.ops.evsparse.sparse_gather_linear.default),
-                              (self.col_ptr, self.row_idx, self.weight_values, self.out_features, self.bias))
+                              (self.col_ptr, self.row_idx, self.weight_values, self.out_features, self.bias,
+                               self.weight_scale))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         fast = self._fast
@@ -87,5 +94,6 @@ class SparseLinear(PackedModule):
 
     def extra_repr(self) -> str:
         pw = self.packed
+        dtype = "" if pw.dtype == torch.float32 else f", weight_dtype={pw.dtype}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, layout={self.layout!r}, "
-                f"density={pw.density:.4f}, bias={self.bias is not None}")
+                f"density={pw.density:.4f}{dtype}, bias={self.bias is not None}")

@@ -250,7 +250,8 @@ class SparseLinearRNN(nn.Module):
         return torch.stack(self._output_means).sum()
 
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
-                 example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
+                 example_input: Optional[torch.Tensor] = None,
+                 weight_dtype: Optional[torch.dtype] = None) -> "PackedLinearRNN":
         """The inference module on the fused kernels (``torch.ops.evsparse.linear_rnn_*``), float32.
 
         ``weight_masks`` maps ``weight_in_l{k}`` / ``weight_out_l{k}`` to masks; each weight is packed as
@@ -258,8 +259,9 @@ class SparseLinearRNN(nn.Module):
         ``layout="timed"`` times every combination of layouts per layer on ``example_input`` (a sequence
         like this module's input) and keeps the fastest, as in :meth:`EGRU.sparsify`; a list of
         (input, output) weight layout pairs per layer (``.layouts`` of an earlier result) reproduces a
-        choice."""
-        return PackedLinearRNN.from_module(self, weight_masks, layout, example_input)
+        choice. ``weight_dtype``: the packed weights' dtype (default float32; ``torch.int8`` quantises
+        them per input column, see :func:`evsparse.pack`; biases and decays stay float32)."""
+        return PackedLinearRNN.from_module(self, weight_masks, layout, example_input, weight_dtype)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.state_size}, {self.output_size}, num_layers={self.num_layers}, "
@@ -313,7 +315,8 @@ class PackedLinearRNN(PlanModule):
     @torch.no_grad()
     def from_module(cls, rnn: SparseLinearRNN, weight_masks: Optional[dict] = None,
                     layout: Union[str, Sequence] = "auto",
-                    example_input: Optional[torch.Tensor] = None) -> "PackedLinearRNN":
+                    example_input: Optional[torch.Tensor] = None,
+                    weight_dtype: Optional[torch.dtype] = None) -> "PackedLinearRNN":
         masks = checked_weight_masks(weight_masks, rnn.num_layers, ("weight_in", "weight_out"))
         inp = timing_example(example_input, layout, rnn, "SparseLinearRNN.sparsify")  # layer k's input when timed
         layouts = per_layer_layouts(layout, rnn.num_layers, "SparseLinearRNN.sparsify")
@@ -337,9 +340,9 @@ class PackedLinearRNN(PlanModule):
 
             weights = [((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}")),
                        (w_out.detach().float(), masks.get(f"weight_out_l{k}"))]
-            (p_in, p_out), choice = pack_layer(weights, layouts[k], run, "SparseLinearRNN.sparsify")
-            if choice is not None:
-                inp = run(p_in, p_out)[0]
+            (p_in, p_out), choice = pack_layer(weights, layouts[k], run, "SparseLinearRNN.sparsify", weight_dtype)
+            if choice is not None:  # the next layer's timing input (float32 weights: see pack_layer)
+                inp = run(*(p.to(dtype=torch.float32) for p in (p_in, p_out)))[0]
             layers.append((p_in, b_in, a_re, a_im, p_out, b_out, residual))
             choices.append(choice)
         module = cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
@@ -359,14 +362,23 @@ class PackedLinearRNN(PlanModule):
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "PackedLinearRNN").contiguous()
         h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "PackedLinearRNN")
-        inp, h_last = x, []
         self._activity.start()
-        for k in range(self.num_layers):
-            inp, h = torch.ops.evsparse.linear_rnn_sequence(inp, h0[k].contiguous(), *self._args(k))
-            h_last.append(h)
-            self._activity.add(inp)
-        out = inp.transpose(0, 1) if self.batch_first else inp
-        return out, torch.stack(h_last)
+        if self.plan_arena.device.type == "cpu":  # the whole stack over the sequence: one op call
+            if not torch.compiler.is_compiling():
+                self._ensure_packed_valid()
+            out, h, nonzero = torch.ops.evsparse.linear_rnn_plan_sequence(x, h0.contiguous(), self.plan_arena,
+                                                                          self.plan_meta, self.output_size)
+            steps = x.shape[0] * x.shape[1]
+            self._activity.add_counts(nonzero, [steps * v.out_features for v in self._layer_views()])
+        else:  # the GPU kernels take the per-layer views
+            inp, h_last = x, []
+            for k in range(self.num_layers):
+                inp, h_k = torch.ops.evsparse.linear_rnn_sequence(inp, h0[k].contiguous(), *self._args(k))
+                h_last.append(h_k)
+                self._activity.add(inp)
+            out, h = inp, torch.stack(h_last)
+        out = out.transpose(0, 1) if self.batch_first else out
+        return out, h
 
     def step(self, x_t: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One step of every layer in one op call: ``x_t`` [B, input_size] -> (``y_t`` [B, output_size],
