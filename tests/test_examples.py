@@ -41,7 +41,7 @@ def test_linear_rnn_denoiser_pipeline(tmp_path, capsys):
         run = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(run)
         run.main(["--config", "tiny", "--train-steps", "3", "--finetune-steps", "2", "--sparsities", "0.8",
-                  "--batch", "2", "--seconds", "0.5", "--test-clips", "2", "--test-seconds", "0.5", "--reps", "2",
+                  "--batch", "2", "--seconds", "0.5", "--test-clips", "2", "--test-seconds", "0.5", "--reps", "2", "--paced-samples", "2",
                   "--out", str(tmp_path)])
     finally:
         sys.path.remove(str(EXAMPLES / "linear_rnn"))
@@ -51,6 +51,8 @@ def test_linear_rnn_denoiser_pipeline(tmp_path, capsys):
     assert [r["sparsity"] for r in rows] == [0.0, 0.8]
     for r in rows:  # the kernels give the dense masked model's quality
         assert abs(r["si_snri_dB"] - r["si_snri_kernels_dB"]) < 1e-3
+        assert r["rel_diff_int8_vs_kernels"] < 0.05 and abs(r["si_snri_int8_dB"] - r["si_snri_kernels_dB"]) < 0.5
+        assert 0 < r["latency"]["paced_kernels_us"] <= r["latency"]["paced_kernels_p99_us"]
         assert r["macs_per_frame"]["combined"] <= r["macs_per_frame"]["dense"]
     assert abs(rows[1]["measured_weight_sparsity"] - 0.8) < 0.01
     assert "| 80% |" in (tmp_path / "results.md").read_text()

@@ -261,3 +261,18 @@ def test_auto_layout_rule_for_int8():
     low = torch.rand(100, 100) < thr * 0.5
     assert pack(w, between).layout == "sparse" and pack(w, between, weight_dtype=torch.int8).layout == "dense"
     assert pack(w, low, weight_dtype=torch.int8).layout == "sparse"
+
+
+def test_timed_layouts_with_int8_time_int8_candidates_on_plans():
+    torch.manual_seed(3)
+    egru = EGRU(16, 24, num_layers=2)
+    example = torch.randn(6, 1, 16) * (torch.rand(6, 1, 16) < 0.3)
+    p = egru.sparsify(layout="timed", example_input=example, weight_dtype=torch.int8)
+    assert all(pw.dtype == torch.int8 for k in range(2) for pw in p.packed(k))
+    assert all(c is not None and len(c.seconds) == 4 for c in p.layout_choices)
+    again = egru.sparsify(layout=p.layouts, weight_dtype=torch.int8)
+    assert torch.equal(again(example)[0], p(example)[0])
+    rnn = SparseLinearRNN(16, 8, 16, num_layers=2, complex=True)
+    q = rnn.sparsify(layout="timed", example_input=example, weight_dtype=torch.int8)
+    assert all(c is not None for c in q.layout_choices)
+    assert torch.equal(rnn.sparsify(layout=q.layouts, weight_dtype=torch.int8)(example)[0], q(example)[0])

@@ -319,6 +319,16 @@ def test_corrupted_int8_scale_descriptor_is_refused(index, value, match):
         p.load_state_dict({"plan_arena": p.plan_arena.clone(), "plan_meta": bad})
 
 
+def test_int8_plan_value_minus_128_is_refused():
+    p = _egru_int8("sparse")
+    pw = p.packed(1)[0]
+    start = pw.values.data_ptr() - p.plan_arena.data_ptr()
+    arena = p.plan_arena.clone()
+    arena[start] = 128  # the byte of int8 -128
+    with pytest.raises(ValueError, match="-128"):
+        p.load_state_dict({"plan_arena": arena, "plan_meta": p.plan_meta.clone()})
+
+
 def test_int8_plan_scale_edited_to_nan_is_refused(tmp_path):
     p = _egru_int8("dense")
     pw = p.packed(0)[0]

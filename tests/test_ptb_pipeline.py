@@ -67,6 +67,14 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
             assert speed[f"{key}_range"][0] <= speed[key] <= speed[f"{key}_range"][1]
         assert speed["gru_tokens_per_s"] > 0
     assert result["layout"] == "auto" and len(result["layouts"]) == 2
+    assert result["test_ppl_kernels_int8"] is None
+    q = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"), "--stream-tokens",
+                            "16", "--speed-block", "8", "--int8", "--paced-tokens", "3", "--paced-interval-ms", "1"])
+    assert q["test_ppl_kernels_int8"] == pytest.approx(q["test_ppl_kernels"], rel=0.05)  # int8: close, not equal
+    for speed in q["batch1_speed"].values():
+        assert speed["kernels_int8_tokens_per_s"] > 0 and speed["int8_over_float32"] > 0
+        assert set(speed["paced"]) == {"kernels", "dense", "gru", "kernels_int8"} and speed["paced_interval_ms"] == 1
+        assert all(0 < v["median_us"] <= v["p99_us"] for v in speed["paced"].values())
     timed = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"),
                                 "--stream-tokens", "20", "--layout", "timed", "--timing-tokens", "30"])
     assert timed["test_ppl_kernels"] == pytest.approx(result["test_ppl_dense_model"], rel=1e-5)
@@ -83,9 +91,9 @@ def test_timed_sparsify_times_each_layer_on_its_own_input(monkeypatch):
     seen = []
     original = model_mod.EGRU.sparsify
 
-    def spy(layer, masks=None, layout="auto", example_input=None):
+    def spy(layer, masks=None, layout="auto", example_input=None, weight_dtype=None):
         seen.append(None if example_input is None else example_input.clone())
-        return original(layer, masks, layout, example_input)
+        return original(layer, masks, layout, example_input, weight_dtype)
 
     monkeypatch.setattr(model_mod.EGRU, "sparsify", spy)
     sparse = model.sparsify(layout="timed", example_tokens=tokens)

@@ -84,7 +84,30 @@ def lean_dense_decoder(decoder: torch.nn.Linear):
     return lambda x: torch.addmm(bias, x, w_t)
 
 
-def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool, block: int) -> dict:
+def paced_latency(streams: dict, tokens: torch.Tensor, interval_s: float) -> dict:
+    """Per stream, the latency of one token fed one per ``interval_s`` (the streams take turns tick by
+    tick, so none warms the machine for another): median and p99 microseconds, and the real-time factor
+    (median latency / interval)."""
+    names = list(streams)
+    lat = {n: [] for n in names}
+    tick = time.perf_counter()
+    for i in range(tokens.numel() * len(names)):
+        name = names[i % len(names)]
+        tick += interval_s
+        delay = tick - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        lat[name].append(streams[name].seconds_per_token(tokens[i // len(names)].view(1)))
+    out = {}
+    for name, v in lat.items():
+        v.sort()
+        med, p99 = statistics.median(v), v[min(len(v) - 1, round(0.99 * (len(v) - 1)))]
+        out[name] = {"median_us": med * 1e6, "p99_us": p99 * 1e6, "realtime_factor": med / interval_s}
+    return out
+
+
+def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool, block: int, sparse8=None,
+                      paced_tokens: int = 0, interval_s: float = 0.008) -> dict:
     """The kernels, the dense training module and the lean dense reference (``nn.GRU`` layers, the
     decoder on a pre-transposed weight) stream the same tokens,
     taking turns every ``block`` tokens (the order rotates), so that the VM's noise falls on all of
@@ -94,6 +117,9 @@ def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool,
         "dense": _Stream(model.embedding, [layer.step for layer in model.layers], model.decoder, recurrent_only),
         "gru": _Stream(model.embedding, gru_steps(model), lean_dense_decoder(model.decoder), recurrent_only),
     }
+    if sparse8 is not None:
+        streams["kernels_int8"] = _Stream(sparse8.embedding, [layer.step for layer in sparse8.layers], sparse8.decoder,
+                                          recurrent_only)
     names = list(streams)
     warm = tokens[: min(block, tokens.numel())]
     for s in streams.values():  # first calls (allocations, lazy init) out of the timing
@@ -108,6 +134,13 @@ def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool,
         ratios = [b / k for b, k in zip(times[base], times["kernels"])]
         result[key] = statistics.median(ratios)
         result[f"{key}_range"] = [min(ratios), max(ratios)]
+    if sparse8 is not None:
+        ratios = [k / k8 for k, k8 in zip(times["kernels"], times["kernels_int8"])]
+        result["int8_over_float32"] = statistics.median(ratios)
+    if paced_tokens > 0:  # a live stream: one token per interval (fresh states: the latency, not the text)
+        paced_streams = {name: _Stream(s.embedding, s.steps, s.decoder, recurrent_only) for name, s in streams.items()}
+        result["paced"] = paced_latency(paced_streams, tokens[:paced_tokens], interval_s)
+        result["paced_interval_ms"] = interval_s * 1e3
     return {**result, "blocks": len(times["kernels"]), "block_tokens": block}
 
 
@@ -123,6 +156,11 @@ def main(argv=None):
     ap.add_argument("--layout", choices=("auto", "dense", "sparse", "timed"), default="auto",
                     help="weight layouts on the kernels; timed: the fastest per layer here, on validation tokens")
     ap.add_argument("--timing-tokens", type=int, default=200, help="validation tokens that --layout timed runs")
+    ap.add_argument("--int8", action="store_true",
+                    help="also the kernels with int8 weights (weight_dtype=torch.int8): perplexity and speed")
+    ap.add_argument("--paced-tokens", type=int, default=0,
+                    help="also feed this many tokens one per --paced-interval-ms, as a live stream (latency)")
+    ap.add_argument("--paced-interval-ms", type=float, default=8.0)
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
     if args.speed_block < 1 or args.stream_tokens < 1:
@@ -138,18 +176,23 @@ def main(argv=None):
     sparse = model.sparsify(masks, args.layout, example).eval()
     test = corpus.test[: args.max_test_tokens] if args.max_test_tokens else corpus.test
 
+    sparse8 = model.sparsify(masks, sparse.layouts if args.layout == "timed" else args.layout,
+                             weight_dtype=torch.int8).eval() if args.int8 else None
     ppl_dense = perplexity_batch1(model, test)
     ppl_sparse = perplexity_batch1(sparse, test)
+    ppl_int8 = perplexity_batch1(sparse8, test) if sparse8 is not None else None
     activity = sparse.activity()
     sample = test[: min(2000, test.numel())].unsqueeze(1)
     report = macs.count(model, sample, weight_masks=masks or None)
     stream = test[: args.stream_tokens]
     timing = {}
     for name, recurrent_only in (("recurrent layers", True), ("whole model", False)):
-        timing[name] = interleaved_speed(model, sparse, stream, recurrent_only, args.speed_block)
+        timing[name] = interleaved_speed(model, sparse, stream, recurrent_only, args.speed_block, sparse8,
+                                         args.paced_tokens, args.paced_interval_ms * 1e-3)
     result = {
         "checkpoint": args.checkpoint, "sparsity": ckpt.get("sparsity", 0.0), "test_tokens": int(test.numel()),
-        "test_ppl_dense_model": ppl_dense, "test_ppl_kernels": ppl_sparse, "activity": activity,
+        "test_ppl_dense_model": ppl_dense, "test_ppl_kernels": ppl_sparse, "test_ppl_kernels_int8": ppl_int8,
+        "activity": activity,
         "macs_per_token": report.totals, "macs_other": report.other,
         "macs_whole_model": {  # recurrent products plus the decoder (embedding lookups and biases aside)
             "dense": report.totals["dense"] + report.other["other nn.Linear (e.g. decoder)"],

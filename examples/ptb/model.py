@@ -55,22 +55,25 @@ class EGRULanguageModel(nn.Module):
 
     @torch.no_grad()
     def sparsify(self, masks: dict | None = None, layout="auto",
-                 example_tokens: torch.Tensor | None = None) -> "SparseLanguageModel":
+                 example_tokens: torch.Tensor | None = None, weight_dtype=None) -> "SparseLanguageModel":
         """The model on the kernels. ``layout`` as for ``EGRU.sparsify`` (one name, or per layer the
         pairs ``.layouts`` reports); ``"timed"`` times each layer on its input for ``example_tokens``
         ([T] or [T, B] token ids): the embeddings, then each dense layer's output in turn. The decoder
-        goes on the gather kernel too: its input is the top layer's event output, mostly exact zeros."""
+        goes on the gather kernel too: its input is the top layer's event output, mostly exact zeros.
+        ``weight_dtype``: the packed weights' dtype (e.g. ``torch.int8``; default float32)."""
         masks = masks or {}
         x = None if example_tokens is None else self.embedding(example_tokens)
         layers = []
         for k, layer in enumerate(self.layers):
             layer_layout = layout if isinstance(layout, str) else [layout[k]]
-            layers.append(layer.sparsify(prune.masks_for(layer, masks, f"layers.{k}."), layer_layout, x))
+            layers.append(layer.sparsify(prune.masks_for(layer, masks, f"layers.{k}."), layer_layout, x,
+                                         weight_dtype=weight_dtype))
             if x is not None and k + 1 < len(self.layers):
                 was_training = layer.training
                 x = layer.eval()(x)[0]  # the next layer's input as inference sees it (no dropconnect)
                 layer.train(was_training)
-        return SparseLanguageModel(self.embedding, layers, SparseLinear.from_module(self.decoder))
+        return SparseLanguageModel(self.embedding, layers,
+                                   SparseLinear.from_module(self.decoder, weight_dtype=weight_dtype))
 
 
 class SparseLanguageModel(nn.Module):

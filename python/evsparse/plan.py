@@ -141,7 +141,8 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
     """Checks a plan from outside (a loaded file, a replaced buffer) in full and returns its views:
     the format, every section's bounds and every sparse weight's structure (the C++
     ``plan_validate``, on a CPU copy for other devices), then every weight's and vector's finiteness
-    (what the C++ check leaves out: a NaN weight is not a memory hazard, only a wrong answer).
+    (what the C++ check leaves out: a NaN weight is not a memory hazard, only a wrong answer; for int8
+    weights their scale's, and no -128, as :class:`~evsparse.PackedWeight` checks).
     ValueError naming ``who`` (and the weight, ``{name}_l{k}``) for anything corrupted."""
     for name, t, dtype in (("arena", arena, torch.uint8), ("meta", meta, torch.int64)):
         if not isinstance(t, torch.Tensor) or t.dtype != dtype or t.dim() != 1:
@@ -160,6 +161,8 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
         for name, pw in zip(weight_names, v.weights):
             try:
                 check_finite(pw.scale if pw.dtype == torch.int8 else pw.values, "evsparse.PackedWeight")
+                if pw.dtype == torch.int8 and bool((pw.values == -128).any()):
+                    raise ValueError("int8 values are quantised symmetrically to [-127, 127]; found -128")
             except ValueError as e:
                 raise ValueError(f"{who}: packed weight {name}_l{k} is invalid: {e}") from None
         for vec in v.vectors:

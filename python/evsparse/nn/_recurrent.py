@@ -137,19 +137,31 @@ def per_layer_layouts(layout, num_layers: int, who: str) -> list:
     return [tuple(p) for p in layout]
 
 
+def plan_runner(kind: int, input_size: int, width: int, make_layer: Callable[..., "plan.PlanLayer"],
+                call: Callable[[torch.Tensor, torch.Tensor], tuple]) -> Callable[..., tuple]:
+    """A ``run(*packed)`` for layout timing through a one-layer plan and its sequence op, ``call(arena,
+    meta)``: what int8 layers need (the per-layer sequence ops take no scale). Each candidate's plan
+    is built on its first call (the timing's warm-up), not inside the timed calls."""
+    plans: dict = {}
+
+    def run(*packed):
+        key = tuple(id(p) for p in packed)
+        if key not in plans:  # (packed kept alive with it, so its id is not reused)
+            plans[key] = (packed, *plan.build(kind, input_size, width, [make_layer(*packed)]))
+        _, arena, meta = plans[key]
+        return call(arena, meta)
+
+    return run
+
+
 def pack_layer(weights: list, layout, run: Optional[Callable[..., tuple]], who: str,
                weight_dtype: Optional[torch.dtype] = None) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
     """One layer's ``(weight, mask)`` pairs packed with ``layout`` (a name, or one per weight) and
     values of ``weight_dtype`` (see :func:`evsparse.pack`); with ``"timed"``, in the combination of
-    layouts with which ``run(*packed)`` (the layer's sequence op on its example input) was fastest.
-    (The per-layer sequence ops take float weights only, so int8 layers are timed as float32 and the
-    chosen layouts quantised. int8 moves the crossover to lower densities, so for int8 ``"auto"``,
-    whose threshold was measured with int8 weights, is the better-founded choice: see the docs.)"""
+    layouts with which ``run(*packed)`` (the layer's sequence op on its example input, on candidates of
+    ``weight_dtype``) was fastest."""
     if layout == "timed":
-        packed, choice = choose_layouts([masked_weight(w, m, who) for w, m in weights], run)
-        if weight_dtype is not None:
-            packed = [pw.to(dtype=weight_dtype) for pw in packed]
-        return packed, choice
+        return choose_layouts([masked_weight(w, m, who) for w, m in weights], run, weight_dtype)
     names = (layout,) * len(weights) if isinstance(layout, str) else layout
     return [pack(w, m, name, weight_dtype=weight_dtype) for (w, m), name in zip(weights, names)], None
 

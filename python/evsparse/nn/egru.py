@@ -25,7 +25,7 @@ from torch import nn
 from .. import plan
 from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
-from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input,
+from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
 
@@ -331,10 +331,19 @@ class PackedEGRU(PlanModule):
                 return torch.ops.evsparse.egru_sequence(inp, state, state, *op_args(p_ih), *op_args(p_hh),
                                                         b_ih, b_hh, thr)
 
+            if weight_dtype == torch.int8 and inp is not None:  # int8 runs on plans only: time it there
+                H, n_in = egru.hidden_size, (egru.input_size if k == 0 else egru.hidden_size)
+                run = plan_runner(
+                    plan.EGRU, n_in, H,
+                    lambda p_ih, p_hh, vec=(b_ih, b_hh, thr), n_in=n_in, H=H: plan.PlanLayer(
+                        n_in, H, H, 0, (p_ih, p_hh), vec),
+                    lambda arena, meta, inp=inp, H=H: torch.ops.evsparse.egru_plan_sequence(
+                        inp, *(inp.new_zeros(1, inp.shape[1], H),) * 2, arena, meta)[:1])
+
             weights = [(w_ih.float(), masks.get(f"weight_ih_l{k}")), (w_hh.float(), masks.get(f"weight_hh_l{k}"))]
             (p_ih, p_hh), choice = pack_layer(weights, layouts[k], run, "EGRU.sparsify", weight_dtype)
-            if choice is not None:  # the next layer's timing input (float32 weights: see pack_layer)
-                inp = run(*(p.to(dtype=torch.float32) for p in (p_ih, p_hh)))[0]
+            if choice is not None:  # the next layer's timing input
+                inp = run(p_ih, p_hh)[0]
             layers.append((p_ih, p_hh, b_ih, b_hh, thr))
             choices.append(choice)
         module = cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)

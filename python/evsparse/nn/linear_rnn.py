@@ -22,7 +22,7 @@ from torch import nn
 
 from .. import plan
 from .._contract import LINEAR_RNN_LAYER_ARGS
-from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input,
+from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
 
@@ -338,11 +338,21 @@ class PackedLinearRNN(PlanModule):
                 return torch.ops.evsparse.linear_rnn_sequence(inp, h0, *op_args(p_in), b_in, a_re, a_im,
                                                               *op_args(p_out), b_out, residual)
 
+            if weight_dtype == torch.int8 and inp is not None:  # int8 runs on plans only: time it there
+                n_in = rnn.input_size if k == 0 else rnn.output_size
+                flags = (plan.COMPLEX if rnn.complex else 0) | (plan.RESIDUAL if residual else 0)
+                run = plan_runner(
+                    plan.LINEAR_RNN, n_in, rnn.width,
+                    lambda p_in, p_out, vec=(b_in, a_re, a_im, b_out), n_in=n_in, flags=flags: plan.PlanLayer(
+                        n_in, rnn.output_size, rnn.state_size, flags, (p_in, p_out), vec),
+                    lambda arena, meta, inp=inp: torch.ops.evsparse.linear_rnn_plan_sequence(
+                        inp, inp.new_zeros(1, inp.shape[1], rnn.width), arena, meta, rnn.output_size)[:1])
+
             weights = [((w_in.detach().float() * gamma[:, None]).contiguous(), masks.get(f"weight_in_l{k}")),
                        (w_out.detach().float(), masks.get(f"weight_out_l{k}"))]
             (p_in, p_out), choice = pack_layer(weights, layouts[k], run, "SparseLinearRNN.sparsify", weight_dtype)
-            if choice is not None:  # the next layer's timing input (float32 weights: see pack_layer)
-                inp = run(*(p.to(dtype=torch.float32) for p in (p_in, p_out)))[0]
+            if choice is not None:  # the next layer's timing input
+                inp = run(p_in, p_out)[0]
             layers.append((p_in, b_in, a_re, a_im, p_out, b_out, residual))
             choices.append(choice)
         module = cls(rnn.input_size, rnn.state_size, rnn.output_size, rnn.complex, rnn.batch_first, layers)
