@@ -47,9 +47,12 @@ def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=
     n_batches = max(1, (source.shape[0] - 1 + args.bptt - 1) // args.bptt)
     bar = None
     if progress:
-        from tqdm import tqdm
+        try:
+            from tqdm import tqdm  # (the bench extra; without it, no progress bar)
 
-        bar = tqdm(total=n_batches, desc="train", unit="batch", leave=False)
+            bar = tqdm(total=n_batches, desc="train", unit="batch", leave=False)
+        except ImportError:
+            bar = None
     for _, x, y in batches(source, args.bptt):
         state = detach(state)
         logits, state = model(x, state)
