@@ -231,11 +231,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> egru_plan_sequence(const Tensor& xs_i
                                                               const Tensor& meta) {
   constexpr const char* op = "evsparse.egru_plan_sequence";
   const Tensor xs = xs_in.contiguous(), c = c_in.contiguous(), y = y_in.contiguous();
-  TORCH_CHECK_VALUE(xs.dim() == 2 || xs.dim() == 3, op, ": xs must be [T, in] or [T, B, in], got shape ", xs.sizes());
+  const Tensor x0 = check_plan_sequence(op, xs);
   const Plan& plan = get_plan(op, arena, meta, PlanKind::egru);
   const int64_t T = xs.size(0);
-  // The per-step checks on one step's shape (a zero-length sequence is checked on an empty stand-in).
-  const Tensor x0 = T > 0 ? xs.select(0, 0) : at::detail::empty_cpu(xs.sizes().slice(1), xs.scalar_type());
   const int64_t B = check_plan_call(op, plan, x0, c, y);
   Tensor c_out = c.clone(), y_out = y.clone();
   std::vector<int64_t> ys_shape{T};

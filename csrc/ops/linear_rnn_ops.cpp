@@ -244,10 +244,9 @@ std::tuple<Tensor, Tensor, Tensor> linear_rnn_plan_sequence(const Tensor& xs_in,
                                                     const Tensor& meta, int64_t out_features) {
   constexpr const char* op = "evsparse.linear_rnn_plan_sequence";
   const Tensor xs = xs_in.contiguous(), h = h_in.contiguous();
-  TORCH_CHECK_VALUE(xs.dim() == 2 || xs.dim() == 3, op, ": xs must be [T, in] or [T, B, in], got shape ", xs.sizes());
+  const Tensor x0 = check_plan_sequence(op, xs);
   const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
   const int64_t T = xs.size(0);
-  const Tensor x0 = T > 0 ? xs.select(0, 0) : at::detail::empty_cpu(xs.sizes().slice(1), xs.scalar_type());
   const int64_t B = check_plan_call(op, plan, x0, h);
   const int64_t out = plan.layers[plan.num_layers - 1].out;
   TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,

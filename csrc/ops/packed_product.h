@@ -22,8 +22,7 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
   const int64_t out = w.out;
   dispatch_weight_type(w.dtype, [&](auto tag) {
     using W = std::remove_const_t<std::remove_pointer_t<decltype(tag)>>;
-    if constexpr (std::is_same_v<W, double> != std::is_same_v<A, double> ||
-                  (std::is_same_v<W, int8_t> && std::is_same_v<A, double>)) {
+    if constexpr (std::is_same_v<W, double> != std::is_same_v<A, double>) {  // (int8 with double x too)
       TORCH_CHECK_VALUE(false, op, ": weight dtype ", w.dtype, " does not match the accumulation type");
     } else {
       const W* v = static_cast<const W*>(w.values);

@@ -237,6 +237,11 @@ int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x) {
   return x.dim() == 2 ? x.size(0) : 1;
 }
 
+Tensor check_plan_sequence(const char* op, const Tensor& xs) {
+  TORCH_CHECK_VALUE(xs.dim() == 2 || xs.dim() == 3, op, ": xs must be [T, in] or [T, B, in], got shape ", xs.sizes());
+  return xs.size(0) > 0 ? xs.select(0, 0) : at::detail::empty_cpu(xs.sizes().slice(1), xs.scalar_type());
+}
+
 void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
                       const char* width_name) {
   const bool batched = x.dim() == 2;

@@ -65,6 +65,10 @@ int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x);
 void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
                       const char* width_name);
 
+// The plan sequence ops' xs: [T, in] or [T, B, in]. Returns one step's input for the per-step checks
+// (check_plan_input): xs[0], or an empty stand-in of that shape when T = 0.
+Tensor check_plan_sequence(const char* op, const Tensor& xs);
+
 // Nonzero (NaN included) entries of v[0, n): the plan sequence ops' per-layer activity counts.
 inline int64_t count_nonzero(const float* v, int64_t n) {
   int64_t c = 0;

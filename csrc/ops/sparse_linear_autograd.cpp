@@ -48,6 +48,15 @@ Tensor scale_or_undefined(const std::optional<Tensor>& scale) {
   return scale.has_value() ? *scale : Tensor();
 }
 
+// int8 weights (integers: no gradient of their own), from gq = g @ W_q ([.., in]): x's gradient through
+// the dequantised matrix, gq * scale, and the scale's, sum_b x[b, j] * gq[b, j]. scale_edge: the
+// scale's autograd edge (edges exist for given tensors only, so it depends on whether a bias was given).
+void int8_grads(AutogradContext* ctx, const Tensor& gq, const Tensor& x, const Tensor& scale, size_t scale_edge,
+                Tensor& gx, Tensor& gs) {
+  if (ctx->needs_input_grad(0)) gx = (gq * scale.to(gq.scalar_type())).to(x.scalar_type());
+  if (ctx->needs_input_grad(scale_edge)) gs = as_matrix(gq * x.to(gq.scalar_type())).sum(0).to(scale.scalar_type());
+}
+
 class GatherLinear : public torch::autograd::Function<GatherLinear> {
  public:
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight_t,
@@ -66,14 +75,11 @@ class GatherLinear : public torch::autograd::Function<GatherLinear> {
     const Tensor &x = saved[0], &weight_t = saved[1], &scale = saved[2];
     const Tensor g = accumulation_grad(grads[0]);
     Tensor gx, gw, gb, gs;
-    // int8 weights (integers: no gradient of their own): x's gradient through the dequantised matrix,
-    // the scale's as sum_b x[b, j] * (g W_q)[b, j].
-    // (Autograd edges exist for given tensors only: the scale's follows the bias when there is one.)
-    const bool has_bias = !ctx->saved_data["bias_dtype"].isNone();
+    // Edges: x, weight_t, then bias and scale when given.
+    const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
+    const bool has_bias = !bias_dtype.isNone();
     if (scale.defined()) {
-      const Tensor gq = at::linear(g, weight_t.to(g.scalar_type()));  // g @ q: [.., in]
-      if (ctx->needs_input_grad(0)) gx = (gq * scale.to(g.scalar_type())).to(x.scalar_type());
-      if (ctx->needs_input_grad(has_bias ? 3 : 2)) gs = as_matrix(gq * x.to(g.scalar_type())).sum(0).to(scale.scalar_type());
+      int8_grads(ctx, at::linear(g, weight_t.to(g.scalar_type())), x, scale, has_bias ? 3 : 2, gx, gs);
     } else if (ctx->needs_input_grad(0)) {
       gx = at::linear(g, weight_t.to(g.scalar_type())).to(x.scalar_type());
     }
@@ -86,8 +92,7 @@ class GatherLinear : public torch::autograd::Function<GatherLinear> {
         gw = grad_weight.call(g, xg).to(weight_t.scalar_type());
       }
     }
-    const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
-    if (!bias_dtype.isNone() && ctx->needs_input_grad(2)) {
+    if (has_bias && ctx->needs_input_grad(2)) {
       gb = bias_grad(g, bias_dtype);
     }
     return {gx, gw, gb, gs};
@@ -119,19 +124,14 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
     const Tensor g = accumulation_grad(grads[0]);
     Tensor gx, gv, gb, gs;
     // Autograd edges (given tensors only): x, col_ptr, row_idx, values, then bias and scale when given.
-    const bool has_bias = !ctx->saved_data["bias_dtype"].isNone();
+    const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
+    const bool has_bias = !bias_dtype.isNone();
+    const size_t scale_edge = has_bias ? 5 : 4;
     if (scale.defined()) {  // int8 values: as GatherLinear, through the kernels' transposed product
-      const int64_t scale_edge = has_bias ? 5 : 4;
       if (ctx->needs_input_grad(0) || ctx->needs_input_grad(scale_edge)) {
-        const Tensor gq = grad_input.call(g, col_ptr, row_idx, values.to(g.scalar_type()));  // g @ q
-        if (ctx->needs_input_grad(0)) gx = (gq * scale.to(g.scalar_type())).to(x.scalar_type());
-        if (ctx->needs_input_grad(scale_edge)) gs = as_matrix(gq * x.to(g.scalar_type())).sum(0).to(scale.scalar_type());
+        int8_grads(ctx, grad_input.call(g, col_ptr, row_idx, values.to(g.scalar_type())), x, scale, scale_edge, gx, gs);
       }
-      const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
-      if (!bias_dtype.isNone() && ctx->needs_input_grad(4)) gb = bias_grad(g, bias_dtype);
-      return {gx, Tensor(), Tensor(), Tensor(), Tensor(), gb, gs};
-    }
-    if (at::GradMode::is_enabled() && (ctx->needs_input_grad(0) || ctx->needs_input_grad(3))) {
+    } else if (at::GradMode::is_enabled() && (ctx->needs_input_grad(0) || ctx->needs_input_grad(3))) {
       // create_graph: the dense W built from values (differentiable), then plain products. O(out * in)
       // memory, acceptable for higher-order gradients, which are rare; out-of-range indices raise in ATen.
       const int64_t out = ctx->saved_data["out_features"].toInt(), in = col_ptr.size(0) - 1;
@@ -153,11 +153,10 @@ class SparseGatherLinear : public torch::autograd::Function<SparseGatherLinear> 
         gv = grad_values.call(g, x.to(g.scalar_type()).contiguous(), col_ptr, row_idx).to(values.scalar_type());
       }
     }
-    const c10::IValue& bias_dtype = ctx->saved_data["bias_dtype"];
-    if (!bias_dtype.isNone() && ctx->needs_input_grad(4)) {
+    if (has_bias && ctx->needs_input_grad(4)) {
       gb = bias_grad(g, bias_dtype);
     }
-    return {gx, Tensor(), Tensor(), gv, Tensor(), gb, Tensor()};
+    return {gx, Tensor(), Tensor(), gv, Tensor(), gb, gs};
   }
 };
 
