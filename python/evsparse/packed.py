@@ -99,6 +99,14 @@ class PackedWeight:
             if v.dim() != 1:
                 _fail(f"sparse values must be 1-D [nnz], got shape {list(v.shape)}")
             check_csc(self.col_ptr, self.row_idx, out, inp, v.numel(), v.device, who)
+        self._check_values()
+        self._checked.record((self.col_ptr, self.row_idx))
+
+    def _check_values(self) -> None:
+        """The values' part of the validation (and the scale's, for int8), without the structure's:
+        also what :func:`evsparse.plan.validate` runs on a plan's weights, whose structure the C++
+        plan check has validated."""
+        who, v, inp = "evsparse.PackedWeight", self.values, self._shape[1]
         if v.dtype == torch.int8:
             sc = self.scale
             if not isinstance(sc, torch.Tensor) or sc.dtype != torch.float32 or tuple(sc.shape) != (inp,):
@@ -113,7 +121,6 @@ class PackedWeight:
             if self.scale is not None:
                 _fail(f"scale is only for int8 values; these are {v.dtype}")
             check_finite(v, who)
-        self._checked.record((self.col_ptr, self.row_idx))
 
     def _ensure_checked(self) -> None:
         """Re-validates when an index tensor was replaced or edited in place since the last check."""
@@ -222,15 +229,13 @@ class PackedWeight:
             return self
         v = self.values.detach().to(torch.float32)
         inp = self._shape[1]
-        if self.layout == "dense":
+        cols = None if self.layout == "dense" else self._columns()
+        if cols is None:
             amax = v.abs().amax(dim=1) if v.numel() else v.new_zeros(inp)
-            col_scale = None
         else:
-            cols = self._columns()
             amax = v.new_zeros(inp).scatter_reduce(0, cols, v.abs(), reduce="amax", include_self=True)
-            col_scale = cols
         scale = torch.where(amax > 0, amax / INT8_MAX, torch.ones_like(amax)).contiguous()
-        per_value = scale[:, None] if col_scale is None else scale[col_scale]
+        per_value = scale[:, None] if cols is None else scale[cols]
         q = torch.round(v / per_value).clamp_(-INT8_MAX, INT8_MAX).to(torch.int8).contiguous()
         return PackedWeight._trusted(self.layout, self._shape, q, self.col_ptr, self.row_idx, scale)
 

@@ -16,7 +16,6 @@ from typing import NamedTuple, Optional, Sequence
 
 import torch
 
-from ._contract import check_finite
 from .packed import PackedWeight
 
 __all__ = ["EGRU", "LINEAR_RNN", "PlanLayer", "build", "layer_views", "validate"]
@@ -160,9 +159,7 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
     for k, v in enumerate(views):
         for name, pw in zip(weight_names, v.weights):
             try:
-                check_finite(pw.scale if pw.dtype == torch.int8 else pw.values, "evsparse.PackedWeight")
-                if pw.dtype == torch.int8 and bool((pw.values == -128).any()):
-                    raise ValueError("int8 values are quantised symmetrically to [-127, 127]; found -128")
+                pw._check_values()
             except ValueError as e:
                 raise ValueError(f"{who}: packed weight {name}_l{k} is invalid: {e}") from None
         for vec in v.vectors:

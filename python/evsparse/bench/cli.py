@@ -29,7 +29,7 @@ import evsparse
 
 from . import cold as cold_section
 from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, stack as stack_section
-from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, time_interleaved
+from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, sparse_inputs, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
 DEFAULT_ACTIVITY = [1.0, 0.5, 0.2, 0.1, 0.05, 0.02]
@@ -70,13 +70,7 @@ class Case:
     def __post_init__(self):
         self.w = sweep_weight(self.n_out, self.n_in, self.density, self.dtype, self.seed)
         g = torch.Generator().manual_seed(self.seed + 1)  # the inputs' own stream: w is cached
-        xs = []
-        for _ in range(POOL):
-            k = max(1, round(self.activity * self.n_in))
-            x = torch.zeros(self.n_in)
-            x[torch.randperm(self.n_in, generator=g)[:k]] = torch.randn(k, generator=g)
-            xs.append(x)
-        self.xs = xs
+        self.xs = sparse_inputs(self.n_in, self.activity, g, POOL)
 
     def mean_macs(self) -> float:
         """MACs on nonzero inputs x nonzero weights, averaged over the input pool."""

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import evsparse
 
 from ..layout import auto_layout
-from .common import markdown_section, section_parser, time_interleaved, write_section_report
+from .common import markdown_section, section_parser, sparse_inputs, time_interleaved, write_section_report
 
 # (in x out, activity, weight density): the issue's headline point, a smaller layer, and an unpruned one
 DEFAULT_POINTS = ["2048x6144@0.1@0.15", "1024x3072@0.1@0.15", "2048x6144@0.1@1.0", "256x768@0.1@0.15"]
@@ -80,16 +80,6 @@ def time_cold(methods: dict[str, tuple[Callable, list]], calls: int, evict: torc
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def _inputs(n_in: int, activity: float, g: torch.Generator) -> list[torch.Tensor]:
-    xs = []
-    k = max(1, round(activity * n_in))
-    for _ in range(POOL):
-        x = torch.zeros(n_in)
-        x[torch.randperm(n_in, generator=g)[:k]] = torch.randn(k, generator=g)
-        xs.append(x)
-    return xs
-
-
 def bytes_read(pw: evsparse.PackedWeight, xs: list[torch.Tensor]) -> float:
     """Mean bytes the product must read per call over the inputs ``xs`` (weights, indices, scales)."""
     esize = pw.values.element_size()
@@ -118,7 +108,7 @@ def cold_section(points: list[str], calls: int = DEFAULT_CALLS, reps: int = 9,
         g = torch.Generator().manual_seed(0)
         w = torch.randn(n_out, n_in, generator=g)
         mask = torch.rand(n_out, n_in, generator=g) < density if density < 1.0 else None
-        xs = _inputs(n_in, activity, g)
+        xs = sparse_inputs(n_in, activity, g, POOL)
         wd = w if mask is None else w * mask
         layouts = {dt: auto_layout(wd, dt) for dt in WEIGHT_DTYPES}  # what pack(..., weight_dtype=dt) picks
         packed = {dt: evsparse.pack(w, mask, layouts[dt], weight_dtype=dt) for dt in WEIGHT_DTYPES}

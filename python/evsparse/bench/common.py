@@ -65,6 +65,19 @@ def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: floa
         thr.fill_(hi)
 
 
+def sparse_inputs(n_in: int, activity: float, generator: torch.Generator, count: int) -> list[torch.Tensor]:
+    """``count`` inputs of ``n_in`` features with exactly ``round(activity * n_in)`` (at least one)
+    nonzero Gaussian entries at random places: a product's input pool, whose active set changes from
+    call to call as an RNN's does."""
+    k = max(1, round(activity * n_in))
+    xs = []
+    for _ in range(count):
+        x = torch.zeros(n_in)
+        x[torch.randperm(n_in, generator=generator)[:k]] = torch.randn(k, generator=generator)
+        xs.append(x)
+    return xs
+
+
 def linear_rnn_stream(steps: int, width: int, activity: float, generator: torch.Generator) -> torch.Tensor:
     """A [steps, 1, width] input stream for the linear RNN sections with about ``activity`` of it
     nonzero: ReLU'd Gaussians (half of them zero already) kept with probability 2 * ``activity``."""
