@@ -8,21 +8,12 @@ scale into each active input, so the product reads one byte per weight instead o
 """
 
 import argparse
-import time
 
 import torch
 
 import evsparse
 from evsparse.nn import EGRU
-
-
-def median_time(fn, reps):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+from evsparse.timing import time_interleaved
 
 
 def weight_bytes(pw):
@@ -40,7 +31,7 @@ def main(argv=None):
     ap.add_argument("--density", type=float, default=0.15)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--steps", type=int, default=50)
-    ap.add_argument("--reps", type=int, default=30)
+    ap.add_argument("--reps", type=int, default=9, help="interleaved timing rounds")
     args = ap.parse_args(argv)
     torch.manual_seed(0)
 
@@ -54,8 +45,10 @@ def main(argv=None):
     p8 = evsparse.pack(w, mask, layout=p32.layout, weight_dtype=torch.int8)
     with torch.inference_mode():
         y32, y8 = evsparse.sparse_linear(x, p32), evsparse.sparse_linear(x, p8)
-        t32 = median_time(lambda: evsparse.sparse_linear(x, p32), args.reps)
-        t8 = median_time(lambda: evsparse.sparse_linear(x, p8), args.reps)
+    # side by side: interleaved blocks of calls, medians (the library's timing helper)
+    t = time_interleaved({name: (lambda a, pw=pw: evsparse.sparse_linear(a, pw), [x])
+                          for name, pw in (("float32", p32), ("int8", p8))}, args.reps)
+    t32, t8 = t["float32"], t["int8"]
     err = (y8 - y32).abs()
     print(p8)
     print(f"product: int8 vs float32 max |error| {float(err.max()):.3e}, relative (L2) "

@@ -25,6 +25,7 @@ from data import Corpus, data_dir  # noqa: E402
 from model import build  # noqa: E402
 
 from evsparse import macs  # noqa: E402
+from evsparse.bench.paced import time_paced  # noqa: E402
 
 
 @torch.inference_mode()
@@ -85,25 +86,13 @@ def lean_dense_decoder(decoder: torch.nn.Linear):
 
 
 def paced_latency(streams: dict, tokens: torch.Tensor, interval_s: float) -> dict:
-    """Per stream, the latency of one token fed one per ``interval_s`` (the streams take turns tick by
-    tick, so none warms the machine for another): median and p99 microseconds, and the real-time factor
-    (median latency / interval)."""
-    names = list(streams)
-    lat = {n: [] for n in names}
-    tick = time.perf_counter()
-    for i in range(tokens.numel() * len(names)):
-        name = names[i % len(names)]
-        tick += interval_s
-        delay = tick - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        lat[name].append(streams[name].seconds_per_token(tokens[i // len(names)].view(1)))
-    out = {}
-    for name, v in lat.items():
-        v.sort()
-        med, p99 = statistics.median(v), v[min(len(v) - 1, round(0.99 * (len(v) - 1)))]
-        out[name] = {"median_us": med * 1e6, "p99_us": p99 * 1e6, "realtime_factor": med / interval_s}
-    return out
+    """Per stream, the latency of one token fed one per ``interval_s`` (``evsparse-bench``'s paced
+    timing: the streams take turns tick by tick, so none warms the machine for another): median and
+    p99 microseconds, and the real-time factor (median latency / interval)."""
+    pool = [tok.view(1) for tok in tokens]
+    paced = time_paced({name: (s.seconds_per_token, pool) for name, s in streams.items()}, interval_s, len(pool))
+    return {name: {"median_us": med * 1e6, "p99_us": p99 * 1e6, "realtime_factor": med / interval_s}
+            for name, (med, p99) in paced.items()}
 
 
 def interleaved_speed(model, sparse, tokens: torch.Tensor, recurrent_only: bool, block: int, sparse8=None,
