@@ -57,19 +57,19 @@ TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
                            "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
                            "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step",
                            "egru_plan_step", "linear_rnn_plan_step", "egru_plan_sequence",
-                           "linear_rnn_plan_sequence"}) {
+                           "linear_rnn_plan_sequence", "s5_plan_step", "s5_plan_sequence"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
   // The in-place plan steps: PyTorch's full fallback, which also refuses a mutated input that requires
   // grad and bumps the mutated tensors' versions (ADInplaceOrView below). Under inference_mode, where
   // streams run, neither key is visited.
-  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_"}) {
+  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_", "s5_plan_step_"}) {
     m.impl(name, torch::autograd::autogradNotImplementedFallback());
   }
 }
 
 TORCH_LIBRARY_IMPL(evsparse, ADInplaceOrView, m) {
-  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_"}) {
+  for (const char* name : {"egru_plan_step_", "linear_rnn_plan_step_", "s5_plan_step_"}) {
     m.impl(name, torch::autograd::autogradNotImplementedInplaceOrViewFallback());
   }
 }

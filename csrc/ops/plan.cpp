@@ -78,6 +78,57 @@ const float* parse_vector(const char* op, int64_t layer, const char* what, const
 
 constexpr int64_t kMaxDim = int64_t(1) << 31;
 
+// An absent weight of an S5 record: layout code -1, every other word 0 or -1.
+bool absent_weight(const int64_t* d) {
+  if (d[0] != -1) return false;
+  for (int i = 1; i < 8; ++i) {
+    if (d[i] != 0 && d[i] != -1) return false;
+  }
+  return true;
+}
+
+// One record of an S5 plan (plan.h): a dense layer or an S5 block.
+void parse_s5_record(const char* op, int64_t k, const int64_t* r, int64_t flags, const uint8_t* base, int64_t bytes,
+                     Plan& p, PlanLayer& L) {
+  TORCH_CHECK_VALUE((flags & ~(kPlanResidual | kPlanLinear | kPlanRelu | kPlanStateRelu)) == 0, op, ": layer ", k,
+                    " has flags ", flags, " (corrupted plan)");
+  TORCH_CHECK_VALUE(L.out >= 1 && L.out < kMaxDim, op, ": layer ", k, " has out=", L.out, " (corrupted plan)");
+  L.flags = flags;
+  L.residual = (flags & kPlanResidual) != 0;
+  L.act = r[36];
+  const int64_t* vec = r + 28;
+  if ((flags & kPlanLinear) != 0) {
+    TORCH_CHECK_VALUE(L.S == 0 && !L.residual && (flags & kPlanStateRelu) == 0 && L.act == kActNone &&
+                          absent_weight(r + 12) && absent_weight(r + 20),
+                      op, ": linear layer ", k, " has block fields (corrupted plan)");
+    L.width = 0;
+    L.w[0] = parse_weight(op, k, "weight", r + 4, base, bytes, L.in, L.out);
+    L.vec[0] = parse_vector(op, k, "bias", base, bytes, vec[0], L.out);
+    for (int i = 1; i < 8; ++i) {
+      TORCH_CHECK_VALUE(vec[i] == -1, op, ": linear layer ", k, " has a block vector (corrupted plan)");
+    }
+    return;
+  }
+  TORCH_CHECK_VALUE(L.S >= 1 && 2 * L.S == p.width && (!L.residual || L.in == L.out) &&
+                        (L.act == kActNone || L.act == kActRelu || L.act == kActGelu),
+                    op, ": block ", k, " has S=", L.S, " (the plan's state width ", p.width, " = 2S), in=", L.in,
+                    ", out=", L.out, L.residual ? ", residual" : "", ", activation code ", L.act, " (corrupted plan)");
+  L.width = 2 * L.S;
+  L.w[0] = parse_weight(op, k, "B", r + 4, base, bytes, L.in, L.width);
+  L.w[1] = parse_weight(op, k, "C", r + 12, base, bytes, L.width, L.out);
+  const bool glu = !absent_weight(r + 20);
+  if (glu) L.w[2] = parse_weight(op, k, "W2", r + 20, base, bytes, L.out, L.out);
+  L.vec[0] = parse_vector(op, k, "b_in", base, bytes, vec[0], L.width);
+  L.vec[1] = parse_vector(op, k, "lambda_re", base, bytes, vec[1], L.S);
+  L.vec[2] = parse_vector(op, k, "lambda_im", base, bytes, vec[2], L.S);
+  L.vec[3] = parse_vector(op, k, "b_out", base, bytes, vec[3], L.out);
+  L.vec[4] = vec[4] < 0 ? nullptr : parse_vector(op, k, "d", base, bytes, vec[4], L.out);
+  TORCH_CHECK_VALUE(glu == (vec[5] >= 0) && vec[6] == -1 && vec[7] == -1, op, ": block ", k,
+                    ": b_glu must be given exactly when the block has a GLU weight (corrupted plan)");
+  L.vec[5] = glu ? parse_vector(op, k, "b_glu", base, bytes, vec[5], L.out) : nullptr;
+  ++p.num_states;
+}
+
 // What a validated plan looked like (see csc_validation.cpp for why weak references).
 struct Seen {
   c10::weak_intrusive_ptr<c10::TensorImpl> arena, meta;
@@ -103,12 +154,13 @@ void parse_plan(const char* op, const Tensor& arena, const Tensor& meta, PlanKin
                     ": meta is not an evsparse plan of format version ", kPlanVersion,
                     " (wrong magic number or version; rebuild the module with sparsify())");
   TORCH_CHECK_VALUE(m[2] == static_cast<int64_t>(kind), op, ": the plan is of kind ", m[2], ", this op takes kind ",
-                    static_cast<int64_t>(kind), " (an EGRU plan given to a linear RNN op, or the reverse)");
+                    static_cast<int64_t>(kind), " (a plan of another model family)");
   p.kind = kind;
   p.num_layers = m[3];
   p.input_size = m[4];
   p.width = m[5];
-  TORCH_CHECK_VALUE(p.num_layers >= 1 && p.num_layers <= kPlanMaxLayers && n_meta == kPlanHeader + p.num_layers * kPlanRecord,
+  const int64_t rec_words = plan_record_words(kind);
+  TORCH_CHECK_VALUE(p.num_layers >= 1 && p.num_layers <= kPlanMaxLayers && n_meta == kPlanHeader + p.num_layers * rec_words,
                     op, ": meta holds ", n_meta, " entries for ", p.num_layers, " layers (corrupted plan)");
   TORCH_CHECK_VALUE(p.input_size >= 1 && p.input_size < kMaxDim && p.width >= 1 && p.width < kMaxDim, op,
                     ": plan sizes input=", p.input_size, ", width=", p.width, " are out of range (corrupted plan)");
@@ -117,13 +169,21 @@ void parse_plan(const char* op, const Tensor& arena, const Tensor& meta, PlanKin
                     " bytes (corrupted plan)");
   const auto* base = static_cast<const uint8_t*>(arena.const_data_ptr());
   int64_t in = p.input_size;
+  p.num_states = kind == PlanKind::s5 ? 0 : p.num_layers;
   for (int64_t k = 0; k < p.num_layers; ++k) {
-    const int64_t* r = m + kPlanHeader + k * kPlanRecord;
+    const int64_t* r = m + kPlanHeader + k * rec_words;
     PlanLayer& L = p.layers[k];
+    L = PlanLayer{};
     L.in = r[0];
     L.out = r[1];
     L.S = r[3];
     const int64_t flags = r[2];
+    if (kind == PlanKind::s5) {
+      TORCH_CHECK_VALUE(L.in == in, op, ": layer ", k, " has in=", L.in, " (expected ", in, ") (corrupted plan)");
+      parse_s5_record(op, k, r, flags, base, bytes, p, L);
+      in = L.out;
+      continue;
+    }
     TORCH_CHECK_VALUE(L.in == in && L.out >= 1 && L.out < kMaxDim && L.S >= 1 && L.S < kMaxDim, op, ": layer ", k,
                       " has in=", L.in, " (expected ", in, "), out=", L.out, ", S=", L.S, " (corrupted plan)");
     if (kind == PlanKind::egru) {
@@ -158,6 +218,7 @@ void parse_plan(const char* op, const Tensor& arena, const Tensor& meta, PlanKin
     }
     in = L.out;
   }
+  TORCH_CHECK_VALUE(p.num_states >= 1, op, ": the plan has no recurrent layer (corrupted plan)");
 }
 
 // The structure of every sparse weight of a parsed plan (col_ptr monotone, rows in range and sorted).
@@ -165,7 +226,7 @@ void validate_structure(const char* op, const Plan& plan) {
   for (int64_t k = 0; k < plan.num_layers; ++k) {
     for_layer(op, k, [&] {
       for (const PackedArgs& w : plan.layers[k].w) {
-        if (w.sparse()) validate_csc(op, w.name, w.col_ptr, w.in, w.rows, w.rows32, w.nnz, w.out);
+        if (w.values != nullptr && w.sparse()) validate_csc(op, w.name, w.col_ptr, w.in, w.rows, w.rows32, w.nnz, w.out);
       }
     });
   }
@@ -188,7 +249,7 @@ const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, Pl
   const auto check_kind = [&](const Plan& p) -> const Plan& {
     TORCH_CHECK_VALUE(p.kind == kind, op, ": the plan is of kind ", static_cast<int64_t>(p.kind),
                       ", this op takes kind ", static_cast<int64_t>(kind),
-                      " (an EGRU plan given to a linear RNN op, or the reverse)");
+                      " (a plan of another model family)");
     return p;
   };
   if (tl_last && same(tl_last->seen, arena, meta)) return check_kind(*tl_last->plan);
@@ -247,10 +308,11 @@ void check_plan_state(const char* op, const Plan& plan, const char* name, const 
   const bool batched = x.dim() == 2;
   check_tensor(t, op, name, x);
   TORCH_CHECK_VALUE(t.scalar_type() == ScalarType::Float, op, ": ", name, " must be float32, got ", t.scalar_type());
-  const bool ok = batched ? (t.dim() == 3 && t.size(0) == plan.num_layers && t.size(1) == B && t.size(2) == plan.width)
-                          : (t.dim() == 2 && t.size(0) == plan.num_layers && t.size(1) == plan.width);
+  const int64_t L = plan.num_states;
+  const bool ok = batched ? (t.dim() == 3 && t.size(0) == L && t.size(1) == B && t.size(2) == plan.width)
+                          : (t.dim() == 2 && t.size(0) == L && t.size(1) == plan.width);
   TORCH_CHECK_VALUE(ok, op, ": ", name, " must have shape ",
-                    batched ? at::IntArrayRef{plan.num_layers, B, plan.width} : at::IntArrayRef{plan.num_layers, plan.width},
+                    batched ? at::IntArrayRef{L, B, plan.width} : at::IntArrayRef{L, plan.width},
                     batched ? " (num_layers, B, " : " (num_layers, ", width_name, batched ? "), got " : ": x is unbatched), got ",
                     t.sizes());
 }
@@ -260,7 +322,8 @@ namespace {
 // plan_validate(Tensor arena, Tensor meta, int kind) -> (): the full check, for load time.
 void plan_validate(const Tensor& arena, const Tensor& meta, int64_t kind) {
   constexpr const char* op = "evsparse.plan_validate";
-  TORCH_CHECK_VALUE(kind == static_cast<int64_t>(PlanKind::egru) || kind == static_cast<int64_t>(PlanKind::linear_rnn),
+  TORCH_CHECK_VALUE(kind == static_cast<int64_t>(PlanKind::egru) || kind == static_cast<int64_t>(PlanKind::linear_rnn) ||
+                        kind == static_cast<int64_t>(PlanKind::s5),
                     op, ": unknown plan kind ", kind);
   get_plan(op, arena, meta, static_cast<PlanKind>(kind));
 }

@@ -8,6 +8,13 @@
 //           weight A [8] (EGRU: w_ih in -> 3H; linear RNN: w_in in -> width),
 //           weight B [8] (EGRU: w_hh H -> 3H; linear RNN: w_out width -> out),
 //           vector byte offsets [6] (EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im or -1, b_out), 0 ...
+// The S5 kind (evsparse.nn.S5Stack's plan) has records of kPlanRecordS5 words instead, and its records
+// are either dense layers (kPlanLinear) or S5 blocks (see s5_ops.cpp):
+//   record: in, out, flags, S (complex states; 0 for a linear record), weights A, B, C [8 each]
+//           (block: B' in -> 2S, C' 2S -> out, the GLU's W2 out -> out or absent; linear: W in -> out,
+//           B and C absent), vector byte offsets [8] (block: b_in [2S], lambda_re [S], lambda_im [S],
+//           b_out [out], d [out] or -1, b_glu [out] or -1; linear: bias [out]), activation code, 0 ...
+//   An absent weight has layout code -1 and every other word 0 or -1.
 //   weight: layout (0 dense, 1 sparse), value dtype (kDtype*), row index dtype (0 none, 1 int16, 2 int32),
 //           nnz, byte offsets of values, col_ptr, rows (-1 where absent), and of the float32 scale [in]
 //           for int8 values (0 for other dtypes)
@@ -29,28 +36,37 @@
 
 namespace evsparse {
 
-enum class PlanKind : int64_t { egru = 1, linear_rnn = 2 };
+enum class PlanKind : int64_t { egru = 1, linear_rnn = 2, s5 = 3 };
 
 constexpr int64_t kPlanMagic = 0x50535645;  // "EVSP" little-endian
 constexpr int64_t kPlanVersion = 1;
 constexpr int64_t kPlanHeader = 8;
 constexpr int64_t kPlanRecord = 32;
+constexpr int64_t kPlanRecordS5 = 48;
+inline int64_t plan_record_words(PlanKind kind) { return kind == PlanKind::s5 ? kPlanRecordS5 : kPlanRecord; }
 constexpr int64_t kPlanMaxLayers = 64;
 constexpr int64_t kPlanResidual = 1;
 constexpr int64_t kPlanComplex = 2;
+// S5 records' flags (kPlanResidual as above): a dense layer instead of a block; ReLU on the record's
+// output (block: after the residual add); ReLU on the complex states before C (read-out only).
+constexpr int64_t kPlanLinear = 4, kPlanRelu = 8, kPlanStateRelu = 16;
+// S5 blocks' activation of C's output (before the GLU).
+constexpr int64_t kActNone = 0, kActRelu = 1, kActGelu = 2;
 // Value dtype codes of a plan's weights.
 constexpr int64_t kDtypeF32 = 0, kDtypeF16 = 1, kDtypeBF16 = 2, kDtypeI8 = 3;
 
 struct PlanLayer {
-  PackedArgs w[2];
-  const float* vec[4];  // per kind, see the record layout; null where absent
+  PackedArgs w[3];      // per kind, see the record layout; values null where absent
+  const float* vec[6];  // per kind, see the record layout; null where absent
   int64_t in, out, S, width;
   bool residual;
+  int64_t flags = 0, act = 0;  // the S5 kind's
 };
 
 struct Plan {
   PlanKind kind;
   int64_t num_layers, input_size, width;
+  int64_t num_states;  // state rows: num_layers, or the S5 kind's number of blocks
   PlanLayer layers[kPlanMaxLayers];
 };
 
@@ -60,7 +76,7 @@ const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, Pl
 
 // The plan ops' per-call checks. x: float32 CPU [in] (unbatched) or [B, in]; returns B (1 unbatched).
 int64_t check_plan_input(const char* op, const Plan& plan, const Tensor& x);
-// A state tensor of the stack: float32, [L, width] for an unbatched x or [L, B, width]; width_name
+// A state tensor of the stack: float32, [L, width] (L = plan.num_states) for an unbatched x or [L, B, width]; width_name
 // names the width in the message ("hidden_size", "state width").
 void check_plan_state(const char* op, const Plan& plan, const char* name, const Tensor& t, const Tensor& x, int64_t B,
                       const char* width_name);

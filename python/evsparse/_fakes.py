@@ -138,3 +138,24 @@ def _linear_rnn_plan_sequence_fake(xs, h, arena, meta, out_features):
     _same_device("linear_rnn_plan_sequence", xs, h, arena, meta)
     return (xs.new_empty((*xs.shape[:-1], out_features)), torch.empty_like(h),
             h.new_empty((h.shape[0],), dtype=torch.int64))
+
+
+@torch.library.register_fake("evsparse::s5_plan_step")
+def _s5_plan_step_fake(x, h, arena, meta, out_features):
+    _same_device("s5_plan_step", x, h, arena, meta)
+    shape = (out_features,) if x.dim() == 1 else (x.shape[0], out_features)
+    return x.new_empty(shape), torch.empty_like(h)
+
+
+@torch.library.register_fake("evsparse::s5_plan_step_")
+def _s5_plan_step_inplace_fake(x, h, out, arena, meta):
+    _same_device("s5_plan_step_", x, h, out, arena, meta)
+
+
+@torch.library.register_fake("evsparse::s5_plan_sequence")
+def _s5_plan_sequence_fake(xs, h, arena, meta, out_features):
+    _same_device("s5_plan_sequence", xs, h, arena, meta)
+    # nonzero has one count per plan record; the record count is in meta, which a fake cannot read:
+    # a data-dependent size.
+    n = torch.library.get_ctx().new_dynamic_size()
+    return xs.new_empty((*xs.shape[:-1], out_features)), torch.empty_like(h), h.new_empty((n,), dtype=torch.int64)

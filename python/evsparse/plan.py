@@ -18,38 +18,54 @@ import torch
 
 from .packed import PackedWeight
 
-__all__ = ["EGRU", "LINEAR_RNN", "PlanLayer", "build", "layer_views", "validate"]
+__all__ = ["EGRU", "LINEAR_RNN", "S5", "PlanLayer", "build", "layer_views", "validate"]
 
 MAGIC = 0x50535645  # "EVSP"
 VERSION = 1
 HEADER = 8
 RECORD = 32
+RECORD_S5 = 48  # an S5 record holds three weights and eight vector slots
 MAX_LAYERS = 64
 EGRU = 1
 LINEAR_RNN = 2
+S5 = 3
 RESIDUAL = 1
 COMPLEX = 2
+LINEAR = 4  # S5 records: a dense layer instead of a block
+RELU = 8  # S5 records: ReLU on the output (a block's after its residual add)
+STATE_RELU = 16  # S5 blocks: ReLU on the complex states before C
+ACTIVATIONS = {None: 0, "relu": 1, "gelu": 2}  # S5 blocks: the activation of C's output
 ALIGN = 64
+_ABSENT_WEIGHT = [-1, 0, 0, 0, -1, -1, -1, 0]
 
 _VALUE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2, torch.int8: 3}
 _VALUE_DTYPES = {v: k for k, v in _VALUE_CODES.items()}
 _INDEX_CODES = {None: 0, torch.int16: 1, torch.int32: 2}
 _INDEX_DTYPES = {1: torch.int16, 2: torch.int32}
-_NUM_VECTORS = {EGRU: 3, LINEAR_RNN: 4}  # EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im, b_out
+# EGRU: b_ih, b_hh, thr; linear RNN: b_in, a_re, a_im, b_out; S5 block: b_in, lambda_re, lambda_im, b_out,
+# d, b_glu (S5 linear record: bias)
+_NUM_VECTORS = {EGRU: 3, LINEAR_RNN: 4, S5: 6}
+
+
+def record_words(kind: int) -> int:
+    return RECORD_S5 if kind == S5 else RECORD
 
 
 class PlanLayer(NamedTuple):
-    """One layer: sizes, flags (RESIDUAL | COMPLEX), the two packed weights (EGRU: w_ih, w_hh; linear
-    RNN: w_in, w_out) and the float32 vectors in the kind's order (None where absent: a real linear RNN
-    layer's a_im). What :func:`build` takes, and what :func:`layer_views` returns (then every tensor is
-    a view of the arena)."""
+    """One layer: sizes, flags (RESIDUAL | COMPLEX; S5: RESIDUAL | LINEAR | RELU | STATE_RELU), the
+    packed weights (EGRU: w_ih, w_hh; linear RNN: w_in, w_out; S5 block: B, C, W2 or None; S5 linear:
+    the weight, None, None) and the float32 vectors in the kind's order (None where absent: a real
+    linear RNN layer's a_im). ``act``: an S5 block's activation code (:data:`ACTIVATIONS`). What
+    :func:`build` takes, and what :func:`layer_views` returns (then every tensor is a view of the
+    arena)."""
 
     in_features: int
     out_features: int
     state_size: int
     flags: int
-    weights: tuple[PackedWeight, PackedWeight]
+    weights: tuple[Optional[PackedWeight], ...]
     vectors: tuple[Optional[torch.Tensor], ...]
+    act: int = 0
 
 
 def _fail(msg: str) -> None:
@@ -64,6 +80,7 @@ def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -
     if not 1 <= len(layers) <= MAX_LAYERS:
         _fail(f"a plan holds 1..{MAX_LAYERS} layers, got {len(layers)}")
     device = layers[0].weights[0].values.device
+    n_weights, n_slots = (3, 8) if kind == S5 else (2, 6)
     parts: list[tuple[int, torch.Tensor]] = []  # (byte offset, tensor)
     size = 0
 
@@ -80,7 +97,11 @@ def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -
     meta = [MAGIC, VERSION, kind, len(layers), input_size, width, 0, 0]
     for layer in layers:
         rec = [layer.in_features, layer.out_features, layer.flags, layer.state_size]
-        for pw in layer.weights:
+        weights = tuple(layer.weights) + (None,) * (n_weights - len(layer.weights))
+        for pw in weights:
+            if pw is None:
+                rec += _ABSENT_WEIGHT
+                continue
             if pw.dtype not in _VALUE_CODES:
                 _fail(f"plan weights are float32, float16, bfloat16 or int8, got {pw.dtype}")
             sparse = pw.layout == "sparse"
@@ -88,8 +109,10 @@ def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -
             rec += [int(sparse), _VALUE_CODES[pw.dtype], _INDEX_CODES[pw.row_idx.dtype if sparse else None],
                     pw.values.numel() if sparse else 0, place(pw.values), place(pw.col_ptr), place(pw.row_idx), scale]
         vectors = [place(None if v is None else v.float()) for v in layer.vectors]
-        rec += vectors + [-1] * (6 - len(vectors)) + [0] * 6
-        meta += rec
+        rec += vectors + [-1] * (n_slots - len(vectors))
+        if kind == S5:
+            rec.append(layer.act)
+        meta += rec + [0] * (record_words(kind) - len(rec) - 0)
     meta[6] = size
     arena = torch.zeros(size, dtype=torch.uint8, device=device)
     for off, t in parts:
@@ -108,18 +131,30 @@ def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[lis
     when the caller has it (a host sync for a GPU meta)."""
     m = meta.tolist() if meta_list is None else meta_list
     kind, num_layers, width = m[2], m[3], m[5]
+    words = record_words(kind)
     views = []
     for k in range(num_layers):
-        r = m[HEADER + k * RECORD:HEADER + (k + 1) * RECORD]
+        r = m[HEADER + k * words:HEADER + (k + 1) * words]
         n_in, n_out, flags, S = r[0], r[1], r[2], r[3]
+        words_w, vec_at, act = (r[4:12], r[12:20]), 20, 0
         if kind == EGRU:
             dims = ((n_in, 3 * width), (width, 3 * width))
             lengths = (3 * width, 3 * width, width)
-        else:
+        elif kind == LINEAR_RNN:
             dims = ((n_in, width), (width, n_out))
             lengths = (width, S, S, n_out)
+        elif flags & LINEAR:
+            dims, words_w, vec_at, lengths = ((n_in, n_out), None, None), (r[4:12], None, None), 28, (n_out,)
+        else:
+            dims = ((n_in, 2 * S), (2 * S, n_out), (n_out, n_out))
+            words_w, vec_at, act = (r[4:12], r[12:20], r[20:28]), 28, r[36]
+            lengths = (2 * S, S, S, n_out, n_out, n_out)
         weights = []
-        for (w_in, w_out), d in zip(dims, (r[4:12], r[12:20])):
+        for dim, d in zip(dims, words_w):
+            if d is None or d[0] == -1:
+                weights.append(None)
+                continue
+            w_in, w_out = dim
             dtype = _VALUE_DTYPES[d[1]]
             scale = _section(arena, d[7], w_in, torch.float32) if dtype == torch.int8 else None
             if d[0] == 0:
@@ -131,12 +166,12 @@ def layer_views(arena: torch.Tensor, meta: torch.Tensor, meta_list: Optional[lis
                 rows = _section(arena, d[6], d[3], _INDEX_DTYPES[d[2]])
                 weights.append(PackedWeight._trusted("sparse", (w_out, w_in), values, col_ptr, rows, scale))
         vectors = tuple(None if off < 0 else _section(arena, off, n, torch.float32)
-                        for off, n in zip(r[20:20 + len(lengths)], lengths))
-        views.append(PlanLayer(n_in, n_out, S, flags, (weights[0], weights[1]), vectors))
+                        for off, n in zip(r[vec_at:vec_at + len(lengths)], lengths))
+        views.append(PlanLayer(n_in, n_out, S, flags, tuple(weights), vectors, act))
     return views
 
 
-def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = ("w0", "w1")) -> list[PlanLayer]:
+def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, ...] = ("w0", "w1", "w2")) -> list[PlanLayer]:
     """Checks a plan from outside (a loaded file, a replaced buffer) in full and returns its views:
     the format, every section's bounds and every sparse weight's structure (the C++
     ``plan_validate``, on a CPU copy for other devices), then every weight's and vector's finiteness
@@ -158,6 +193,8 @@ def validate(arena, meta, kind: int, who: str, weight_names: tuple[str, str] = (
     views = layer_views(arena, meta, cpu_meta.tolist())
     for k, v in enumerate(views):
         for name, pw in zip(weight_names, v.weights):
+            if pw is None:
+                continue
             try:
                 pw._check_values()
             except ValueError as e:

@@ -13,6 +13,7 @@ choose differently.
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
@@ -20,7 +21,7 @@ from torch import nn
 
 from .nn.egru import EGRU
 
-__all__ = ["prunable_parameters", "global_magnitude", "apply_masks", "keep_applied", "masks_for",
+__all__ = ["prunable_parameters", "global_magnitude", "erk_magnitude", "apply_masks", "keep_applied", "masks_for",
            "cubic_sparsity", "IterativePruner", "sparsity_of"]
 
 Include = Callable[[str, nn.Module, str, torch.Tensor], bool]
@@ -37,9 +38,47 @@ def _recurrent_types() -> tuple:
     return tuple(types)
 
 
+def _s5_types() -> tuple:
+    from .nn.s5 import S5, S5Block, S5Stack
+
+    return S5, S5Block, S5Stack
+
+
 def default_include(module_name: str, module: nn.Module, param_name: str, param: torch.Tensor) -> bool:
-    """Weight matrices of recurrent layers; no embeddings, decoders, biases or thresholds."""
+    """Weight matrices of recurrent layers; no embeddings, decoders, biases or thresholds. In the S5
+    family every matrix, as the paper prunes (encoder, decoder, GLU, B, C)."""
+    if isinstance(module, _s5_types()):
+        return param.dim() >= 2
     return isinstance(module, _recurrent_types()) and param_name.startswith("weight") and param.dim() == 2
+
+
+def _is_pair(name: str, module: nn.Module) -> bool:
+    from .nn.s5 import COMPLEX_PAIR_WEIGHTS, S5
+
+    return isinstance(module, S5) and name.rsplit(".", 1)[-1] in COMPLEX_PAIR_WEIGHTS
+
+
+def _scores(model: nn.Module, params: dict) -> dict:
+    """Per parameter the magnitude pruning ranks by: |w|, or for the S5's complex (re, im) pairs the
+    complex magnitude, shared by both parts (so a pair is kept or pruned whole)."""
+    owners = {}
+    for mod_name, module in model.named_modules():
+        for p_name, _ in module.named_parameters(recurse=False):
+            owners[f"{mod_name}.{p_name}" if mod_name else p_name] = module
+    out, pairs = {}, set()
+    for name, p in params.items():
+        w = p.detach().float().cpu()
+        if _is_pair(name, owners[name]):
+            out[name] = w.pow(2).sum(-1, keepdim=True).sqrt().expand_as(w).contiguous()
+            pairs.add(name)
+        else:
+            out[name] = w.abs()
+    return out, pairs
+
+
+def _tie_pairs(keep: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A pair is kept only whole (a split at the threshold's tie is pruned)."""
+    return keep.view_as(p).all(-1, keepdim=True).expand_as(p).reshape(-1)
 
 
 def prunable_parameters(model: nn.Module, include: Optional[Include] = None) -> dict[str, nn.Parameter]:
@@ -62,15 +101,60 @@ def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Includ
     params = prunable_parameters(model, include)
     if not params:
         raise ValueError("global_magnitude: no prunable parameters selected")
-    flat = torch.cat([p.detach().abs().flatten().float().cpu() for p in params.values()])
+    scores, pairs = _scores(model, params)
+    flat = torch.cat([sc.flatten() for sc in scores.values()])
     n_prune = int(round(sparsity * flat.numel()))
     keep = torch.ones(flat.numel(), dtype=torch.bool)
     if n_prune > 0:
         keep[torch.argsort(flat, stable=True)[:n_prune]] = False
     masks, offset = {}, 0
     for name, p in params.items():
-        masks[name] = keep[offset:offset + p.numel()].view_as(p).to(p.device)
+        k = keep[offset:offset + p.numel()]
+        masks[name] = (_tie_pairs(k, p) if name in pairs else k).view_as(p).to(p.device)
         offset += p.numel()
+    return masks
+
+
+def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None) -> dict[str, torch.Tensor]:
+    """Masks with a per-layer sparsity allocated by Erdos-Renyi-Kernel (Evci et al., 2020; what the
+    sparse linear RNN paper uses): a matrix of shape ``(n_out, n_in)`` gets density proportional to
+    ``(n_out + n_in) / (n_out n_in)`` (capped at 1, the rest redistributed), scaled so that
+    ``sparsity`` of all selected weights is pruned; within each, the smallest magnitudes go (complex
+    pairs by their complex magnitude, as :func:`global_magnitude`)."""
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"erk_magnitude: sparsity must be in [0, 1], got {sparsity}")
+    params = prunable_parameters(model, include)
+    if not params:
+        raise ValueError("erk_magnitude: no prunable parameters selected")
+    scores, pairs = _scores(model, params)
+    sizes = {n: p.numel() for n, p in params.items()}
+    raw = {}
+    for n, p in params.items():
+        dims = [d for d in p.shape]
+        if n in pairs:  # (re, im) pairs: a complex matrix
+            dims = dims[:-1]
+        raw[n] = sum(dims) / math.prod(dims)
+    keep_total = (1.0 - sparsity) * sum(sizes.values())
+    dense: set = set()
+    while True:  # the scale eps with sum(min(1, eps raw) size) = keep_total
+        rest = keep_total - sum(sizes[n] for n in dense)
+        denom = sum(raw[n] * sizes[n] for n in params if n not in dense)
+        eps = rest / denom if denom > 0 else 0.0
+        newly = {n for n in params if n not in dense and eps * raw[n] > 1.0}
+        if not newly:
+            break
+        dense |= newly
+    masks = {}
+    for n, p in params.items():
+        density = 1.0 if n in dense else max(0.0, min(1.0, eps * raw[n]))
+        flat = scores[n].flatten()
+        n_prune = int(round((1.0 - density) * flat.numel()))
+        keep = torch.ones(flat.numel(), dtype=torch.bool)
+        if n_prune > 0:
+            keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+        if n in pairs:
+            keep = _tie_pairs(keep, p)
+        masks[n] = keep.view_as(p).to(p.device)
     return masks
 
 
@@ -138,12 +222,17 @@ class IterativePruner:
     (or each epoch: ``step`` counts whatever unit the schedule uses). Every ``every`` steps between
     ``start_step`` and ``end_step`` it recomputes global magnitude masks at the scheduled sparsity
     (already pruned weights are zero, so they stay pruned) and keeps them applied through the
-    optimizer. ``pruner.masks`` is what ``sparsify()`` takes."""
+    optimizer. ``pruner.masks`` is what ``sparsify()`` takes. ``allocation``: ``"global"`` (one
+    threshold, :func:`global_magnitude`) or ``"erk"`` (per-layer, :func:`erk_magnitude`)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, final_sparsity: float,
-                 start_step: int, end_step: int, every: int = 1, include: Optional[Include] = None):
+                 start_step: int, end_step: int, every: int = 1, include: Optional[Include] = None,
+                 allocation: str = "global"):
         if every < 1:
             raise ValueError("IterativePruner: every must be >= 1")
+        if allocation not in ("global", "erk"):
+            raise ValueError(f"IterativePruner: allocation must be 'global' or 'erk', got {allocation!r}")
+        self._prune = global_magnitude if allocation == "global" else erk_magnitude
         self.model, self.optimizer, self.include = model, optimizer, include
         self.final_sparsity, self.start_step, self.end_step, self.every = final_sparsity, start_step, end_step, every
         self.masks: dict = {}
@@ -155,7 +244,7 @@ class IterativePruner:
         due = self.start_step <= step and ((step - self.start_step) % self.every == 0 or step >= self.end_step)
         target = cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step)
         if due and target > self.sparsity:
-            self.masks = global_magnitude(self.model, target, self.include)
+            self.masks = self._prune(self.model, target, self.include)
             if self._handle is not None:
                 self._handle.remove()
             self._handle = keep_applied(self.optimizer, self.model, self.masks)

@@ -3,9 +3,11 @@
 from .egru import EGRU, PackedEGRU
 from .linear import SparseLinear
 from .linear_rnn import PackedLinearRNN, SparseLinearRNN
+from .s5 import S5, PackedS5Stack, S5Block, S5Stack
 from ._recurrent import Stream
 
-__all__ = ["EGRU", "PackedEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN", "Stream"]
+__all__ = ["EGRU", "PackedEGRU", "SparseLinear", "SparseLinearRNN", "PackedLinearRNN", "S5", "S5Block", "S5Stack",
+           "PackedS5Stack", "Stream"]
 
 
 def __getattr__(name: str):

@@ -1,0 +1,53 @@
+"""The S5 stack (evsparse.nn.S5Stack, the paper's denoiser shape: 257 -> H blocks -> 257) per 8 ms
+frame at batch 1 (pytest-benchmark): one ``s5_plan_step`` call on the plan (dense and 90%-ERK-pruned,
+float32 and int8) against the training module's dense PyTorch step.
+
+    pytest benchmarks/test_bench_s5.py --benchmark-group-by=param:k
+"""
+
+import functools
+
+import pytest
+import torch
+
+from evsparse import prune
+from evsparse.nn import S5Stack
+
+WIDTHS = [0.5, 1.0]  # the paper's width scale k: H = 192 k, P = 256 k, 16 k init blocks
+
+
+@functools.lru_cache(maxsize=None)
+def _case(k):
+    torch.manual_seed(0)
+    H, P = int(192 * k), int(256 * k)
+    m = S5Stack(257, H, P, num_layers=3, output_size=257, blocks=max(1, int(16 * k))).eval()
+    masks = prune.erk_magnitude(m, 0.9)
+    pruned = S5Stack(257, H, P, num_layers=3, output_size=257, blocks=max(1, int(16 * k))).eval()
+    pruned.load_state_dict(m.state_dict())
+    prune.apply_masks(pruned, masks)
+    frames = [torch.rand(257) for _ in range(16)]  # magnitudes: dense input
+    return m, pruned, masks, frames
+
+
+def _step_loop(step, frames, state):
+    it = iter(range(1 << 62))
+
+    def run():
+        nonlocal state
+        _, state = step(frames[next(it) % len(frames)], state)
+
+    return run
+
+
+@pytest.mark.parametrize("method", ["pytorch-dense", "plan-dense", "plan-90%", "plan-90%-int8"])
+@pytest.mark.parametrize("k", WIDTHS)
+def test_s5_stack_step(benchmark, k, method):
+    m, pruned, masks, frames = _case(k)
+    if method == "pytorch-dense":
+        step, state = m.step, torch.zeros(3, m.state_size)
+    else:
+        model = m.sparsify(layout="dense") if method == "plan-dense" else pruned.sparsify(
+            masks, weight_dtype=torch.int8 if method.endswith("int8") else None)
+        step, state = model.step, torch.zeros(3, m.state_size)
+    with torch.inference_mode():
+        benchmark(_step_loop(step, frames, state))
