@@ -14,7 +14,7 @@
 #include <ATen/EmptyTensor.h>
 
 #include "packed_product.h"
-#include "plan.h"
+#include "plan_ops.h"
 
 namespace evsparse {
 namespace {
@@ -165,18 +165,11 @@ std::tuple<Tensor, Tensor> linear_rnn_stack_step(const Tensor& x, const Tensor& 
 // ---------------------------------------------------------------------------------------------
 // The model plan ops (plan.h): one step of the whole stack from (x, h, arena, meta).
 
-// x [in] with h [L, width] (unbatched), or x [B, in] with h [L, B, width]. Returns B.
-int64_t check_plan_call(const char* op, const Plan& plan, const Tensor& x, const Tensor& h) {
-  const int64_t B = check_plan_input(op, plan, x);
-  check_plan_state(op, plan, "h", h, x, B, "state width");
-  return B;
-}
-
 // Every layer in turn into y [B, out of the top layer]; the layers' outputs in between live in two
 // per-thread buffers (a layer's residual reads its own input, so input and output need their own).
 // nonzero (optional, [num_layers]): adds each layer's count of nonzero (NaN included) outputs.
 void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* h_prev, float* h_out,
-              float* y, int64_t* nonzero = nullptr) {
+              float* y, int64_t* nonzero) {
   thread_local std::vector<float> buf[2];
   const float* inp = x;
   for (int64_t k = 0; k < plan.num_layers; ++k) {
@@ -198,70 +191,23 @@ void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const
 }
 
 // linear_rnn_plan_step(Tensor x, Tensor h, Tensor arena, Tensor meta, int out_features) -> (Tensor y, Tensor h_out)
-// (out_features, checked against the plan, gives tracing the output's shape without reading meta.)
-std::tuple<Tensor, Tensor> linear_rnn_plan_step(const Tensor& x_in, const Tensor& h_in, const Tensor& arena,
+std::tuple<Tensor, Tensor> linear_rnn_plan_step(const Tensor& x, const Tensor& h, const Tensor& arena,
                                                 const Tensor& meta, int64_t out_features) {
-  constexpr const char* op = "evsparse.linear_rnn_plan_step";
-  // Functional: strided inputs are read through a contiguous copy (a no-op for contiguous ones).
-  const Tensor x = x_in.contiguous(), h = h_in.contiguous();
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
-  const int64_t B = check_plan_call(op, plan, x, h);
-  const int64_t out = plan.layers[plan.num_layers - 1].out;
-  TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,
-                    " outputs");
-  Tensor y = x.dim() == 2 ? at::detail::empty_cpu({B, out}, ScalarType::Float)
-                          : at::detail::empty_cpu({out}, ScalarType::Float);
-  Tensor h_out = at::detail::empty_cpu(h.sizes(), ScalarType::Float);
-  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h_out.mutable_data_ptr<float>(),
-           y.mutable_data_ptr<float>());
-  return {y, h_out};
+  return state_plan_step("evsparse.linear_rnn_plan_step", PlanKind::linear_rnn, x, h, arena, meta, out_features,
+                         run_plan);
 }
 
 // linear_rnn_plan_step_(Tensor x, Tensor(a!) h, Tensor(b!) out, Tensor arena, Tensor meta) -> ()
-// The same step with the state updated in place and the top layer's output written to out.
 void linear_rnn_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, const Tensor& arena, const Tensor& meta) {
-  constexpr const char* op = "evsparse.linear_rnn_plan_step_";
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
-  const int64_t B = check_plan_call(op, plan, x, h);
-  const int64_t out = plan.layers[plan.num_layers - 1].out;
-  check_tensor(y, op, "out", x);
-  TORCH_CHECK_VALUE(y.scalar_type() == ScalarType::Float && y.dim() == x.dim() && y.size(-1) == out &&
-                        (x.dim() == 1 || y.size(0) == B),
-                    op, ": out must be float32 of shape ", x.dim() == 2 ? at::IntArrayRef{B, out} : at::IntArrayRef{out},
-                    ", got ", y.scalar_type(), " ", y.sizes());
-  // A residual reads x after h is written, and the last layer writes out while reading its input:
-  // none of x, h, out may share memory.
-  TORCH_CHECK_VALUE(disjoint(x, h) && disjoint(x, y) && disjoint(h, y), op, ": x, h and out must not overlap");
-  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h.mutable_data_ptr<float>(),
-           y.mutable_data_ptr<float>());
+  state_plan_step_("evsparse.linear_rnn_plan_step_", PlanKind::linear_rnn, x, h, y, arena, meta, run_plan);
 }
 
 // linear_rnn_plan_sequence(Tensor xs, Tensor h, Tensor arena, Tensor meta, int out_features)
 //     -> (Tensor ys, Tensor h_out, Tensor nonzero)
-// xs [T, in] with h [L, width], or xs [T, B, in] with [L, B, width]; ys [T, (B,) out]; nonzero [L]:
-// per layer, its count of nonzero outputs. The plan step run T times in one call (see egru_plan_sequence).
-std::tuple<Tensor, Tensor, Tensor> linear_rnn_plan_sequence(const Tensor& xs_in, const Tensor& h_in, const Tensor& arena,
-                                                    const Tensor& meta, int64_t out_features) {
-  constexpr const char* op = "evsparse.linear_rnn_plan_sequence";
-  const Tensor xs = xs_in.contiguous(), h = h_in.contiguous();
-  const Tensor x0 = check_plan_sequence(op, xs);
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::linear_rnn);
-  const int64_t T = xs.size(0);
-  const int64_t B = check_plan_call(op, plan, x0, h);
-  const int64_t out = plan.layers[plan.num_layers - 1].out;
-  TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's top layer has ", out,
-                    " outputs");
-  Tensor h_out = h.clone();
-  Tensor ys = xs.dim() == 3 ? at::detail::empty_cpu({T, B, out}, ScalarType::Float)
-                            : at::detail::empty_cpu({T, out}, ScalarType::Float);
-  Tensor nonzero = at::zeros({plan.num_layers}, at::kLong);
-  const int64_t step_in = xs.numel() / std::max<int64_t>(T, 1);
-  float* ho = h_out.mutable_data_ptr<float>();
-  for (int64_t t = 0; t < T; ++t) {  // (h in place, as linear_rnn_plan_step_ does)
-    run_plan(op, plan, xs.const_data_ptr<float>() + t * step_in, B, ho, ho, ys.mutable_data_ptr<float>() + t * B * out,
-             nonzero.mutable_data_ptr<int64_t>());
-  }
-  return {ys, h_out, nonzero};
+std::tuple<Tensor, Tensor, Tensor> linear_rnn_plan_sequence(const Tensor& xs, const Tensor& h, const Tensor& arena,
+                                                            const Tensor& meta, int64_t out_features) {
+  return state_plan_sequence("evsparse.linear_rnn_plan_sequence", PlanKind::linear_rnn, xs, h, arena, meta,
+                             out_features, run_plan);
 }
 
 }  // namespace

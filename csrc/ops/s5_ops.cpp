@@ -16,12 +16,10 @@
 #include <tuple>
 #include <vector>
 
-#include <ATen/EmptyTensor.h>
-
 #include "../cpu/linear_rnn_impl.h"
 #include "../cpu/s5_impl.h"
 #include "packed_product.h"
-#include "plan.h"
+#include "plan_ops.h"
 
 namespace evsparse {
 namespace {
@@ -71,7 +69,7 @@ void block_step(const char* op, const PlanLayer& L, const float* x, int64_t B, c
 // buffers (a block's feedthrough and skip read its own input). h_prev/h_out [num_states, B, width]
 // (may alias). nonzero (optional, [num_layers]): adds each record's count of nonzero outputs.
 void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const float* h_prev, float* h_out,
-              float* y, int64_t* nonzero = nullptr) {
+              float* y, int64_t* nonzero) {
   thread_local std::vector<float> buf[2];
   const float* inp = x;
   int64_t s = 0;  // state row
@@ -101,73 +99,22 @@ void run_plan(const char* op, const Plan& plan, const float* x, int64_t B, const
   trim_scratch(buf[1]);
 }
 
-int64_t check_call(const char* op, const Plan& plan, const Tensor& x, const Tensor& h) {
-  const int64_t B = check_plan_input(op, plan, x);
-  check_plan_state(op, plan, "h", h, x, B, "state width");
-  return B;
-}
-
-int64_t top_out(const char* op, const Plan& plan, int64_t out_features) {
-  const int64_t out = plan.layers[plan.num_layers - 1].out;
-  TORCH_CHECK_VALUE(out_features == out, op, ": out_features=", out_features, " but the plan's last layer has ", out,
-                    " outputs");
-  return out;
-}
-
 // s5_plan_step(Tensor x, Tensor h, Tensor arena, Tensor meta, int out_features) -> (Tensor y, Tensor h_out)
-std::tuple<Tensor, Tensor> s5_plan_step(const Tensor& x_in, const Tensor& h_in, const Tensor& arena, const Tensor& meta,
+std::tuple<Tensor, Tensor> s5_plan_step(const Tensor& x, const Tensor& h, const Tensor& arena, const Tensor& meta,
                                         int64_t out_features) {
-  constexpr const char* op = "evsparse.s5_plan_step";
-  const Tensor x = x_in.contiguous(), h = h_in.contiguous();
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::s5);
-  const int64_t B = check_call(op, plan, x, h);
-  const int64_t out = top_out(op, plan, out_features);
-  Tensor y = x.dim() == 2 ? at::detail::empty_cpu({B, out}, ScalarType::Float)
-                          : at::detail::empty_cpu({out}, ScalarType::Float);
-  Tensor h_out = at::detail::empty_cpu(h.sizes(), ScalarType::Float);
-  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h_out.mutable_data_ptr<float>(),
-           y.mutable_data_ptr<float>());
-  return {y, h_out};
+  return state_plan_step("evsparse.s5_plan_step", PlanKind::s5, x, h, arena, meta, out_features, run_plan);
 }
 
 // s5_plan_step_(Tensor x, Tensor(a!) h, Tensor(b!) out, Tensor arena, Tensor meta) -> ()
 void s5_plan_step_(const Tensor& x, const Tensor& h, const Tensor& y, const Tensor& arena, const Tensor& meta) {
-  constexpr const char* op = "evsparse.s5_plan_step_";
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::s5);
-  const int64_t B = check_call(op, plan, x, h);
-  const int64_t out = plan.layers[plan.num_layers - 1].out;
-  check_tensor(y, op, "out", x);
-  TORCH_CHECK_VALUE(y.scalar_type() == ScalarType::Float && y.dim() == x.dim() && y.size(-1) == out &&
-                        (x.dim() == 1 || y.size(0) == B),
-                    op, ": out must be float32 of shape ", x.dim() == 2 ? at::IntArrayRef{B, out} : at::IntArrayRef{out},
-                    ", got ", y.scalar_type(), " ", y.sizes());
-  TORCH_CHECK_VALUE(disjoint(x, h) && disjoint(x, y) && disjoint(h, y), op, ": x, h and out must not overlap");
-  run_plan(op, plan, x.const_data_ptr<float>(), B, h.const_data_ptr<float>(), h.mutable_data_ptr<float>(),
-           y.mutable_data_ptr<float>());
+  state_plan_step_("evsparse.s5_plan_step_", PlanKind::s5, x, h, y, arena, meta, run_plan);
 }
 
 // s5_plan_sequence(Tensor xs, Tensor h, Tensor arena, Tensor meta, int out_features)
 //     -> (Tensor ys, Tensor h_out, Tensor nonzero)
-std::tuple<Tensor, Tensor, Tensor> s5_plan_sequence(const Tensor& xs_in, const Tensor& h_in, const Tensor& arena,
+std::tuple<Tensor, Tensor, Tensor> s5_plan_sequence(const Tensor& xs, const Tensor& h, const Tensor& arena,
                                                     const Tensor& meta, int64_t out_features) {
-  constexpr const char* op = "evsparse.s5_plan_sequence";
-  const Tensor xs = xs_in.contiguous(), h = h_in.contiguous();
-  const Tensor x0 = check_plan_sequence(op, xs);
-  const Plan& plan = get_plan(op, arena, meta, PlanKind::s5);
-  const int64_t T = xs.size(0);
-  const int64_t B = check_call(op, plan, x0, h);
-  const int64_t out = top_out(op, plan, out_features);
-  Tensor h_out = h.clone();
-  Tensor ys = xs.dim() == 3 ? at::detail::empty_cpu({T, B, out}, ScalarType::Float)
-                            : at::detail::empty_cpu({T, out}, ScalarType::Float);
-  Tensor nonzero = at::zeros({plan.num_layers}, at::kLong);
-  const int64_t step_in = xs.numel() / std::max<int64_t>(T, 1);
-  float* ho = h_out.mutable_data_ptr<float>();
-  for (int64_t t = 0; t < T; ++t) {
-    run_plan(op, plan, xs.const_data_ptr<float>() + t * step_in, B, ho, ho, ys.mutable_data_ptr<float>() + t * B * out,
-             nonzero.mutable_data_ptr<int64_t>());
-  }
-  return {ys, h_out, nonzero};
+  return state_plan_sequence("evsparse.s5_plan_sequence", PlanKind::s5, xs, h, arena, meta, out_features, run_plan);
 }
 
 }  // namespace

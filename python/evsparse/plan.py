@@ -112,7 +112,7 @@ def build(kind: int, input_size: int, width: int, layers: Sequence[PlanLayer]) -
         rec += vectors + [-1] * (n_slots - len(vectors))
         if kind == S5:
             rec.append(layer.act)
-        meta += rec + [0] * (record_words(kind) - len(rec) - 0)
+        meta += rec + [0] * (record_words(kind) - len(rec))
     meta[6] = size
     arena = torch.zeros(size, dtype=torch.uint8, device=device)
     for off, t in parts:

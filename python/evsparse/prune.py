@@ -76,6 +76,14 @@ def _scores(model: nn.Module, params: dict) -> dict:
     return out, pairs
 
 
+def _keep_largest(scores: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """A flat keep-mask pruning the ``n_prune`` smallest scores (ties broken by position)."""
+    keep = torch.ones(scores.numel(), dtype=torch.bool)
+    if n_prune > 0:
+        keep[torch.argsort(scores, stable=True)[:n_prune]] = False
+    return keep
+
+
 def _tie_pairs(keep: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     """A pair is kept only whole (a split at the threshold's tie is pruned)."""
     return keep.view_as(p).all(-1, keepdim=True).expand_as(p).reshape(-1)
@@ -103,10 +111,7 @@ def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Includ
         raise ValueError("global_magnitude: no prunable parameters selected")
     scores, pairs = _scores(model, params)
     flat = torch.cat([sc.flatten() for sc in scores.values()])
-    n_prune = int(round(sparsity * flat.numel()))
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
-    if n_prune > 0:
-        keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+    keep = _keep_largest(flat, int(round(sparsity * flat.numel())))
     masks, offset = {}, 0
     for name, p in params.items():
         k = keep[offset:offset + p.numel()]
@@ -148,10 +153,7 @@ def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] 
     for n, p in params.items():
         density = 1.0 if n in dense else max(0.0, min(1.0, eps * raw[n]))
         flat = scores[n].flatten()
-        n_prune = int(round((1.0 - density) * flat.numel()))
-        keep = torch.ones(flat.numel(), dtype=torch.bool)
-        if n_prune > 0:
-            keep[torch.argsort(flat, stable=True)[:n_prune]] = False
+        keep = _keep_largest(flat, int(round((1.0 - density) * flat.numel())))
         if n in pairs:
             keep = _tie_pairs(keep, p)
         masks[n] = keep.view_as(p).to(p.device)

@@ -36,9 +36,8 @@ from torch import nn
 from .. import plan
 from ..layout import pack
 from ..packed import PackedWeight
-from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, fast_op,
-                         step_through_forward)
-from .linear_rnn import SCANS, diagonal_scan
+from ._recurrent import ActivityLog, PlanModule, Stream, accepts_unbatched, fast_op, step_through_forward
+from .linear_rnn import SCANS, _check_input, _initial_state, diagonal_scan
 
 __all__ = ["S5", "S5Block", "S5Stack", "PackedS5Stack", "hippo_legs_eigen", "complex_relu", "COMPLEX_PAIR_WEIGHTS"]
 
@@ -65,13 +64,6 @@ def complex_relu(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torc
     """relu on complex values given as parts: ``z`` where ``Re z > 0``, else 0 (both parts)."""
     keep = re > 0
     return re * keep, im * keep
-
-
-def _check_input(x, input_size: int, batch_first: bool, who: str) -> torch.Tensor:
-    x = check_sequence_input(x, input_size, batch_first, who)
-    if not x.is_floating_point():
-        raise ValueError(f"{who}: input must be floating point, got {x.dtype}")
-    return x
 
 
 class S5(nn.Module):
@@ -144,7 +136,6 @@ class S5(nn.Module):
         re, im = xs.real, xs.imag
         if self.state_relu:
             re, im = complex_relu(re, im)
-        self._state_nonzero = (re != 0).detach()  # the read-out's active states (macs)
         y = 2 * (F.linear(re, self.C[..., 0].to(u.dtype)) - F.linear(im, self.C[..., 1].to(u.dtype))) + self.D * u
         last = torch.cat([xs.real[-1], xs.imag[-1]], -1) if u.shape[0] else (
             x0 if x0 is not None else u.new_zeros(u.shape[1], 2 * S))
@@ -189,7 +180,6 @@ class S5Block(nn.Module):
         x1 = F.relu(y) if self.relufied else F.gelu(y)
         if self.training and self.dropout > 0:
             x1 = F.dropout(x1, self.dropout, training=True)
-        self._glu_input = x1.detach()  # (macs: the GLU product's input)
         out = x1 * torch.sigmoid(F.linear(x1, self.glu_weight, self.glu_bias)) + x
         return (F.relu(out) if self.relufied else out), last
 
@@ -253,33 +243,20 @@ class S5Stack(nn.Module):
     def out_features(self) -> int:
         return self.d_model if self.output_size is None else self.output_size
 
-    def _initial_state(self, state, batch: int, like: torch.Tensor, who: str) -> torch.Tensor:
-        expected = (self.num_layers, batch, self.width)
-        if state is None:
-            return like.new_zeros(expected)
-        if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected:
-            raise ValueError(f"{who}: state must be a tensor of shape {list(expected)} ([num_layers, B, "
-                             f"state_size]), got {getattr(state, 'shape', None)}")
-        return state
-
     @accepts_unbatched("width")
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "S5Stack")
-        h0 = self._initial_state(state, x.shape[1], x, "S5Stack")
+        h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "S5Stack")
         self._activity.start()
-        self._product_inputs = [("encoder", x.detach())]
         z = F.linear(x, self.encoder_weight, self.encoder_bias)
         z = F.relu(z) if self.relufied else z
         self._activity.add(z)
         last = []
         for k, block in enumerate(self.blocks):
-            self._product_inputs.append((f"l{k}.B", z.detach()))
             z, h = block(z, h0[k])
-            self._product_inputs += [(f"l{k}.C", None), (f"l{k}.W2", block._glu_input)]
             self._activity.add(z)
             last.append(h)
         if self.decoder_weight is not None:
-            self._product_inputs.append(("decoder", z.detach()))
             z = F.linear(z, self.decoder_weight, self.decoder_bias)
         out = z.transpose(0, 1) if self.batch_first else z
         return out, torch.stack(last)
@@ -437,15 +414,6 @@ class PackedS5Stack(PlanModule):
                                           (vec(model.decoder_bias),)))
         return cls(model.input_size, H, model.state_size, model.output_size, model.batch_first, records)
 
-    def _initial_state(self, state, batch: int, like: torch.Tensor, who: str) -> torch.Tensor:
-        expected = (self.num_layers, batch, self.width)
-        if state is None:
-            return like.new_zeros(expected)
-        if not isinstance(state, torch.Tensor) or tuple(state.shape) != expected:
-            raise ValueError(f"{who}: state must be a tensor of shape {list(expected)} ([num_layers, B, "
-                             f"state_size]), got {getattr(state, 'shape', None)}")
-        return state
-
     def _check_cpu(self, who: str) -> None:
         if self.plan_arena.device.type != "cpu":
             raise ValueError(f"{who}: S5 plans run on the CPU kernels only (no GPU kernel yet); the module is on "
@@ -455,7 +423,7 @@ class PackedS5Stack(PlanModule):
     def forward(self, x: torch.Tensor, state: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = _check_input(x, self.input_size, self.batch_first, "PackedS5Stack").contiguous()
         self._check_cpu("PackedS5Stack")
-        h0 = self._initial_state(state, x.shape[1], x, "PackedS5Stack")
+        h0 = _initial_state(state, self.num_layers, x.shape[1], self.width, x, "PackedS5Stack")
         if not torch.compiler.is_compiling():
             self._ensure_packed_valid()
         self._activity.start()
@@ -481,7 +449,7 @@ class PackedS5Stack(PlanModule):
             raise ValueError(f"PackedS5Stack.step: x_t must be [B, {self.input_size}] or [{self.input_size}], "
                              f"got {getattr(x_t, 'shape', None)}")
         self._check_cpu("PackedS5Stack.step")
-        h0 = self._initial_state(state, x_t.shape[0], x_t, "PackedS5Stack.step")
+        h0 = _initial_state(state, self.num_layers, x_t.shape[0], self.width, x_t, "PackedS5Stack.step")
         if not torch.compiler.is_compiling():
             self._ensure_packed_valid()
         return torch.ops.evsparse.s5_plan_step.default(x_t.contiguous(), h0.contiguous(), self.plan_arena,
