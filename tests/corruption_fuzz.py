@@ -80,10 +80,36 @@ def expected(x: torch.Tensor, cp: torch.Tensor, ri: torch.Tensor, v: torch.Tenso
     return y.reshape(*x.shape[:-1], out)
 
 
+def s5_plan_case(W: torch.Tensor, cp: torch.Tensor, ri: torch.Tensor, is_valid: bool, rng: random.Random) -> str:
+    """Packs an S5 stack whose encoder weight is ``W`` (sparse layout), writes ``cp``/``ri`` over the
+    encoder's structure in the plan's arena and steps it; returns what went wrong, or ''."""
+    from evsparse.nn import S5Stack
+
+    out, inp = W.shape
+    m = S5Stack(inp, out, 2, num_layers=1, output_size=rng.choice([None, 3])).eval()
+    with torch.no_grad():
+        m.encoder_weight.copy_(W)
+    packed = m.sparsify(layout="sparse")
+    enc = evsparse.plan.layer_views(packed.plan_arena, packed.plan_meta)[0].weights[0]
+    if enc.row_idx is None or enc.row_idx.numel() != ri.numel():
+        return "skipped"
+    enc.col_ptr.copy_(cp.to(enc.col_ptr.dtype))  # views of the arena: the arena changes in place
+    enc.row_idx.copy_(ri.to(enc.row_idx.dtype))
+    x = torch.rand(rng.choice([1, 2]), inp)
+    try:
+        y, h = ops.s5_plan_step(x, torch.zeros(1, x.shape[0], 2), packed.plan_arena, packed.plan_meta,
+                                packed.out_features)
+    except ValueError:
+        return "ValueError for a valid structure" if is_valid else ""
+    if not is_valid:
+        return "no error for corrupted data"
+    return "" if bool(torch.isfinite(y).all()) else "non-finite result"
+
+
 def run(cases: int, seed: int) -> int:
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    raised = matched = 0
+    raised = matched = plan_cases = 0
     for case in range(cases):
         out, inp = rng.randint(1, 90), rng.randint(1, 40)
         W = torch.randn(out, inp) * (torch.rand(out, inp) < rng.random())
@@ -98,6 +124,14 @@ def run(cases: int, seed: int) -> int:
         bias = torch.randn(out) if rng.random() < 0.5 else None
         torch.set_num_threads(rng.choice([1, 2]))
         want = expected(x, cp, ri, pw.values, out, bias)
+        # The same corruption written into the arena of an S5 plan whose encoder is W: the whole-model
+        # plan op must refuse exactly the invalid structures, as the bare op does.
+        if pw.row_idx.dtype == torch.int16 and rng.random() < 0.5:
+            status = s5_plan_case(W, cp, ri, want is not None, rng)
+            plan_cases += status == ""
+            if status and status != "skipped":
+                print(f"case {case}: S5 plan: {status}", file=sys.stderr)
+                return 1
         try:
             got = ops.sparse_gather_linear(x, cp, ri, pw.values, out, bias)
         except ValueError:
@@ -136,7 +170,8 @@ def run(cases: int, seed: int) -> int:
                 call()
             except ValueError:
                 pass
-    print(f"{cases} cases: {raised} refused with ValueError, {matched} accepted and equal to the reference")
+    print(f"{cases} cases: {raised} refused with ValueError, {matched} accepted and equal to the reference; "
+          f"{plan_cases} also checked inside an S5 plan")
     return 0
 
 

@@ -15,7 +15,7 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     out = tmp_path / "report"
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
                      "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
-                     "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1",
+                     "--s5-k", "0.125", "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1",
                      "--cold-points", "48x80@0.5@0.25", "--cold-calls", "2", "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
@@ -37,6 +37,12 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         assert f"| 48x80 | {r['activity']:.0%} | {r['density']:.0%} |" in md
     assert [e["hidden"] for e in report["egru"]] == [16, 16]
     assert [e["width"] for e in report["linear_rnn"]] == [16, 16]
+    (s5,) = report["s5"]
+    assert (s5["k"], s5["d_model"], s5["state_size"]) == (0.125, 24, 32)
+    assert s5["effective_macs_sparse_model"] < s5["effective_macs_dense_model"] <= s5["dense_macs"]
+    assert s5["weight_bytes"]["plan, 90% ERK, int8"] < s5["weight_bytes"]["plan, 90% ERK"] < s5["weight_bytes"]["plan, dense"]
+    assert all(v > 0 for v in s5["hot_us"].values()) and set(s5["paced_us"]) == set(s5["hot_us"])
+    assert "## S5 denoiser step" in md
     for r in report["timed_layout"]:
         u = r["us_per_step"]
         assert r["timed_vs_auto"] == pytest.approx(u["auto"] / u["timed"])

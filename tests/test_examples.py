@@ -3,6 +3,8 @@
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -68,3 +70,106 @@ def test_int8_weights(capsys):
     mb8 = float(out.split("MB -> ")[1].split(" MB")[0])
     assert mb8 < 0.6 * mb32  # 1 byte per value instead of 4 (the int16 row indices stay)
     assert "EGRU H=32" in out and "events agree on" in out
+
+
+def _s5_denoise_module(name):
+    """examples/s5_denoise's ``name`` module, imported as the example imports it (siblings top-level)."""
+    import sys
+
+    for sibling in ("speech", "denoiser", "s5_run"):
+        sys.modules.pop(sibling, None)
+    sys.path.insert(0, str(EXAMPLES / "s5_denoise"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / "s5_denoise" / f"{name.removeprefix('s5_')}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while the class is made
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.modules.pop(name, None)
+        sys.path.remove(str(EXAMPLES / "s5_denoise"))
+        for sibling in ("speech", "denoiser"):
+            sys.modules.pop(sibling, None)
+
+
+PTB = Path(__file__).resolve().parents[2] / "shared" / "data" / "ptb"
+
+
+def test_s5_denoise_noise_and_mixing_are_deterministic():
+    """The noise kinds and the mixing (no synthesiser needed): the same seed gives the same arrays, another
+    seed other ones; SNR and level land in the N-DNS ranges."""
+    import numpy as np
+
+    speech = _s5_denoise_module("speech")
+    pool = [np.random.default_rng(i).standard_normal(3000) for i in range(4)]
+
+    def draw(seed):
+        rng = np.random.default_rng(seed)
+        clean = np.sin(np.arange(16000) / 7.0)
+        n, kinds = speech.noise(rng, 16000, pool)
+        noisy, clean_s, snr = speech.mix(rng, clean, n)
+        return noisy, clean_s, snr, kinds
+
+    a, b, c = draw(5), draw(5), draw(6)
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2:] == b[2:]
+    assert not np.array_equal(a[0], c[0])
+    for seed in range(20):
+        noisy, clean, snr, kinds = draw(seed)
+        assert -5 <= snr <= 20 and set(kinds) <= set(speech.NOISES) and 1 <= len(kinds) <= 2
+        measured = 10 * np.log10(np.mean(clean ** 2) / np.mean((noisy - clean) ** 2))
+        assert abs(measured - snr) < 0.01 or np.abs(noisy).max() >= 0.98  # (scaled down only to avoid clipping)
+        assert np.abs(noisy).max() < 1.0
+    for kind in ("coloured", "transient", "hum"):
+        x = getattr(speech, kind)(np.random.default_rng(0), 8000)
+        assert x.shape == (8000,) and np.isfinite(x).all() and np.abs(x).max() > 0
+
+
+def test_s5_denoise_speech_is_deterministic_and_held_out(tmp_path):
+    """Synthesised twice into separate caches (so the synthesisers run twice), the corpus and its test set
+    are identical for a seed; the test speakers and texts are not in training."""
+    import numpy as np
+
+    speech = _s5_denoise_module("speech")
+    if speech.available():
+        pytest.skip(speech.available())
+    if not PTB.exists():
+        pytest.skip(f"no PTB text at {PTB}")
+    a = speech.Corpus("test", PTB, 1, seed=3, cache=tmp_path / "a", babble_per_speaker=1)
+    b = speech.Corpus("test", PTB, 1, seed=3, cache=tmp_path / "b", babble_per_speaker=1)
+    assert a.labels == b.labels and all(np.array_equal(x, y) for x, y in zip(a.utterances, b.utterances))
+    ta, tb = a.test_set(9, 16000), b.test_set(9, 16000)
+    assert all(np.array_equal(x["noisy"], y["noisy"]) and x["noise"] == y["noise"] for x, y in zip(ta, tb))
+    assert {s.name for s in speech.TEST_SPEAKERS}.isdisjoint(s.name for s in speech.TRAIN_SPEAKERS)
+    assert len({s.name for s in speech.TRAIN_SPEAKERS}) == len(speech.TRAIN_SPEAKERS)
+    c = speech.Corpus("test", PTB, 1, seed=4, cache=tmp_path / "a", babble_per_speaker=1)
+    assert c.labels != a.labels
+    train_texts = set(speech.ptb_sentences(PTB / "ptb.train.txt", 2000, 0))
+    assert not train_texts & {t for _, t in a.labels}
+    for u in a.utterances:  # speech at 16 kHz, peak 0.5, seconds long
+        assert u.dtype == np.float32 and abs(np.abs(u).max() - 0.5) < 1e-6 and 1.0 < len(u) / 16000 < 15
+
+
+def test_s5_denoise_pipeline(tmp_path):
+    """Tiny settings end to end: dense and sparse training, evaluation on the kernels (equal to the
+    module), int8, MACs, memory, latency, table and JSON."""
+    import json
+
+    speech = _s5_denoise_module("speech")
+    if speech.available():
+        pytest.skip(speech.available())
+    run = _s5_denoise_module("s5_run")
+    run.main(["--out", str(tmp_path), "--ptb", str(PTB), "--config", "tiny", "--dense-k", "0.125", "--sparse-k",
+              "0.125", "--test-per-speaker", "1", "--test-seconds", "1", "--reps", "2", "--paced-samples", "3"])
+    rows = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert [(r["family"], r["k"]) for r in rows] == [("dense", 0.125), ("sparse", 0.125)]
+    for r in rows:
+        assert abs(r["si_snri_kernels_dB"] - r["si_snri_dB"]) < 1e-3 and r["max_abs_diff_kernels_vs_module"] < 1e-3
+        assert abs(r["si_snri_int8_dB"] - r["si_snri_kernels_dB"]) < 1.0
+        m = r["macs_per_frame"]
+        assert 0 < m["effective"] <= m["dense"]
+        assert all(v["hot_us"] > 0 and v["paced_us"] > 0 for v in r["latency"].values())
+    dense, sparse = rows
+    assert abs(sparse["weight_sparsity"] - 0.9) < 0.02 and dense["weight_sparsity"] == 0
+    assert sparse["macs_per_frame"]["effective"] < 0.2 * dense["macs_per_frame"]["effective"]
+    assert sparse["memory_bytes"]["kernels fp32 (stored)"] < 0.4 * dense["memory_bytes"]["kernels fp32 (stored)"]
+    assert "| sparse-k0.125 |" in (tmp_path / "results.md").read_text()

@@ -220,3 +220,51 @@ def test_per_layer_layouts_are_checked(layout):
     for model in (EGRU(6, 9, num_layers=2), SparseLinearRNN(6, 5, 6, num_layers=2)):
         with pytest.raises(ValueError, match="pairs"):
             model.sparsify(layout=layout)
+
+
+@pytest.mark.parametrize("weight_dtype", [None, torch.int8])
+def test_s5_timed_picks_the_rigged_winner_per_record_and_equals_the_module(rigged_timer, weight_dtype):
+    """S5 plans: one timing per record (encoder: its product; each block: its three weights through a
+    one-block plan; decoder), each on the previous record's output; every candidate's output equal to the
+    module's record; the rigged winner kept; ``.layouts`` reproduces the choice."""
+    from evsparse.nn import S5Stack
+
+    torch.manual_seed(0)
+    m = S5Stack(30, 24, 16, 2, 7).eval()
+    masks = prune.erk_magnitude(m, 0.8)
+    prune.apply_masks(m, masks)
+    x = torch.rand(6, 2, 30)
+    winners, results = rigged_timer
+    winners += [("sparse",), ("dense", "sparse", "dense"), ("sparse", "sparse", "sparse"), ("dense",)]
+    packed = m.sparsify(masks, layout="timed", example_input=x, weight_dtype=weight_dtype)
+    assert packed.layouts == ["sparse", "dense", "sparse", "dense", "sparse", "sparse", "sparse", "dense"]
+    assert [c.layouts for c in packed.layout_choices] == [("sparse",), ("dense", "sparse", "dense"),
+                                                          ("sparse",) * 3, ("dense",)]
+    assert len(results) == 4 and [len(r) for r in results] == [2, 8, 8, 2]
+    for outs in results:  # the candidates of one record agree (int8: up to quantisation of the same values)
+        first = next(iter(outs.values()))[0]
+        for out in outs.values():
+            torch.testing.assert_close(out[0], first, rtol=1e-5, atol=1e-5)
+    tol = 1e-5 if weight_dtype is None else 5e-2
+    torch.testing.assert_close(packed(x)[0], m(x)[0] if weight_dtype is None else
+                               m.sparsify(masks, layout="dense", weight_dtype=weight_dtype)(x)[0], rtol=tol, atol=tol)
+    again = m.sparsify(masks, layout=packed.layouts, weight_dtype=weight_dtype)
+    torch.testing.assert_close(again(x)[0], packed(x)[0], rtol=0, atol=0)
+
+
+def test_s5_timed_on_this_machine_and_its_errors():
+    from evsparse.nn import S5Stack
+
+    torch.manual_seed(1)
+    m = S5Stack(12, 8, 6, 1, 5).eval()
+    x = torch.rand(5, 1, 12)
+    packed = m.sparsify(layout="timed", example_input=x)
+    for choice, auto in zip(packed.layout_choices, [("dense",), ("dense",) * 3, ("dense",)]):
+        _assert_the_rule_chose(choice, auto)
+    torch.testing.assert_close(packed(x)[0], m(x)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs example_input"):
+        m.sparsify(layout="timed")
+    with pytest.raises(ValueError, match="only with layout='timed'"):
+        m.sparsify(layout="auto", example_input=x)
+    with pytest.raises(ValueError, match="float32"):
+        m.sparsify(layout="timed", example_input=x.double())

@@ -321,3 +321,17 @@ def test_raw_linear_rnn_op_rejects_bad_arguments():
         op(x_all, h, *bad)
     with pytest.raises(ValueError, match="xs|x must be 3-D"):
         torch.ops.evsparse.linear_rnn_sequence(x, h, *args)
+
+
+def test_sparse_linear_rnn_is_deprecated_for_s5stack():
+    """It gives way to the published model (S5Stack): constructing one warns, naming the successor; the
+    benchmark harness, which still measures it, does not warn."""
+    import warnings
+
+    with pytest.warns(DeprecationWarning, match="S5Stack"):
+        SparseLinearRNN(4, 3, 4)
+    from evsparse.bench.stack import build_stack_methods
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        build_stack_methods("linear RNN", 8, 1, 0.5)

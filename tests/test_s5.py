@@ -266,3 +266,108 @@ def test_compile_fullgraph_step():
     y, h2 = f(x, h)
     ye, he = p.step(x, h)
     assert torch.allclose(y, ye) and torch.allclose(h2, he)
+
+
+def test_width_scale_is_the_papers():
+    from evsparse.nn.s5 import width_scale
+
+    assert width_scale(1.0) == {"d_model": 192, "state_size": 256, "blocks": 16}
+    assert width_scale(0.25) == {"d_model": 48, "state_size": 64, "blocks": 4}
+    assert width_scale(0.01)["blocks"] == 1
+    with pytest.raises(ValueError, match="k must be > 0"):
+        width_scale(0)
+
+
+def test_macs_dense_count_is_the_papers():
+    """The paper's per-step weight-MACs (read from its code): k=1 ~507K (encoder and decoder included),
+    0.5 ~152K, 0.25 ~51K."""
+    from evsparse import macs
+    from evsparse.nn.s5 import width_scale
+
+    for k, paper in ((1.0, 507e3), (0.5, 152e3), (0.25, 51e3)):
+        m = S5Stack(257, num_layers=3, output_size=257, **width_scale(k))
+        tot = macs.count(m).totals
+        assert tot["dense"] == tot["combined"] and abs(tot["dense"] - paper) / paper < 0.01, (k, tot)
+    m = S5Stack(257, num_layers=3, output_size=257, **width_scale(1.0))
+    H, S = 192, 128
+    assert macs.count(m).totals["dense"] == 2 * 257 * H + 3 * (2 * S * H + 2 * H * S + 4 * S + H + H * H)
+
+
+@pytest.mark.parametrize("relufied", [True, False])
+def test_macs_effective_counts_nonzero_input_times_nonzero_weight(relufied):
+    """Effective MACs against a brute-force count: every (nonzero weight, nonzero input) pair of every
+    product of every step, with the inputs recomputed here step by step and the weights as the plan
+    holds them (B with BatchNorm and the ZOH folded: a kept complex entry is two real weights)."""
+    import torch.nn.functional as F
+
+    from evsparse import macs
+    from evsparse.nn.s5 import complex_relu, fold_block
+
+    torch.manual_seed(3)
+    m = S5Stack(11, 8, 6, 2, 5, relufied=relufied).eval()
+    with torch.no_grad():
+        for b in m.blocks:
+            b.norm.running_mean.normal_()
+    masks = prune.erk_magnitude(m, 0.6)
+    prune.apply_masks(m, masks)
+    x = torch.relu(torch.randn(7, 2, 11))
+    rep = macs.count(m, x, masks)
+    brute, z = 0, F.linear(x, m.encoder_weight, m.encoder_bias)
+    pairs = lambda w, inp: float(((w != 0).double() @ (inp != 0).double().reshape(-1, inp.shape[-1]).T).sum())  # noqa: E731
+    brute += pairs(m.encoder_weight, x)
+    z = torch.relu(z) if relufied else z
+    with torch.no_grad():
+        for b in m.blocks:
+            f = fold_block(b)
+            brute += pairs(f["B"], z)
+            zn = b.norm(z.reshape(-1, 8)).reshape(z.shape)
+            xs = b.s5.states(zn)
+            re, im = complex_relu(xs.real, xs.imag) if relufied else (xs.real, xs.imag)
+            brute += pairs(f["C"], torch.cat([re, im], -1))
+            y, _ = b.s5(zn)
+            brute += pairs(b.glu_weight, F.relu(y) if relufied else F.gelu(y))
+            z, _ = b(z)
+        brute += pairs(m.decoder_weight, z)
+    elementwise = 2 * (4 * 3 + 8)  # per block: the diagonal recurrence 4 P/2 and D's H
+    assert rep.totals["combined"] == pytest.approx(brute / 14 + elementwise, rel=1e-9)
+    assert rep.totals["combined"] <= rep.totals["weight_sparse"] <= rep.totals["dense"]
+    assert rep.memory["nonzero weights (as the plan stores them)"] == pytest.approx(
+        sum(w.values.numel() for v in m.sparsify(masks, layout="sparse")._views for w in v.weights if w is not None))
+
+
+def test_lean_torch_step_equals_the_module():
+    from evsparse.bench.s5 import torch_dense_step
+
+    torch.manual_seed(0)
+    for relufied in (True, False):
+        m = S5Stack(20, 16, 12, 3, 7, relufied=relufied).eval()
+        with torch.no_grad():
+            m.blocks[0].norm.running_mean.normal_()
+            m.blocks[1].norm.running_var.uniform_(0.5, 2)
+        step = torch_dense_step(m)
+        x = torch.rand(10, 2, 20)
+        y, h = m(x)
+        s, ys = torch.zeros(3, 2, 12), []
+        for t in range(10):
+            yt, s = step(x[t], s)
+            ys.append(yt)
+        torch.testing.assert_close(torch.stack(ys), y, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(s, h, rtol=1e-5, atol=1e-5)
+
+
+def test_activity_loss_is_the_l1_of_the_product_inputs_and_has_gradients():
+    torch.manual_seed(0)
+    m = S5Stack(6, 8, 4, 2, 3)
+    with pytest.raises(RuntimeError, match="run a forward pass first"):
+        m.activity_loss()
+    x = torch.rand(5, 2, 6)
+    m(x)
+    loss = m.activity_loss()
+    z = torch.relu(torch.nn.functional.linear(x, m.encoder_weight, m.encoder_bias))
+    expected = z.mean()
+    for b in m.blocks:
+        z, _ = b(z)
+        expected = expected + z.mean()
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert m.encoder_weight.grad is not None and m.blocks[1].glu_weight.grad.abs().sum() > 0

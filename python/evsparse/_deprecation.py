@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+
+LINEAR_RNN_MESSAGE = ("SparseLinearRNN (and its PackedLinearRNN) is deprecated and will be removed in a later release: "
+                      "evsparse's sparse linear RNN family is now evsparse.nn.S5Stack, the published model (S5 blocks, "
+                      "BatchNorm folded, one plan per model); see docs/guide/s5.md, 'Coming from SparseLinearRNN'")
 
 
 def moved(old: str, new: str, stacklevel: int = 3) -> None:
@@ -19,3 +24,15 @@ def alias_classmethod(new_name: str, old_qualname: str, new_qualname: str) -> cl
 
     old.__doc__ = f"Deprecated alias of :meth:`{new_qualname}`."
     return classmethod(old)
+
+
+def linear_rnn_deprecated(stacklevel: int = 3) -> None:
+    warnings.warn(LINEAR_RNN_MESSAGE, DeprecationWarning, stacklevel=stacklevel)
+
+
+@contextlib.contextmanager
+def measuring_deprecated():
+    """For the benchmark harness, which still measures the deprecated layers beside their successors."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="SparseLinearRNN .* is deprecated", category=DeprecationWarning)
+        yield

@@ -17,6 +17,15 @@ product, with ``d_ih``/``d_hh`` the densities of ``W_in``/``W_out``, ``a_in`` it
 
     combined = d_ih a_in N W + d_hh a W O + recurrence
 
+An ``S5Stack`` (the S5 family, :mod:`evsparse.nn.s5`) counts every product, encoder and decoder
+included (as the paper's effective MACs do), one row each (``ProductMACs``): the encoder, per block
+``B`` (folded with BatchNorm, its input is the block's input; ``2 P/2 H`` real MACs, plus the diagonal
+recurrence ``4 P/2`` that is never skipped), ``C`` (input: the ReLU'd states; ``2 H P/2``, plus ``D``'s
+``H``), the GLU's ``W2`` (input: the activation), and the decoder. With ``inputs`` each product's
+``combined`` is the measured **effective** count: per step, the nonzero weights in the columns of the
+nonzero inputs (exact, whatever the correlation of pruned columns and silent inputs), averaged over
+steps. ``report.memory`` gives the weights' counts and bytes.
+
 Only the input and recurrent products count (as for AWD-LSTM's 20.2M MACs per token); embedding
 lookups, other linear layers (decoders) and biases are reported separately. Activities are 1 unless
 ``inputs`` are given, in which case the model is run once and each layer's activity measured: the
@@ -33,12 +42,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .nn.egru import EGRU
 from .nn.linear_rnn import SparseLinearRNN
+from .nn.s5 import S5Stack
 
-__all__ = ["LayerMACs", "LinearRNNLayerMACs", "MACReport", "count"]
+__all__ = ["LayerMACs", "LinearRNNLayerMACs", "ProductMACs", "MACReport", "count"]
 
 
 @dataclass
@@ -93,11 +104,30 @@ class LinearRNNLayerMACs(LayerMACs):
 
 
 @dataclass
+class ProductMACs(LayerMACs):
+    """One product ``hidden_size x input_size`` of an ``S5Stack`` (``density_ih``: its weight's, ``input_activity``:
+    its input's) plus ``elementwise`` MACs never skipped; ``effective``: the measured mean count of nonzero
+    weights x nonzero inputs per step, which ``combined`` reports when measured."""
+
+    elementwise: float = 0.0
+    effective: Optional[float] = None
+
+    def _macs(self, d_ih, d_hh, a_in, a) -> float:
+        return d_ih * a_in * self.input_size * self.hidden_size + self.elementwise
+
+    @property
+    def combined(self) -> float:
+        return super().combined if self.effective is None else self.effective + self.elementwise
+
+
+@dataclass
 class MACReport:
-    """MACs per token; ``totals`` over the recurrent layers, ``other`` reported separately."""
+    """MACs per token; ``totals`` over the recurrent layers, ``other`` reported separately; ``memory``
+    (S5 stacks): weight counts and bytes."""
 
     layers: list[LayerMACs]
     other: dict = field(default_factory=dict)
+    memory: dict = field(default_factory=dict)
 
     @property
     def totals(self) -> dict:
@@ -105,7 +135,8 @@ class MACReport:
         return {k: float(sum(getattr(layer, k) for layer in self.layers)) for k in keys}
 
     def to_dict(self) -> dict:
-        return {"layers": [layer.to_dict() for layer in self.layers], "totals": self.totals, "other": dict(self.other)}
+        return {"layers": [layer.to_dict() for layer in self.layers], "totals": self.totals, "other": dict(self.other),
+                "memory": dict(self.memory)}
 
     def __str__(self) -> str:
         head = (f"{'layer':<22}{'kind':<6}{'in':>6}{'H':>6}{'d_ih':>7}{'d_hh':>7}{'a_in':>7}{'a':>7}"
@@ -152,6 +183,8 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
     module order. ``inputs``: a tensor or tuple passed to ``model(...)`` once (under ``no_grad``) to
     measure activities. ``weight_masks``: {full parameter name: mask}; without it densities are the
     fraction of nonzero weights."""
+    if isinstance(model, S5Stack):
+        return _s5_count(model, inputs, weight_masks)
     recurrent = [(n, m) for n, m in model.named_modules() if isinstance(m, (EGRU, SparseLinearRNN, nn.RNNBase))]
     if not recurrent:
         raise ValueError("macs.count: the model has no EGRU/SparseLinearRNN/LSTM/GRU/RNN layer")
@@ -236,3 +269,83 @@ def _linear_rnn_layers(prefix: str, mod: SparseLinearRNN, input_activity: float,
             output_size=mod.output_size, recurrence=float(4 * mod.state_size if mod.complex else mod.state_size)))
         a_in = mod.activity()[k] if measured else 1.0
     return out
+
+
+def _masked(name: str, param: torch.Tensor, masks: Optional[dict]) -> torch.Tensor:
+    p = param.detach()
+    if masks is not None and name in masks:
+        _density(name, p, masks)  # checks the mask's shape and values
+        p = p * masks[name].to(p.dtype)
+    return p
+
+
+def _s5_count(model: S5Stack, inputs, masks: Optional[dict]) -> MACReport:
+    """The S5 rows (module docstring): each product as the inference plan runs it, i.e. as the real
+    matrices ``[B_re; B_im]`` (pairs: a complex entry is two real rows, both kept or pruned), ``[2 C_re |
+    -2 C_im]``, ``W2``, encoder and decoder, with their nonzero counts per input column."""
+    H, S = model.d_model, model.state_size // 2
+    products = [("encoder_weight", _masked("encoder_weight", model.encoder_weight, masks).ne(0).sum(0), "enc", 0.0)]
+    for k, block in enumerate(model.blocks):
+        B = _masked(f"blocks.{k}.s5.B", block.s5.B, masks).ne(0).any(-1)  # [S, H] complex entries kept
+        C = _masked(f"blocks.{k}.s5.C", block.s5.C, masks).ne(0)  # [H, S, 2]
+        W2 = _masked(f"blocks.{k}.glu_weight", block.glu_weight, masks).ne(0)
+        products += [(f"blocks.{k}.s5.B", 2 * B.sum(0), "S5.B", 4.0 * S),
+                     (f"blocks.{k}.s5.C", torch.cat([C[..., 0].sum(0), C[..., 1].sum(0)]), "S5.C", float(H)),
+                     (f"blocks.{k}.glu_weight", W2.sum(0), "GLU", 0.0)]
+    if model.decoder_weight is not None:
+        products.append(("decoder_weight", _masked("decoder_weight", model.decoder_weight, masks).ne(0).sum(0),
+                         "dec", 0.0))
+    measured = _s5_product_inputs(model, inputs) if inputs is not None else None
+    layers = []
+    for i, (name, col_nnz, kind, elementwise) in enumerate(products):
+        n_in = col_nnz.numel()
+        n_out = {"S5.B": 2 * S, "S5.C": H, "GLU": H, "enc": H, "dec": model.out_features}[kind]
+        row = ProductMACs(name=name, kind=kind, input_size=n_in, hidden_size=n_out, gates=1,
+                          density_ih=float(col_nnz.sum()) / (n_in * n_out), elementwise=elementwise)
+        if measured is not None:
+            x = measured[i].reshape(-1, n_in).ne(0)
+            row.input_activity = _nonzero_fraction(x)
+            row.effective = float((x.to(torch.float64) @ col_nnz.to(torch.float64)).mean()) if x.shape[0] else 0.0
+        layers.append(row)
+    weights = [model.encoder_weight] + [w for b in model.blocks for w in (b.s5.B, b.s5.C, b.glu_weight)]
+    weights += [model.decoder_weight] if model.decoder_weight is not None else []
+    n_weights = sum(w.numel() for w in weights)
+    nonzero = sum(float(r.density_ih) * r.input_size * r.hidden_size for r in layers)
+    vectors = sum(p.numel() for p in model.parameters()) - n_weights
+    other = {"GLU gate products (x1 * sigmoid)": float(H * model.num_layers),
+             "residual additions": float(H * model.num_layers),
+             "bias additions": float(H * (1 + 2 * model.num_layers) + (model.out_features if model.decoder_weight
+                                                                      is not None else 0))}
+    memory = {"weights": float(n_weights), "nonzero weights (as the plan stores them)": nonzero,
+              "other parameters": float(vectors), "dense fp32 bytes": 4.0 * (n_weights + vectors)}
+    return MACReport(layers, other, memory)
+
+
+def _s5_product_inputs(model: S5Stack, inputs) -> list[torch.Tensor]:
+    """Runs ``model`` once and returns every product's input in plan order: the stack's input, per block
+    its input (B reads it once BatchNorm is folded), the ReLU'd states [re | im] and the activation,
+    then the last block's output."""
+    got: list = []
+    hooks = [model.register_forward_pre_hook(lambda m, args: got.append(("x", args[0])))]
+    for block in model.blocks:
+        hooks.append(block.register_forward_pre_hook(lambda m, args: got.append(("B", args[0]))))
+
+        def s5_hook(m, args, out):
+            re, im = m.readout_input(m.states(*args))
+            y = out[0]
+            got.append(("C", torch.cat([re, im], -1)))
+            got.append(("W2", F.relu(y) if m.state_relu else F.gelu(y)))
+        hooks.append(block.s5.register_forward_hook(s5_hook))
+        hooks.append(block.register_forward_hook(lambda m, args, out: got.append(("out", out[0]))))
+    try:
+        with torch.no_grad():
+            model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    x = got[0][1]
+    x = x.unsqueeze(0) if x.dim() == 2 else x  # unbatched [T, in]
+    seq = [x] + [t for kind, t in got[1:] if kind != "out"]
+    if model.decoder_weight is not None:
+        seq.append([t for kind, t in got if kind == "out"][-1])
+    return seq

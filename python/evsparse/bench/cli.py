@@ -28,7 +28,8 @@ import torch.nn.functional as F
 import evsparse
 
 from . import cold as cold_section
-from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, stack as stack_section
+from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, s5 as s5_section
+from . import stack as stack_section
 from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, sparse_inputs, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
@@ -344,6 +345,8 @@ def to_markdown(report: dict) -> str:
                          f"{r['speedup_vs_grucell']:.1f}x | {r['speedup_vs_evnn_dense']:.1f}x |")
     if report.get("linear_rnn"):
         lines += linear_rnn_section.to_markdown(report["linear_rnn"])
+    if report.get("s5"):
+        lines += s5_section.to_markdown(report["s5"])
     if report.get("timed_layout"):
         lines += layout_section.to_markdown(report["timed_layout"])
     if report.get("stack_step"):
@@ -427,6 +430,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="hidden sizes of the EGRU step section (none to skip)")
     ap.add_argument("--lrnn-width", nargs="*", type=int, default=linear_rnn_section.DEFAULT_WIDTHS,
                     help="widths of the sparse linear RNN step section (none to skip)")
+    ap.add_argument("--s5-k", nargs="*", type=float, default=s5_section.DEFAULT_K,
+                    help="width scales of the S5 denoiser step section (none to skip)")
     ap.add_argument("--timed-hidden", nargs="*", type=int, default=layout_section.DEFAULT_HIDDEN,
                     help="hidden sizes of the section comparing layout=\"timed\" with \"auto\" (none to skip)")
     ap.add_argument("--stack-width", nargs="*", type=int, default=stack_section.DEFAULT_WIDTHS,
@@ -456,6 +461,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     egru_rows = egru_section(args.egru_hidden, 0.1, [1.0, 0.15], args.reps) if args.egru_hidden else []
     lrnn_rows = (linear_rnn_section.linear_rnn_section(args.lrnn_width, 0.1, [1.0, 0.15], args.reps)
                  if args.lrnn_width else [])
+    s5_rows = (s5_section.s5_section(args.s5_k, args.reps, args.paced_interval_ms, args.paced_samples)
+               if args.s5_k else [])
     timed_rows = layout_section.timed_layout_section(args.timed_hidden, args.reps) if args.timed_hidden else []
     stack_rows = (stack_section.stack_step_section(args.stack_width, args.stack_layers, args.reps)
                   if args.stack_width else [])
@@ -473,6 +480,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "crossover": crossover,
         "egru": egru_rows,
         "linear_rnn": lrnn_rows,
+        "s5": s5_rows,
         "timed_layout": timed_rows,
         "stack_step": stack_rows,
         "paced": paced_rows,

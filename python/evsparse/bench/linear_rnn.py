@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .._deprecation import measuring_deprecated
 from .. import macs
 from .common import (calibrate_linear_rnn_activity_, linear_rnn_stream, magnitude_prune_, markdown_section,
                             time_interleaved)
@@ -46,7 +47,8 @@ def build_linear_rnn_methods(width: int, activity: float, density: float, num_la
     """A ``num_layers`` stack (input = state = output = ``width``) pruned to ``density`` and calibrated
     to ``activity``; the timed methods at batch 1 and the MAC report with measured activities."""
     torch.manual_seed(seed)
-    rnn = SparseLinearRNN(width, width, width, num_layers).eval()
+    with measuring_deprecated():
+        rnn = SparseLinearRNN(width, width, width, num_layers).eval()
     masks = magnitude_prune_(rnn, density)
     g = torch.Generator().manual_seed(seed)
     xs = linear_rnn_stream(256, width, activity, g)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from .._deprecation import measuring_deprecated
 from .. import macs
 from .common import (calibrate_egru_thresholds_, calibrate_linear_rnn_activity_, linear_rnn_stream,
                      markdown_section, section_parser, time_interleaved, write_section_report)
@@ -60,7 +61,8 @@ def _egru_methods(width: int, layers: int, activity: float, seed: int):
 
 def _linear_rnn_methods(width: int, layers: int, activity: float, seed: int):
     torch.manual_seed(seed)
-    rnn = SparseLinearRNN(width, width, width, layers).eval()
+    with measuring_deprecated():
+        rnn = SparseLinearRNN(width, width, width, layers).eval()
     g = torch.Generator().manual_seed(seed)
     xs = linear_rnn_stream(64, width, activity, g)
     calibrate_linear_rnn_activity_(rnn, xs, activity)

@@ -1,5 +1,11 @@
 """The sparse linear RNN: a diagonal linear recurrence between pruned projections, with ReLU activity
-sparsity (the second model family, after Pierro et al. 2025's audio denoisers). Per layer ``k``::
+sparsity (the second model family, after Pierro et al. 2025's audio denoisers).
+
+**Deprecated**: written from the paper's abstract before its model was known; the family is now
+:class:`evsparse.nn.S5Stack` (:mod:`evsparse.nn.s5`), the published model. Constructing a
+``SparseLinearRNN`` warns (``DeprecationWarning``); it keeps working until it is removed.
+
+Per layer ``k``::
 
     u_t = gamma * (W_in x_t + b_in)          # W_in [width, in]; the input product
     h_t = a * h_{t-1} + u_t                  # diagonal: a real [S], or complex [S] (width = 2S, [re | im])
@@ -22,6 +28,7 @@ from torch import nn
 
 from .. import plan
 from .._contract import LINEAR_RNN_LAYER_ARGS
+from .._deprecation import linear_rnn_deprecated
 from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
@@ -93,6 +100,7 @@ def _initial_state(state, num_layers: int, batch: int, width: int, like: torch.T
 
 class SparseLinearRNN(nn.Module):
     """A stack of diagonal linear recurrent layers with pruned-able projections and ReLU outputs.
+    Deprecated: use :class:`evsparse.nn.S5Stack` (see the module docstring).
 
     Args:
         input_size: features of ``x``.
@@ -123,6 +131,7 @@ class SparseLinearRNN(nn.Module):
                  complex: bool = False, residual: bool = True, normalize: bool = True, bias: bool = True,
                  r_min: float = 0.5, r_max: float = 0.99, max_phase: float = math.pi / 4, dropout: float = 0.0,
                  batch_first: bool = False, scan: str = "parallel"):
+        linear_rnn_deprecated()
         super().__init__()
         if min(input_size, state_size, output_size, num_layers) < 1:
             raise ValueError("SparseLinearRNN: input_size, state_size, output_size and num_layers must be >= 1")
@@ -270,7 +279,8 @@ class SparseLinearRNN(nn.Module):
 
 
 class PackedLinearRNN(PlanModule):
-    """Inference twin of :class:`SparseLinearRNN` on the fused kernels: each step reads only the
+    """Deprecated with :class:`SparseLinearRNN` (use :class:`~evsparse.nn.PackedS5Stack`).
+    Inference twin of :class:`SparseLinearRNN` on the fused kernels: each step reads only the
     input-weight rows (or nonzeros) of the nonzero inputs. Same call signature and state as the
     training module; float32; no autograd.
 

@@ -34,12 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import plan
-from ..layout import pack
-from ..packed import PackedWeight
-from ._recurrent import ActivityLog, PlanModule, Stream, accepts_unbatched, fast_op, step_through_forward
+from ..functional import sparse_linear
+from ..layout import choose_layouts, pack
+from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, fast_op, plan_runner, step_through_forward,
+                         timing_example)
 from .linear_rnn import SCANS, _check_input, _initial_state, diagonal_scan
 
-__all__ = ["S5", "S5Block", "S5Stack", "PackedS5Stack", "hippo_legs_eigen", "complex_relu", "COMPLEX_PAIR_WEIGHTS"]
+__all__ = ["S5", "S5Block", "S5Stack", "PackedS5Stack", "hippo_legs_eigen", "complex_relu", "fold_block",
+           "width_scale",
+           "COMPLEX_PAIR_WEIGHTS"]
 
 ACTIVATIONS = ("relu", "gelu")
 # Parameters stored as [..., 2] (re, im) pairs: pruning scores and masks them per complex entry
@@ -58,6 +61,15 @@ def hippo_legs_eigen(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     lam_im, V = torch.linalg.eigh(-1j * skew.to(torch.complex128))
     lam = torch.complex(torch.full((n,), float(torch.diagonal(S).mean()), dtype=torch.float64), lam_im.to(torch.float64))
     return lam, V
+
+
+def width_scale(k: float) -> dict:
+    """The paper's width scale ``k`` as ``S5Stack`` arguments: ``int(16 k)`` init blocks, ``d_model`` =
+    12 per block, ``state_size`` = 16 per block (k=1: H 192, P 256, 16 blocks)."""
+    if not k > 0:
+        raise ValueError(f"width_scale: k must be > 0, got {k}")
+    blocks = max(1, int(16 * k))
+    return {"d_model": 12 * blocks, "state_size": 16 * blocks, "blocks": blocks}
 
 
 def complex_relu(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,19 +135,26 @@ class S5(nn.Module):
         B = torch.complex(self.B[..., 0], self.B[..., 1])
         return lam_bar, ((lam_bar - 1) / lam)[:, None] * B
 
+    def states(self, u: torch.Tensor, x0: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The complex states [T, B, P/2] of ``u`` [T, B, d_model] from ``x0`` (unchecked: see forward)."""
+        S = self.state_size // 2
+        lam_bar, B_bar = self.discretize()
+        Bu = torch.complex(F.linear(u, B_bar.real.to(u.dtype)), F.linear(u, B_bar.imag.to(u.dtype)))
+        h0 = None if x0 is None else torch.complex(x0[:, :S], x0[:, S:]).to(Bu.dtype)
+        return diagonal_scan(Bu, lam_bar.to(Bu.dtype), h0, self.scan)
+
+    def readout_input(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What C reads: the states' (re, im) parts, ReLU'd if ``state_relu``."""
+        return complex_relu(xs.real, xs.imag) if self.state_relu else (xs.real, xs.imag)
+
     def forward(self, u: torch.Tensor, x0: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         if not isinstance(u, torch.Tensor) or u.dim() != 3 or u.shape[-1] != self.d_model:
             raise ValueError(f"S5: u must be [T, B, {self.d_model}], got {getattr(u, 'shape', None)}")
         S = self.state_size // 2
         if x0 is not None and (not isinstance(x0, torch.Tensor) or tuple(x0.shape) != (u.shape[1], 2 * S)):
             raise ValueError(f"S5: x0 must be [B, {2 * S}] ([re | im]), got {getattr(x0, 'shape', None)}")
-        lam_bar, B_bar = self.discretize()
-        Bu = torch.complex(F.linear(u, B_bar.real.to(u.dtype)), F.linear(u, B_bar.imag.to(u.dtype)))
-        h0 = None if x0 is None else torch.complex(x0[:, :S], x0[:, S:]).to(Bu.dtype)
-        xs = diagonal_scan(Bu, lam_bar.to(Bu.dtype), h0, self.scan)
-        re, im = xs.real, xs.imag
-        if self.state_relu:
-            re, im = complex_relu(re, im)
+        xs = self.states(u, x0)
+        re, im = self.readout_input(xs)
         y = 2 * (F.linear(re, self.C[..., 0].to(u.dtype)) - F.linear(im, self.C[..., 1].to(u.dtype))) + self.D * u
         last = torch.cat([xs.real[-1], xs.imag[-1]], -1) if u.shape[0] else (
             x0 if x0 is not None else u.new_zeros(u.shape[1], 2 * S))
@@ -251,11 +270,14 @@ class S5Stack(nn.Module):
         z = F.linear(x, self.encoder_weight, self.encoder_bias)
         z = F.relu(z) if self.relufied else z
         self._activity.add(z)
+        means = [z.abs().mean() if z.numel() else z.new_zeros(())]
         last = []
         for k, block in enumerate(self.blocks):
             z, h = block(z, h0[k])
             self._activity.add(z)
+            means.append(z.abs().mean() if z.numel() else z.new_zeros(()))
             last.append(h)
+        self._output_means = means
         if self.decoder_weight is not None:
             z = F.linear(z, self.decoder_weight, self.decoder_bias)
         out = z.transpose(0, 1) if self.batch_first else z
@@ -270,20 +292,58 @@ class S5Stack(nn.Module):
         """Fraction of nonzero outputs of the encoder and of each block over the last forward."""
         return self._activity.fractions()
 
+    def activity_loss(self) -> torch.Tensor:
+        """Sum of the mean absolute outputs of the encoder and of every block over the last forward: an
+        L1 penalty (on the non-negative ReLU outputs when relufied). Add ``lambda * model.activity_loss()``
+        to the loss to make every product's input sparser."""
+        if not getattr(self, "_output_means", None):
+            raise RuntimeError("S5Stack.activity_loss: run a forward pass first")
+        return torch.stack(self._output_means).sum()
+
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence[str]] = "auto",
-                 weight_dtype: Optional[torch.dtype] = None) -> "PackedS5Stack":
+                 weight_dtype: Optional[torch.dtype] = None,
+                 example_input: Optional[torch.Tensor] = None) -> "PackedS5Stack":
         """The inference module on one S5 plan (``torch.ops.evsparse.s5_plan_step``), float32:
         BatchNorm (its running statistics) folded into ``B`` and ``D``, the zero-order hold into ``B``
         and ``Lambda``, the conjugate-symmetric read-out's ``2 Re`` into ``C``. ``weight_masks``: masks
         keyed like the parameters (see the class docstring; ``B``/``C`` masks of their [.., 2] shape).
         ``layout``: ``"dense"``, ``"sparse"``, ``"auto"`` (by density), or one name per packed weight in
         plan order (encoder, then B, C, W2 per block, then decoder), as ``.layouts`` reports them.
+        ``"timed"``: per record (encoder, block, decoder), every combination of its weights' layouts
+        timed through the plan's sequence op on ``example_input`` ([T, B, input_size] float32; each
+        record on the previous one's output), the fastest kept (``.layout_choices``).
         ``weight_dtype``: ``torch.int8`` quantises every packed weight per input column."""
-        return PackedS5Stack.from_module(self, weight_masks, layout, weight_dtype)
+        return PackedS5Stack.from_module(self, weight_masks, layout, weight_dtype, example_input)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, d_model={self.d_model}, state_size={self.state_size}, "
                 f"num_layers={self.num_layers}, output_size={self.output_size}, relufied={self.relufied}")
+
+
+@torch.no_grad()
+def fold_block(block: S5Block, who: str = "fold_block") -> dict:
+    """A block's S5 layer as inference computes it, in float64 real matrices: BatchNorm's running
+    statistics folded into ``B`` (its scale) and a bias (its shift), the zero-order hold into ``B`` and
+    ``lambda``, the conjugate-symmetric read-out ``2 Re(C x)`` into ``C``::
+
+        x_k = lambda * x_{k-1} + B u_k + b_in     (x = [re | im], complex multiply by lambda)
+        y_k = C relu?(x_k) + d_scale * u_k + d_shift
+
+    with ``B`` [P, H] (rows [re | im]), ``C`` [H, P], ``b_in`` [P], ``lambda_re``/``lambda_im`` [P/2],
+    ``d_scale``/``d_shift`` [H]."""
+    bn, s5, H = block.norm, block.s5, block.s5.d_model
+    if bn.running_mean is None:
+        raise ValueError(f"{who}'s BatchNorm keeps no running statistics to fold")
+    scale = ((bn.weight if bn.affine else torch.ones(H)) / torch.sqrt(bn.running_var + bn.eps)).double()
+    shift = ((bn.bias if bn.affine else torch.zeros(H)) - bn.running_mean * scale).double()
+    lam_bar, B_bar = (t.to(torch.complex128) for t in s5.discretize())
+    Bs = B_bar * scale[None, :]  # B_bar diag(scale): BatchNorm's scale folded into B
+    b_in = B_bar @ shift.to(torch.complex128)  # ... and its shift into a bias
+    C = s5.C.detach().double()
+    D = s5.D.detach().double()
+    return {"B": torch.cat([Bs.real, Bs.imag], 0), "b_in": torch.cat([b_in.real, b_in.imag]),
+            "lambda_re": lam_bar.real, "lambda_im": lam_bar.imag,
+            "C": torch.cat([2 * C[..., 0], -2 * C[..., 1]], 1), "d_scale": D * scale, "d_shift": D * shift}
 
 
 def _pair_mask(masks: dict, name: str, shape: tuple) -> Optional[torch.Tensor]:
@@ -349,7 +409,8 @@ class PackedS5Stack(PlanModule):
     @torch.no_grad()
     def from_module(cls, model: S5Stack, weight_masks: Optional[dict] = None,
                     layout: Union[str, Sequence[str]] = "auto",
-                    weight_dtype: Optional[torch.dtype] = None) -> "PackedS5Stack":
+                    weight_dtype: Optional[torch.dtype] = None,
+                    example_input: Optional[torch.Tensor] = None) -> "PackedS5Stack":
         who = "S5Stack.sparsify"
         masks = dict(weight_masks or {})
         known = {"encoder_weight", "decoder_weight"} | {f"blocks.{k}.{n}" for k in range(model.num_layers)
@@ -358,61 +419,68 @@ class PackedS5Stack(PlanModule):
         if unknown:
             raise ValueError(f"{who}: unknown weight_masks keys {sorted(unknown)}; expected some of {sorted(known)}")
         n_weights = 3 * model.num_layers + 1 + (model.decoder_weight is not None)
+        fixed = ("dense", "sparse", "auto")
         if isinstance(layout, str):
-            if layout not in ("dense", "sparse", "auto"):
-                raise ValueError(f"{who}: layout must be 'dense', 'sparse', 'auto' or one of those per weight, "
-                                 f"got {layout!r}")
+            if layout not in fixed + ("timed",):
+                raise ValueError(f"{who}: layout must be 'dense', 'sparse', 'auto', 'timed' or one of the first "
+                                 f"three per weight, got {layout!r}")
             names = [layout] * n_weights
         else:
             names = list(layout)
-            if len(names) != n_weights or not all(n in ("dense", "sparse", "auto") for n in names):
+            if len(names) != n_weights or not all(n in fixed for n in names):
                 raise ValueError(f"{who}: layout as a list needs {n_weights} names of 'dense'/'sparse'/'auto' "
                                  f"(encoder, B, C, W2 per block, decoder), got {layout!r}")
-        names_iter = iter(names)
+        inp = timing_example(example_input, layout if isinstance(layout, str) else None, model, who)
 
-        def packed(w: torch.Tensor, mask: Optional[torch.Tensor]) -> PackedWeight:
+        def masked(w: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
             w = w.detach().float().contiguous()
-            if mask is not None:
-                w = w * mask.to(w.dtype)
-            return pack(w, None, next(names_iter), weight_dtype=weight_dtype)
+            return w if mask is None else w * mask.to(w.dtype)
 
         def vec(t: torch.Tensor) -> torch.Tensor:
             return t.detach().float().contiguous()
 
+        # Every record as (n_in, n_out, S, flags, masked weights, vectors, activation), packed below.
         H, S = model.d_model, model.state_size // 2
-        enc_mask = masks.get("encoder_weight")
-        records = [plan.PlanLayer(model.input_size, H, 0, plan.LINEAR | (plan.RELU if model.relufied else 0),
-                                  (packed(model.encoder_weight, enc_mask),), (vec(model.encoder_bias),))]
+        specs = [(model.input_size, H, 0, plan.LINEAR | (plan.RELU if model.relufied else 0),
+                  [masked(model.encoder_weight, masks.get("encoder_weight"))], (vec(model.encoder_bias),), 0)]
         for k, block in enumerate(model.blocks):
-            if block.norm.running_mean is None:
-                raise ValueError(f"{who}: block {k}'s BatchNorm keeps no running statistics to fold")
-            bn = block.norm
-            scale = (bn.weight if bn.affine else torch.ones(H)) / torch.sqrt(bn.running_var + bn.eps)
-            shift = (bn.bias if bn.affine else torch.zeros(H)) - bn.running_mean * scale
+            f = fold_block(block, f"{who}: block {k}")
             s5 = block.s5
-            lam_bar, B_bar = (t.to(torch.complex128) for t in s5.discretize())
-            scale64, shift64 = scale.double(), shift.double()
-            Bs = B_bar * scale64[None, :]  # B_bar diag(scale): BatchNorm's scale folded into B
-            b_in = B_bar @ shift64.to(torch.complex128)  # ... and its shift into a bias
-            B_real = torch.cat([Bs.real, Bs.imag], 0)  # [2S, H], rows [re | im]
             mB = _pair_mask(masks, f"blocks.{k}.s5.B", tuple(s5.B.shape))
             mB = None if mB is None else torch.cat([mB.any(-1)] * 2, 0)  # pairs: both parts kept or pruned
-            C = s5.C.detach().double()
-            C_real = torch.cat([2 * C[..., 0], -2 * C[..., 1]], 1)  # [H, 2S]: y = 2 Re(C x) = C_real [re | im]
             mC = _pair_mask(masks, f"blocks.{k}.s5.C", tuple(s5.C.shape))
             mC = None if mC is None else torch.cat([mC[..., 0], mC[..., 1]], 1)
-            D = s5.D.detach().double()
-            records.append(plan.PlanLayer(
-                H, H, S, plan.RESIDUAL | (plan.RELU | plan.STATE_RELU if model.relufied else 0),
-                (packed(B_real, mB), packed(C_real, mC), packed(block.glu_weight, masks.get(f"blocks.{k}.glu_weight"))),
-                (vec(torch.cat([b_in.real, b_in.imag])), vec(lam_bar.real), vec(lam_bar.imag), vec(D * shift64),
-                 vec(D * scale64), vec(block.glu_bias)),
-                plan.ACTIVATIONS[block.activation]))
+            specs.append((H, H, S, plan.RESIDUAL | (plan.RELU | plan.STATE_RELU if model.relufied else 0),
+                          [masked(f["B"], mB), masked(f["C"], mC),
+                           masked(block.glu_weight, masks.get(f"blocks.{k}.glu_weight"))],
+                          tuple(vec(f[n]) for n in ("b_in", "lambda_re", "lambda_im", "d_shift", "d_scale"))
+                          + (vec(block.glu_bias),), plan.ACTIVATIONS[block.activation]))
         if model.decoder_weight is not None:
-            records.append(plan.PlanLayer(H, model.output_size, 0, plan.LINEAR,
-                                          (packed(model.decoder_weight, masks.get("decoder_weight")),),
-                                          (vec(model.decoder_bias),)))
-        return cls(model.input_size, H, model.state_size, model.output_size, model.batch_first, records)
+            specs.append((H, model.output_size, 0, plan.LINEAR,
+                          [masked(model.decoder_weight, masks.get("decoder_weight"))], (vec(model.decoder_bias),), 0))
+        records, choices, names_iter = [], [], iter(names)
+        for n_in, n_out, S_k, flags, weights, vectors, act in specs:
+            def make(*pws, n_in=n_in, n_out=n_out, S_k=S_k, flags=flags, vectors=vectors, act=act):
+                return plan.PlanLayer(n_in, n_out, S_k, flags, pws, vectors, act)
+
+            if layout == "timed":  # this record's layouts timed on its own input, then its output feeds the next
+                if flags & plan.LINEAR:  # a plan needs a block: a dense layer is timed as its product op
+                    def run(pw, inp=inp, bias=vectors[0], relu=bool(flags & plan.RELU)):
+                        y = sparse_linear(inp, pw, bias)
+                        return (F.relu(y) if relu else y),
+                else:
+                    run = plan_runner(plan.S5, n_in, model.state_size, make, lambda arena, meta, inp=inp, n_out=n_out:
+                                      torch.ops.evsparse.s5_plan_sequence(
+                                          inp, inp.new_zeros(1, inp.shape[1], model.state_size), arena, meta, n_out))
+                pws, choice = choose_layouts(weights, run, weight_dtype)
+                inp = run(*pws)[0]
+            else:
+                pws, choice = [pack(w, None, next(names_iter), weight_dtype=weight_dtype) for w in weights], None
+            records.append(make(*pws))
+            choices.append(choice)
+        module = cls(model.input_size, H, model.state_size, model.output_size, model.batch_first, records)
+        module.layout_choices = choices
+        return module
 
     def _check_cpu(self, who: str) -> None:
         if self.plan_arena.device.type != "cpu":
