@@ -150,8 +150,8 @@ def test_s5_denoise_speech_is_deterministic_and_held_out(tmp_path):
 
 
 def test_s5_denoise_pipeline(tmp_path):
-    """Tiny settings end to end: dense and sparse training, evaluation on the kernels (equal to the
-    module), int8, MACs, memory, latency, table and JSON."""
+    """Tiny settings end to end: dense, dense retrained and sparse training, evaluation on the kernels
+    (equal to the module), int8, MACs, memory, latency (all models side by side), table and JSON."""
     import json
 
     speech = _s5_denoise_module("speech")
@@ -161,15 +161,36 @@ def test_s5_denoise_pipeline(tmp_path):
     run.main(["--out", str(tmp_path), "--ptb", str(PTB), "--config", "tiny", "--dense-k", "0.125", "--sparse-k",
               "0.125", "--test-per-speaker", "1", "--test-seconds", "1", "--reps", "2", "--paced-samples", "3"])
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [(r["family"], r["k"]) for r in rows] == [("dense", 0.125), ("sparse", 0.125)]
+    assert [(r["family"], r["k"]) for r in rows] == [("dense", 0.125), ("dense, retrained", 0.125), ("sparse", 0.125)]
     for r in rows:
         assert abs(r["si_snri_kernels_dB"] - r["si_snri_dB"]) < 1e-3 and r["max_abs_diff_kernels_vs_module"] < 1e-3
         assert abs(r["si_snri_int8_dB"] - r["si_snri_kernels_dB"]) < 1.0
         m = r["macs_per_frame"]
         assert 0 < m["effective"] <= m["dense"]
         assert all(v["hot_us"] > 0 and v["paced_us"] > 0 for v in r["latency"].values())
-    dense, sparse = rows
+    dense, sparse = rows[0], rows[-1]
     assert abs(sparse["weight_sparsity"] - 0.9) < 0.02 and dense["weight_sparsity"] == 0
     assert sparse["macs_per_frame"]["effective"] < 0.2 * dense["macs_per_frame"]["effective"]
     assert sparse["memory_bytes"]["kernels fp32 (stored)"] < 0.4 * dense["memory_bytes"]["kernels fp32 (stored)"]
     assert "| sparse-k0.125 |" in (tmp_path / "results.md").read_text()
+
+
+def test_s5_denoise_iso_accuracy_interpolates_in_log_scale():
+    """The table's iso-accuracy figures: a sparse model between two dense ones gets the dense cost
+    interpolated in log scale at its SI-SNRi; outside the range it is compared with the nearest."""
+    import math
+
+    run = _s5_denoise_module("s5_run")
+
+    def row(name, family, q, macs, kb, us):
+        return {"model": name, "family": family, "si_snri_kernels_dB": q, "macs_per_frame": {"effective": macs},
+                "memory_bytes": {"kernels fp32 (stored)": kb * 1e3},
+                "latency": {"kernels fp32": {"paced_us": us, "hot_us": us / 4}}}
+
+    rows = [row("d1", "dense, retrained", 3.0, 100e3, 400, 200.0), row("d2", "dense, retrained", 4.0, 400e3, 1600, 400.0),
+            row("d0", "dense", 9.0, 1.0, 1, 1.0),  # the short-trained family is not the reference
+            row("s1", "sparse", 3.5, 20e3, 100, 250.0), row("s2", "sparse", 4.5, 50e3, 200, 300.0)]
+    mid, above = run.iso_accuracy(rows)
+    assert mid["macs"]["dense"] == pytest.approx(200e3) and mid["macs"]["ratio"] == pytest.approx(10.0)
+    assert mid["bytes"]["dense"] == pytest.approx(800e3) and mid["paced_us"]["dense"] == pytest.approx(math.sqrt(2) * 200)
+    assert above["macs"] is None and above["note"].startswith("+0.50 dB vs d2") and "macs 8.00x" in above["note"]

@@ -97,8 +97,16 @@ def train(model: D.Denoiser, corpus: speech.Corpus, steps: int, args, seed: int,
             "final_train_si_snr": float(np.mean(history[-50:]))}
 
 
-def models_to_train(args) -> list[tuple[str, float, bool]]:
-    return [(f"dense-k{k:g}", k, False) for k in args.dense_k] + [(f"sparse-k{k:g}", k, True) for k in args.sparse_k]
+FAMILIES = ("dense", "dense, retrained", "sparse")  # the iso-accuracy reference is the equal-budget "dense, retrained"
+
+
+def models_to_train(args) -> list[tuple[str, float, str]]:
+    """(name, k, family): "dense" (GELU, trained from scratch), "dense, retrained" (the same checkpoint
+    trained as long again without pruning: the sparse models' training budget) and "sparse" (relufied and
+    pruned to 90% ERK while retrained from the dense checkpoint, the paper's recipe)."""
+    return ([(f"dense-k{k:g}", k, "dense") for k in args.dense_k]
+            + [(f"dense-x2-k{k:g}", k, "dense, retrained") for k in args.dense_k]
+            + [(f"sparse-k{k:g}", k, "sparse") for k in args.sparse_k])
 
 
 def train_phase(args, log) -> None:
@@ -107,9 +115,7 @@ def train_phase(args, log) -> None:
     steps, resteps, _, _, per_speaker = CONFIGS[args.config]
     corpus = None
     todo = [m for m in models_to_train(args) if not (ckpt / f"{m[0]}.pt").exists()]
-    # a sparse model starts from its width's dense checkpoint: train those first
-    dense_needed = {k for name, k, sparse in todo if sparse} | {k for name, k, sparse in todo if not sparse}
-    for k in sorted(dense_needed):
+    for k in sorted({k for _, k, _ in todo}):  # every retrained model starts from its width's dense checkpoint
         if (ckpt / f"dense-k{k:g}.pt").exists():
             continue
         corpus = corpus or speech.Corpus("train", args.ptb, per_speaker, args.seed, args.cache)
@@ -119,15 +125,18 @@ def train_phase(args, log) -> None:
         info = train(model, corpus, steps, args, args.seed + 10, log=log)
         torch.save({"state": model.state_dict(), "k": k, "relufied": False, "masks": {}, **info},
                    ckpt / f"dense-k{k:g}.pt")
-    for name, k, sparse in todo:
-        if not sparse or (ckpt / f"{name}.pt").exists():
+    for name, k, family in todo:
+        if family == "dense" or (ckpt / f"{name}.pt").exists():
             continue
         corpus = corpus or speech.Corpus("train", args.ptb, per_speaker, args.seed, args.cache)
-        log(f"retrain relufied + 90% ERK pruned k={k:g} from dense-k{k:g}")
-        model = D.Denoiser(k, relufied=True)
+        sparse = family == "sparse"
+        log(f"retrain {'relufied + 90% ERK pruned' if sparse else 'dense (GELU), no pruning'} k={k:g} "
+            f"from dense-k{k:g}")
+        model = D.Denoiser(k, relufied=sparse)
         model.load_state_dict(torch.load(ckpt / f"dense-k{k:g}.pt", weights_only=True)["state"])
-        info = train(model, corpus, resteps, args, args.seed + 20, pruner_sparsity=args.sparsity, log=log)
-        torch.save({"state": model.state_dict(), "k": k, "relufied": True, **info}, ckpt / f"{name}.pt")
+        info = train(model, corpus, resteps, args, args.seed + 20, pruner_sparsity=args.sparsity if sparse else 0.0,
+                     log=log)
+        torch.save({"state": model.state_dict(), "k": k, "relufied": sparse, **info}, ckpt / f"{name}.pt")
 
 
 def load(path: Path) -> tuple[D.Denoiser, dict, dict]:
@@ -150,22 +159,32 @@ def quality(model: D.Denoiser, packed, noisy: torch.Tensor, clean: torch.Tensor)
     return float(D.si_snr(wave, clean).mean()), wave
 
 
-def latency(model: D.Denoiser, plans: dict, feats: torch.Tensor, args) -> dict:
-    """us per 8 ms frame at batch 1, hot loop and paced, each plan and the lean dense PyTorch step of the
-    same model, on (frame, state) pairs recorded from a test clip."""
-    from evsparse.bench.paced import time_paced
+def latency_methods(model: D.Denoiser, plans: dict, feats: torch.Tensor) -> dict:
+    """The timed calls of one model: a step of each plan and of the lean dense PyTorch step of the
+    same model, at batch 1, on (frame, state) pairs recorded from a test clip."""
     from evsparse.bench.s5 import record_stream, torch_dense_step
-    from evsparse.timing import time_interleaved
 
-    first = next(iter(plans.values()))
-    pool = record_stream(first, [feats[0, t:t + 1].contiguous() for t in range(64)])
+    pool = record_stream(next(iter(plans.values())), [feats[0, t:t + 1].contiguous() for t in range(64)])
     lean = torch_dense_step(model.net)
     methods = {name: (lambda a, p=p: p.step(a[0], a[1]), pool) for name, p in plans.items()}
     methods["PyTorch dense"] = (lambda a: lean(a[0], a[1]), pool)
-    hot = time_interleaved(methods, args.reps)
-    paced = time_paced(methods, 8e-3, args.paced_samples) if args.paced_samples else {}
-    return {n: {"hot_us": hot[n] * 1e6, "paced_us": paced[n][0] * 1e6 if paced else None,
-                "paced_p99_us": paced[n][1] * 1e6 if paced else None} for n in methods}
+    return methods
+
+
+def time_all(methods: dict, args) -> dict:
+    """Every model's methods timed together, side by side: one interleaved hot-loop run and one paced
+    run (a call per 8 ms, the methods taking turns). ``{model: {method: {hot_us, paced_us, paced_p99_us}}}``."""
+    from evsparse.bench.paced import time_paced
+    from evsparse.timing import time_interleaved
+
+    flat = {(m, n): fn for m, ms in methods.items() for n, fn in ms.items()}
+    hot = time_interleaved(flat, args.reps)
+    paced = time_paced(flat, 8e-3, args.paced_samples) if args.paced_samples else {}
+    out: dict = {m: {} for m in methods}
+    for (m, n) in flat:
+        out[m][n] = {"hot_us": hot[(m, n)] * 1e6, "paced_us": paced[(m, n)][0] * 1e6 if paced else None,
+                     "paced_p99_us": paced[(m, n)][1] * 1e6 if paced else None}
+    return out
 
 
 def eval_phase(args, log) -> None:
@@ -177,8 +196,9 @@ def eval_phase(args, log) -> None:
     base = float(D.si_snr(noisy, clean).mean())
     log(f"test set: {len(clips)} clips x {args.test_seconds:g} s, {len(test.speakers)} held-out speakers, "
         f"held-out texts; noisy SI-SNR {base:.2f} dB")
-    rows = []
-    for name, k, sparse in models_to_train(args):
+    rows, methods = [], {}
+    for name, k, family in models_to_train(args):
+        sparse = family == "sparse"
         model, masks, ck = load(ckpt / f"{name}.pt")
         net = model.net
         _, feats = model.features(noisy)
@@ -189,11 +209,8 @@ def eval_phase(args, log) -> None:
         s_i8, _ = quality(model, int8, noisy, clean)
         report = macs.count(net, feats[:8].contiguous(), masks or None)
         tot = report.totals
-        plans = {"kernels fp32": fp32, "kernels int8": int8}
-        if not sparse:
-            plans = {"kernels fp32 (dense layout)": net.sparsify(layout="dense"), **plans}
-        lat = latency(model, plans, feats, args)
-        row = {"model": name, "family": "sparse" if sparse else "dense", "k": k, "d_model": net.d_model,
+        methods[name] = latency_methods(model, {"kernels fp32": fp32, "kernels int8": int8}, feats)
+        row = {"model": name, "family": family, "k": k, "d_model": net.d_model,
                "state_size": net.state_size, "relufied": net.relufied,
                "weight_sparsity": prune.sparsity_of(net) if sparse else 0.0,
                "si_snr_dB": s_mod, "si_snri_dB": s_mod - base, "si_snri_kernels_dB": s_ker - base,
@@ -203,13 +220,19 @@ def eval_phase(args, log) -> None:
                "block_activity": [r.input_activity for r in report.layers if r.kind in ("S5.B", "dec")],
                "state_activity": [r.input_activity for r in report.layers if r.kind == "S5.C"],
                "memory_bytes": {"fp32 dense (all parameters)": report.memory["dense fp32 bytes"],
-                                "kernels fp32 (stored)": fp32.weight_bytes(), "kernels int8 (stored)": int8.weight_bytes()},
-               "layouts": fp32.layouts, "latency": lat, "train_seconds": ck.get("train_seconds"),
+                                "kernels fp32 (stored)": fp32.weight_bytes(), "kernels int8 (stored)": int8.weight_bytes(),
+                                "int8, sparse layout (smallest)": net.sparsify(masks, layout="sparse",
+                                                                              weight_dtype=torch.int8).weight_bytes()},
+               "layouts": fp32.layouts, "latency": None, "train_seconds": ck.get("train_seconds"),
                "final_train_si_snr_dB": ck.get("final_train_si_snr")}
         rows.append(row)
         log(f"{name}: SI-SNRi {row['si_snri_dB']:.2f} dB (kernels {row['si_snri_kernels_dB']:.2f}, int8 "
-            f"{row['si_snri_int8_dB']:.2f}), effective MACs {tot['combined'] / 1e3:.0f}K of {tot['dense'] / 1e3:.0f}K, "
-            f"kernels hot {lat['kernels fp32']['hot_us']:.1f} us, paced {lat['kernels fp32']['paced_us'] or 0:.1f} us")
+            f"{row['si_snri_int8_dB']:.2f}), effective MACs {tot['combined'] / 1e3:.0f}K of {tot['dense'] / 1e3:.0f}K")
+    log(f"timing {sum(len(m) for m in methods.values())} methods side by side (hot, then paced at 8 ms)")
+    for row, lat in zip(rows, time_all(methods, args).values()):
+        row["latency"] = lat
+        log(f"{row['model']}: kernels hot {lat['kernels fp32']['hot_us']:.1f} us, paced "
+            f"{lat['kernels fp32']['paced_us'] or 0:.1f} us; PyTorch dense hot {lat['PyTorch dense']['hot_us']:.1f} us")
     meta = {"date": time.strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "evsparse": evsparse.__version__, "isa": evsparse.build_info()["isa_active"],
             "config": args.config, "test_clips": len(clips), "test_seconds": args.test_seconds,
@@ -233,7 +256,7 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
              "Latency: one frame at batch 1, us, hot loop / paced at 8 ms median (p99); real-time factor = paced "
              "kernels / 8 ms.", "",
              "| model | k (H, P) | weight sparsity | SI-SNRi dB (module / kernels / int8) | block activity | dense MACs "
-             "| effective MACs | memory KB (fp32 dense / kernels fp32 / int8) | kernels fp32 hot / paced (p99) "
+             "| effective MACs | memory KB (fp32 dense / kernels fp32 / int8 / int8 sparse) | kernels fp32 hot / paced (p99) "
              "| kernels int8 hot / paced (p99) | PyTorch dense hot / paced (p99) | RTF |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -247,26 +270,32 @@ def to_markdown(rows: list[dict], meta: dict) -> str:
                      f"{r['si_snri_dB']:.2f} / {r['si_snri_kernels_dB']:.2f} / {r['si_snri_int8_dB']:.2f} | {acts} | "
                      f"{m['dense'] / 1e3:.0f}K | {m['effective'] / 1e3:.0f}K | "
                      f"{mem['fp32 dense (all parameters)'] / 1e3:.0f} / {mem['kernels fp32 (stored)'] / 1e3:.0f} / "
-                     f"{mem['kernels int8 (stored)'] / 1e3:.0f} | {t('kernels fp32')} | {t('kernels int8')} | "
+                     f"{mem['kernels int8 (stored)'] / 1e3:.0f} / {mem['int8, sparse layout (smallest)'] / 1e3:.0f} | "
+                     f"{t('kernels fp32')} | {t('kernels int8')} | "
                      f"{t('PyTorch dense')} | {(lat['kernels fp32']['paced_us'] or 0) / 8000:.4f} |")
-    lines += ["", "Iso-accuracy: what the dense family needs for each sparse model's SI-SNRi (kernels), interpolated "
-              "in log scale between the two dense models that bracket it; ratio = dense / sparse.", "",
+    lines += ["", "Iso-accuracy: what the dense family trained as long as the sparse one (\"dense, retrained\": "
+              "600 + 600 steps) needs for each sparse model's SI-SNRi (kernels), interpolated in log scale between "
+              "the two dense models that bracket it; ratio = dense / sparse.", "",
               "| sparse model | SI-SNRi dB | effective MACs K: dense / sparse (ratio) | stored KB: dense / sparse (ratio) "
               "| paced us: dense / sparse (ratio) |", "|---|---|---|---|---|"]
     for e in iso_accuracy(rows):
         def cell(d, scale=1.0, fmt=".0f"):
-            return e["note"] if d is None else (f"{d['dense'] / scale:{fmt}} / {d['sparse'] / scale:{fmt}} "
-                                                f"({d['ratio']:.2f}x)")
+            return f"{d['dense'] / scale:{fmt}} / {d['sparse'] / scale:{fmt}} ({d['ratio']:.2f}x)"
+        if e["macs"] is None:  # outside the dense family's range: the nearest dense model instead
+            lines.append(f"| {e['model']} | {e['si_snri_dB']:.2f} | {e['note']} (ratios: that model / this one) | | |")
+            continue
         lines.append(f"| {e['model']} | {e['si_snri_dB']:.2f} | {cell(e['macs'], 1e3)} | {cell(e['bytes'], 1e3)} | "
                      f"{cell(e['paced_us'], 1, '.1f')} |")
     return "\n".join(lines) + "\n"
 
 
-def iso_accuracy(rows: list[dict]) -> list[dict]:
-    """For each sparse model, what the dense family needs for the same SI-SNRi (on the kernels):
+def iso_accuracy(rows: list[dict], reference: str = "dense, retrained") -> list[dict]:
+    """For each sparse model, what the ``reference`` dense family (default: the one trained as long as
+    the sparse models) needs for the same SI-SNRi (on the kernels):
     effective MACs, stored bytes and paced microseconds, interpolated piecewise linearly in log scale
-    between the dense models that bracket it (None outside the dense family's range)."""
-    dense = sorted((r for r in rows if r["family"] == "dense"), key=lambda r: r["si_snri_kernels_dB"])
+    between the two models of the dense family's MAC frontier that bracket it (None outside the
+    frontier's range, and a note comparing with its nearest end)."""
+    dense = [r for r in rows if r["family"] == reference] or [r for r in rows if r["family"] == "dense"]
     keys = {"macs": lambda r: r["macs_per_frame"]["effective"],
             "bytes": lambda r: r["memory_bytes"]["kernels fp32 (stored)"],
             "paced_us": lambda r: r["latency"]["kernels fp32"]["paced_us"] or r["latency"]["kernels fp32"]["hot_us"]}
@@ -274,11 +303,20 @@ def iso_accuracy(rows: list[dict]) -> list[dict]:
     for r in (r for r in rows if r["family"] == "sparse"):
         q = r["si_snri_kernels_dB"]
         entry = {"model": r["model"], "si_snri_dB": q, "note": ""}
-        pair = next(((a, b) for a, b in zip(dense, dense[1:])
-                     if a["si_snri_kernels_dB"] <= q <= b["si_snri_kernels_dB"]), None)
-        if pair is None:
-            entry["note"] = ("above every dense model" if dense and q > dense[-1]["si_snri_kernels_dB"]
-                             else "below every dense model")
+        pair = None
+        if dense:
+            # The dense family's frontier for the MACs: a model that a cheaper one beats is no
+            # candidate (e.g. an undertrained wide model).
+            front = [d for d in sorted(dense, key=keys["macs"])
+                     if all(d["si_snri_kernels_dB"] > c["si_snri_kernels_dB"] for c in dense
+                            if keys["macs"](c) < keys["macs"](d))]
+            pair = next(((a, b) for a, b in zip(front, front[1:])
+                         if a["si_snri_kernels_dB"] <= q <= b["si_snri_kernels_dB"]), None)
+            if pair is None:  # outside the frontier's range: against its nearest end instead
+                near = front[-1] if q > front[-1]["si_snri_kernels_dB"] else front[0]
+                dq = q - near["si_snri_kernels_dB"]
+                entry["note"] = f"{dq:+.2f} dB vs {near['model']}: " + ", ".join(
+                    f"{name} {get(near) / get(r):.2f}x" for name, get in keys.items())
         for name, get in keys.items():
             if pair is None:
                 entry[name] = None
@@ -301,7 +339,9 @@ def plot(rows: list[dict], meta: dict, path: Path) -> bool:
     except ImportError:
         return False
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
-    for fam, marker in (("dense", "o"), ("sparse", "s")):
+    labels = {"dense": "dense, GELU (600 steps)", "dense, retrained": "dense, GELU (1200 steps)",
+              "sparse": "sparse, 90% ERK, ReLU (600 + 600 steps)"}
+    for fam, marker in (("dense", "o"), ("dense, retrained", "^"), ("sparse", "s")):
         rs = sorted((r for r in rows if r["family"] == fam), key=lambda r: r["k"])
         if not rs:
             continue
@@ -310,7 +350,7 @@ def plot(rows: list[dict], meta: dict, path: Path) -> bool:
                                 [r["memory_bytes"]["kernels fp32 (stored)"] / 1e6 for r in rs],
                                 [r["latency"]["kernels fp32"]["paced_us"] or r["latency"]["kernels fp32"]["hot_us"]
                                  for r in rs])):
-            ax.plot(x, y, marker=marker, label=f"{fam} ({'90% ERK, ReLU' if fam == 'sparse' else 'GELU'})")
+            ax.plot(x, y, marker=marker, label=labels[fam], alpha=0.6 if fam == "dense" else 1.0)
             for xi, yi, r in zip(x, y, rs):
                 ax.annotate(f"k={r['k']:g}", (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
     for ax, label in zip(axes, ("effective MACs per 8 ms frame", "stored weights (MB, fp32 plan)",
@@ -334,7 +374,7 @@ def main(argv=None) -> int:
                     help="directory with ptb.{train,test}.txt (the texts spoken)")
     ap.add_argument("--cache", type=Path, default=None, help="cache of synthesised utterances (default --out/speech)")
     ap.add_argument("--config", choices=sorted(CONFIGS), default="default")
-    ap.add_argument("--dense-k", type=float, nargs="*", default=[0.25, 0.5, 1.0])
+    ap.add_argument("--dense-k", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     ap.add_argument("--sparse-k", type=float, nargs="*", default=[0.5, 1.0, 2.0])
     ap.add_argument("--sparsity", type=float, default=0.9)
     ap.add_argument("--lr", type=float, default=1.5e-3)
@@ -342,7 +382,8 @@ def main(argv=None) -> int:
     ap.add_argument("--test-seconds", type=float, default=4.0)
     ap.add_argument("--reps", type=int, default=9, help="interleaved timing rounds (hot loop)")
     ap.add_argument("--paced-samples", type=int, default=300, help="paced calls per method (one per 8 ms)")
-    ap.add_argument("--phase", choices=["all", "train", "eval"], default="all")
+    ap.add_argument("--phase", choices=["all", "train", "eval", "report"], default="all",
+                    help="report: rewrite results.md/png from results.json")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -363,6 +404,12 @@ def main(argv=None) -> int:
         train_phase(args, log)
     if args.phase in ("all", "eval"):
         eval_phase(args, log)
+    if args.phase == "report":
+        saved = json.loads((args.out / "results.json").read_text())
+        saved["iso_accuracy"] = iso_accuracy(saved["rows"])
+        (args.out / "results.json").write_text(json.dumps(saved, indent=1))
+        (args.out / "results.md").write_text(to_markdown(saved["rows"], saved["meta"]))
+        plot(saved["rows"], saved["meta"], args.out / "results.png")
     return 0
 
 

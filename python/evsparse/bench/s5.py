@@ -130,7 +130,7 @@ def to_markdown(rows: list[dict]) -> list[str]:
     names = list(rows[0]["hot_us"])
     lines = markdown_section(
         "S5 denoiser step, batch 1 (257 -> 3 relufied blocks -> 257; us per 8 ms frame)",
-        "Untrained models (random init; block activity in brackets). Effective MACs = nonzero input x nonzero "
+        "Untrained models (random init); activity: the fraction of nonzero outputs of each block. Effective MACs = nonzero input x nonzero "
         "weight per product, measured on the stream (`evsparse.macs`), for the dense and the 90% ERK-pruned model; "
         "KB: stored weights. Hot: interleaved loop; paced: one call per "
         f"{rows[0]['interval_ms']:g} ms, median (p99).",

@@ -375,6 +375,7 @@ class PackedS5Stack(PlanModule):
         self.batch_first, self.width = batch_first, state_size
         self.num_layers = sum(not (r.flags & plan.LINEAR) for r in records)  # state rows (blocks)
         self.num_records = len(records)
+        self.layout_choices: list = [None] * len(records)  # per record, a LayoutChoice where sparsify timed layouts
         self._init_plan(input_size, state_size, records)
         self._activity = ActivityLog()
         self._step_op = fast_op(torch.ops.evsparse.s5_plan_step.default)
