@@ -32,7 +32,8 @@ from signals import HOP, SAMPLE_RATE, mixtures, si_snr  # noqa: E402
 
 from evsparse import macs, prune  # noqa: E402
 from evsparse.timing import time_interleaved  # noqa: E402
-from evsparse.bench.linear_rnn import record_stream, torch_dense_step  # noqa: E402
+from evsparse.bench.common import record_stream  # noqa: E402
+from evsparse.bench.linear_rnn import torch_dense_step  # noqa: E402
 from evsparse.bench.paced import time_paced  # noqa: E402
 
 FRAME_S = HOP / SAMPLE_RATE  # one model step per hop: 16 ms, the pace of a live stream

@@ -50,7 +50,9 @@ class Denoiser(nn.Module):
         self.net = S5Stack(BINS, num_layers=num_layers, output_size=BINS, relufied=relufied, dropout=dropout,
                            batch_first=True, **width_scale(k))
 
-    def features(self, noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @staticmethod
+    def features(noisy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(complex spectrum, the model's input features): the same for every model."""
         spec = stft(noisy)
         return spec, spec.abs() - MAG_OFFSET
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -31,21 +30,12 @@ import speech  # noqa: E402
 
 import evsparse  # noqa: E402
 from evsparse import macs, prune  # noqa: E402
+from evsparse.bench.common import cpu_name  # noqa: E402
 
 CONFIGS = {  # name -> (train steps, retrain steps, batch, seconds per clip, train utterances per speaker)
     "default": (600, 600, 16, 2.0, 24),
     "tiny": (3, 3, 2, 0.5, 1),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def optimizer(model: D.Denoiser, lr: float) -> torch.optim.Optimizer:
@@ -126,7 +116,7 @@ def train_phase(args, log) -> None:
         torch.save({"state": model.state_dict(), "k": k, "relufied": False, "masks": {}, **info},
                    ckpt / f"dense-k{k:g}.pt")
     for name, k, family in todo:
-        if family == "dense" or (ckpt / f"{name}.pt").exists():
+        if family == "dense":  # trained above
             continue
         corpus = corpus or speech.Corpus("train", args.ptb, per_speaker, args.seed, args.cache)
         sparse = family == "sparse"
@@ -147,22 +137,24 @@ def load(path: Path) -> tuple[D.Denoiser, dict, dict]:
 
 
 @torch.no_grad()
-def quality(model: D.Denoiser, packed, noisy: torch.Tensor, clean: torch.Tensor) -> tuple[float, torch.Tensor]:
+def quality(model: D.Denoiser, packed, noisy: torch.Tensor, spec: torch.Tensor, feats: torch.Tensor,
+            clean: torch.Tensor) -> tuple[float, torch.Tensor]:
     """Mean SI-SNR (dB) of the cleaned test clips: the module's when ``packed`` is None, else with the mask
-    computed by ``packed`` (the plan on the kernels, one sequence op over the batch)."""
+    computed by ``packed`` (the plan on the kernels, one sequence op over the batch) from the clips'
+    ``spec`` and ``feats`` (``Denoiser.features``)."""
     if packed is None:
         wave, _ = model(noisy)
-        return float(D.si_snr(wave, clean).mean()), wave
-    spec, feats = model.features(noisy)
-    mask, _ = packed(feats.contiguous())
-    wave, _ = D.Denoiser.resynthesise(spec, mask, noisy.shape[-1])
+    else:
+        mask, _ = packed(feats)
+        wave, _ = D.Denoiser.resynthesise(spec, mask, noisy.shape[-1])
     return float(D.si_snr(wave, clean).mean()), wave
 
 
 def latency_methods(model: D.Denoiser, plans: dict, feats: torch.Tensor) -> dict:
     """The timed calls of one model: a step of each plan and of the lean dense PyTorch step of the
     same model, at batch 1, on (frame, state) pairs recorded from a test clip."""
-    from evsparse.bench.s5 import record_stream, torch_dense_step
+    from evsparse.bench.common import record_stream
+    from evsparse.bench.s5 import torch_dense_step
 
     pool = record_stream(next(iter(plans.values())), [feats[0, t:t + 1].contiguous() for t in range(64)])
     lean = torch_dense_step(model.net)
@@ -194,6 +186,8 @@ def eval_phase(args, log) -> None:
     noisy = torch.from_numpy(np.stack([c["noisy"] for c in clips]))
     clean = torch.from_numpy(np.stack([c["clean"] for c in clips]))
     base = float(D.si_snr(noisy, clean).mean())
+    spec, feats = D.Denoiser.features(noisy)  # the front end has no parameters: once for every model
+    feats = feats.contiguous()
     log(f"test set: {len(clips)} clips x {args.test_seconds:g} s, {len(test.speakers)} held-out speakers, "
         f"held-out texts; noisy SI-SNR {base:.2f} dB")
     rows, methods = [], {}
@@ -201,12 +195,11 @@ def eval_phase(args, log) -> None:
         sparse = family == "sparse"
         model, masks, ck = load(ckpt / f"{name}.pt")
         net = model.net
-        _, feats = model.features(noisy)
         fp32 = net.sparsify(masks)
         int8 = net.sparsify(masks, weight_dtype=torch.int8)
-        s_mod, w_mod = quality(model, None, noisy, clean)
-        s_ker, w_ker = quality(model, fp32, noisy, clean)
-        s_i8, _ = quality(model, int8, noisy, clean)
+        s_mod, w_mod = quality(model, None, noisy, spec, feats, clean)
+        s_ker, w_ker = quality(model, fp32, noisy, spec, feats, clean)
+        s_i8, _ = quality(model, int8, noisy, spec, feats, clean)
         report = macs.count(net, feats[:8].contiguous(), masks or None)
         tot = report.totals
         methods[name] = latency_methods(model, {"kernels fp32": fp32, "kernels int8": int8}, feats)

@@ -114,16 +114,24 @@ def _egru_plan_step_inplace_fake(x, c, y, arena, meta):
     _same_device("egru_plan_step_", x, c, y, arena, meta)
 
 
-@torch.library.register_fake("evsparse::linear_rnn_plan_step")
-def _linear_rnn_plan_step_fake(x, h, arena, meta, out_features):
-    _same_device("linear_rnn_plan_step", x, h, arena, meta)
-    shape = (out_features,) if x.dim() == 1 else (x.shape[0], out_features)
-    return x.new_empty(shape), torch.empty_like(h)
+def _register_state_plan_step_fakes(family: str) -> None:
+    """The step fakes of a plan kind with one state tensor (linear_rnn, s5): ``{family}_plan_step``
+    and ``{family}_plan_step_`` share their shapes."""
+    op = f"{family}_plan_step"
+
+    @torch.library.register_fake(f"evsparse::{op}")
+    def _step(x, h, arena, meta, out_features):
+        _same_device(op, x, h, arena, meta)
+        shape = (out_features,) if x.dim() == 1 else (x.shape[0], out_features)
+        return x.new_empty(shape), torch.empty_like(h)
+
+    @torch.library.register_fake(f"evsparse::{op}_")
+    def _step_inplace(x, h, out, arena, meta):
+        _same_device(f"{op}_", x, h, out, arena, meta)
 
 
-@torch.library.register_fake("evsparse::linear_rnn_plan_step_")
-def _linear_rnn_plan_step_inplace_fake(x, h, out, arena, meta):
-    _same_device("linear_rnn_plan_step_", x, h, out, arena, meta)
+for _family in ("linear_rnn", "s5"):
+    _register_state_plan_step_fakes(_family)
 
 
 @torch.library.register_fake("evsparse::egru_plan_sequence")
@@ -138,18 +146,6 @@ def _linear_rnn_plan_sequence_fake(xs, h, arena, meta, out_features):
     _same_device("linear_rnn_plan_sequence", xs, h, arena, meta)
     return (xs.new_empty((*xs.shape[:-1], out_features)), torch.empty_like(h),
             h.new_empty((h.shape[0],), dtype=torch.int64))
-
-
-@torch.library.register_fake("evsparse::s5_plan_step")
-def _s5_plan_step_fake(x, h, arena, meta, out_features):
-    _same_device("s5_plan_step", x, h, arena, meta)
-    shape = (out_features,) if x.dim() == 1 else (x.shape[0], out_features)
-    return x.new_empty(shape), torch.empty_like(h)
-
-
-@torch.library.register_fake("evsparse::s5_plan_step_")
-def _s5_plan_step_inplace_fake(x, h, out, arena, meta):
-    _same_device("s5_plan_step_", x, h, out, arena, meta)
 
 
 @torch.library.register_fake("evsparse::s5_plan_sequence")

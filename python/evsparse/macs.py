@@ -178,6 +178,16 @@ def _nonzero_fraction(t: torch.Tensor) -> float:
     return float((t.detach() != 0).sum()) / t.numel() if t.numel() else 0.0
 
 
+def _run_once(model: nn.Module, inputs, hooks: list) -> None:
+    """``model(inputs)`` once under ``no_grad`` (a tuple is unpacked), then the ``hooks`` removed."""
+    try:
+        with torch.no_grad():
+            model(*inputs) if isinstance(inputs, tuple) else model(inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) -> MACReport:
     """Walks ``model``'s recurrent layers (``evsparse.nn.EGRU``, ``SparseLinearRNN``, ``torch.nn.LSTM``/``GRU``/``RNN``) in
     module order. ``inputs``: a tensor or tuple passed to ``model(...)`` once (under ``no_grad``) to
@@ -205,12 +215,7 @@ def count(model: nn.Module, inputs=None, weight_masks: Optional[dict] = None) ->
             hooks.append(mod.register_forward_pre_hook(pre))
             if not isinstance(mod, nn.Linear):
                 hooks.append(mod.register_forward_hook(post))
-        try:
-            with torch.no_grad():
-                model(*inputs) if isinstance(inputs, tuple) else model(inputs)
-        finally:
-            for h in hooks:
-                h.remove()
+        _run_once(model, inputs, hooks)
 
     layers: list[LayerMACs] = []
     for name, mod in recurrent:
@@ -337,12 +342,7 @@ def _s5_product_inputs(model: S5Stack, inputs) -> list[torch.Tensor]:
             got.append(("W2", F.relu(y) if m.state_relu else F.gelu(y)))
         hooks.append(block.s5.register_forward_hook(s5_hook))
         hooks.append(block.register_forward_hook(lambda m, args, out: got.append(("out", out[0]))))
-    try:
-        with torch.no_grad():
-            model(*inputs) if isinstance(inputs, tuple) else model(inputs)
-    finally:
-        for h in hooks:
-            h.remove()
+    _run_once(model, inputs, hooks)
     x = got[0][1]
     x = x.unsqueeze(0) if x.dim() == 2 else x  # unbatched [T, in]
     seq = [x] + [t for kind, t in got[1:] if kind != "out"]

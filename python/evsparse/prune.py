@@ -58,7 +58,7 @@ def _is_pair(name: str, module: nn.Module) -> bool:
     return isinstance(module, S5) and name.rsplit(".", 1)[-1] in COMPLEX_PAIR_WEIGHTS
 
 
-def _scores(model: nn.Module, params: dict) -> dict:
+def _scores(model: nn.Module, params: dict) -> tuple[dict, set]:
     """Per parameter the magnitude pruning ranks by: |w|, or for the S5's complex (re, im) pairs the
     complex magnitude, shared by both parts (so a pair is kept or pruned whole)."""
     owners = {}
@@ -100,16 +100,22 @@ def prunable_parameters(model: nn.Module, include: Optional[Include] = None) -> 
     return out
 
 
+def _selected(model: nn.Module, sparsity: float, include: Optional[Include], who: str) -> tuple[dict, dict, set]:
+    """A pruner's checked start: (the selected parameters, their magnitude scores, the names scored as
+    complex pairs)."""
+    if not 0.0 <= sparsity <= 1.0:
+        raise ValueError(f"{who}: sparsity must be in [0, 1], got {sparsity}")
+    params = prunable_parameters(model, include)
+    if not params:
+        raise ValueError(f"{who}: no prunable parameters selected")
+    return (params, *_scores(model, params))
+
+
 def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None) -> dict[str, torch.Tensor]:
     """Masks keeping the ``1 - sparsity`` fraction of largest-magnitude weights across all selected
     parameters together (one global threshold). Ties at the threshold are broken by position, so
     exactly ``round(sparsity * total)`` weights are pruned."""
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"global_magnitude: sparsity must be in [0, 1], got {sparsity}")
-    params = prunable_parameters(model, include)
-    if not params:
-        raise ValueError("global_magnitude: no prunable parameters selected")
-    scores, pairs = _scores(model, params)
+    params, scores, pairs = _selected(model, sparsity, include, "global_magnitude")
     flat = torch.cat([sc.flatten() for sc in scores.values()])
     keep = _keep_largest(flat, int(round(sparsity * flat.numel())))
     masks, offset = {}, 0
@@ -126,12 +132,7 @@ def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] 
     ``(n_out + n_in) / (n_out n_in)`` (capped at 1, the rest redistributed), scaled so that
     ``sparsity`` of all selected weights is pruned; within each, the smallest magnitudes go (complex
     pairs by their complex magnitude, as :func:`global_magnitude`)."""
-    if not 0.0 <= sparsity <= 1.0:
-        raise ValueError(f"erk_magnitude: sparsity must be in [0, 1], got {sparsity}")
-    params = prunable_parameters(model, include)
-    if not params:
-        raise ValueError("erk_magnitude: no prunable parameters selected")
-    scores, pairs = _scores(model, params)
+    params, scores, pairs = _selected(model, sparsity, include, "erk_magnitude")
     sizes = {n: p.numel() for n, p in params.items()}
     raw = {}
     for n, p in params.items():

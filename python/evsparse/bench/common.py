@@ -100,6 +100,18 @@ def calibrate_linear_rnn_activity_(rnn: nn.Module, x: torch.Tensor, activity: fl
         inp = torch.relu(v - shift)
 
 
+def record_stream(packed: nn.Module, frames) -> list:
+    """The (x_t, state before step t) pairs of streaming ``frames`` (each [1, in]) through ``packed``
+    (a plan module with one state tensor [num_layers, B, width]: PackedLinearRNN, PackedS5Stack) from a
+    zero state: inputs for timing single steps on real activity patterns."""
+    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
+    with torch.no_grad():
+        for x in frames:
+            pool.append((x, state))
+            _, state = packed.step(x, state)
+    return pool
+
+
 def markdown_section(title: str, intro: str, columns: list[str]) -> list[str]:
     """A report section's opening lines: heading, intro paragraph and table header (its separator row
     derived from the columns)."""

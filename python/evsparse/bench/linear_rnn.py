@@ -9,11 +9,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .._deprecation import measuring_deprecated
 from .. import macs
+from .._deprecation import measuring_deprecated
+from ..nn.linear_rnn import SparseLinearRNN, diagonal_step
 from .common import (calibrate_linear_rnn_activity_, linear_rnn_stream, magnitude_prune_, markdown_section,
-                            time_interleaved)
-from ..nn.linear_rnn import PackedLinearRNN, SparseLinearRNN, diagonal_step
+                     record_stream, time_interleaved)
 
 DEFAULT_WIDTHS = [256, 1024]
 STREAM = 32  # recorded steps whose (input, state) pairs the timed calls rotate through
@@ -62,17 +62,6 @@ def build_linear_rnn_methods(width: int, activity: float, density: float, num_la
         "PyTorch dense step": (lambda a: dense(a[0], a[1]), pool),
     }
     return methods, report
-
-
-def record_stream(packed: PackedLinearRNN, frames) -> list:
-    """The (x_t, state before step t) pairs of streaming ``frames`` (each [1, in]) through ``packed``
-    from a zero state: inputs for timing single steps on real activity patterns."""
-    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
-    with torch.no_grad():
-        for x in frames:
-            pool.append((x, state))
-            _, state = packed.step(x, state)
-    return pool
 
 
 def linear_rnn_section(widths, activity: float, densities, reps: int) -> list[dict]:

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from .. import macs, prune
-from ..nn.s5 import PackedS5Stack, S5Stack, fold_block, width_scale as width
-from .common import markdown_section, section_parser, time_interleaved, write_section_report
+from ..nn.s5 import S5Stack, fold_block, width_scale as width
+from .common import markdown_section, record_stream, section_parser, time_interleaved, write_section_report
 from .paced import DEFAULT_INTERVAL_MS, time_paced
 
 DEFAULT_K = [0.5, 1.0]
@@ -99,16 +99,6 @@ def build_s5_methods(k: float, sparsity: float = 0.9, seed: int = 0):
             "effective_macs_sparse_model": sparse_report.totals["combined"],
             "weight_bytes": {name: p.weight_bytes() for name, p in plans.items()}}
     return methods, info
-
-
-def record_stream(packed: PackedS5Stack, frames) -> list:
-    """The (x_t [1, 257], state before step t) pairs of streaming ``frames`` through ``packed``."""
-    pool, state = [], torch.zeros(packed.num_layers, 1, packed.width)
-    with torch.no_grad():
-        for x in frames:
-            pool.append((x, state))
-            _, state = packed.step(x, state)
-    return pool
 
 
 def s5_section(ks, reps: int, interval_ms: float = DEFAULT_INTERVAL_MS, paced_samples: int = 200) -> list[dict]:

@@ -12,7 +12,8 @@ from .._deprecation import measuring_deprecated
 from .. import macs
 from .common import (calibrate_egru_thresholds_, calibrate_linear_rnn_activity_, linear_rnn_stream,
                      markdown_section, section_parser, time_interleaved, write_section_report)
-from .linear_rnn import record_stream, torch_dense_step
+from .common import record_stream
+from .linear_rnn import torch_dense_step
 from ..nn import EGRU, SparseLinearRNN
 
 DEFAULT_WIDTHS = [64, 256]
