@@ -25,4 +25,7 @@ int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active
                                                                      o0, o1, n_out);
 }
 
+const EgruTrainForwardFn<double> egru_train_forward_f64 = &impl::egru_train_forward<ScalarVec<double>, double>;
+const EgruTrainBackwardFn<double> egru_train_backward_f64 = &impl::egru_train_backward<ScalarVec<double>, double>;
+
 }  // namespace evsparse::cpu

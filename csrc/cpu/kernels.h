@@ -39,6 +39,18 @@ using SparseGatherFn = int64_t (*)(const A* xv, const int32_t* idx, int64_t n_ac
 using EgruUpdateFn = void (*)(const float* gi, const float* gh, const float* thr, const float* c_prev,
                               float* c_out, float* y_out, int64_t H);
 
+// The EGRU's training recurrence (egru_train_impl.h has the contract): forward and backward through
+// time over batch rows [b0, b1) of a [T, B, .] sequence; A = float here, double below.
+template <class A>
+using EgruTrainForwardFn = void (*)(const A* gi, const A* c0, const A* y0, const A* rt, const A* b_hh,
+                                    const A* thr, int64_t T, int64_t B, int64_t H, int64_t b0, int64_t b1, A* ys,
+                                    A* c, A* events, A* saved);
+template <class A>
+using EgruTrainBackwardFn = int64_t (*)(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0,
+                                        const A* rt, const A* thr, const A* saved, A dampening, A support, int64_t T,
+                                        int64_t B, int64_t H, int64_t b0, int64_t b1, A* g_gi, A* g_c0, A* g_y0,
+                                        A* g_rt, A* g_b_hh, A* g_thr);
+
 enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
 // One instruction set's float32-accumulating kernels.
@@ -58,6 +70,8 @@ struct KernelTable {
   SparseGatherFn<float, int16_t, int8_t> sparse_i16_i8;
   SparseGatherFn<float, int32_t, int8_t> sparse_i32_i8;
   EgruUpdateFn egru_update;
+  EgruTrainForwardFn<float> egru_train_forward;
+  EgruTrainBackwardFn<float> egru_train_backward;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
@@ -92,6 +106,10 @@ int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active
 int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
                           const int64_t* col_ptr, const int32_t* rows, const double* vals,
                           const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out);
+
+// float64 EGRU training recurrence (portable; for gradcheck).
+extern const EgruTrainForwardFn<double> egru_train_forward_f64;
+extern const EgruTrainBackwardFn<double> egru_train_backward_f64;
 
 // The table in use: the best instruction set this CPU supports, unless set_isa() chose another.
 const KernelTable& active_kernels();

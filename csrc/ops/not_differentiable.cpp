@@ -57,7 +57,8 @@ TORCH_LIBRARY_IMPL(evsparse, Autograd, m) {
                            "sparse_gather_linear_grad_input", "egru_step", "egru_sequence", "egru_stack_step",
                            "linear_rnn_step", "linear_rnn_sequence", "linear_rnn_stack_step",
                            "egru_plan_step", "linear_rnn_plan_step", "egru_plan_sequence",
-                           "linear_rnn_plan_sequence", "s5_plan_step", "s5_plan_sequence"}) {
+                           "linear_rnn_plan_sequence", "s5_plan_step", "s5_plan_sequence", "egru_train_forward",
+                           "egru_train_backward"}) {
     m.impl(name, torch::CppFunction::makeFromBoxedFunction<&not_differentiable>());
   }
   // The in-place plan steps: PyTorch's full fallback, which also refuses a mutated input that requires

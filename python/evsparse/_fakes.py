@@ -155,3 +155,30 @@ def _s5_plan_sequence_fake(xs, h, arena, meta, out_features):
     # a data-dependent size.
     n = torch.library.get_ctx().new_dynamic_size()
     return xs.new_empty((*xs.shape[:-1], out_features)), torch.empty_like(h), h.new_empty((n,), dtype=torch.int64)
+
+
+def _egru_train_shapes(op: str, gi, c0, y0, w_hh, thr) -> tuple:
+    _same_device(op, gi, c0, y0, w_hh, thr)
+    torch._check(gi.dim() == 3, lambda: f"evsparse.{op}: gi must be 3-D [T, B, 3H]")
+    T, B, H = gi.shape[0], gi.shape[1], thr.shape[0]
+    torch._check(gi.shape[2] == 3 * H, lambda: f"evsparse.{op}: gi must be [T, B, 3H] with H from thr")
+    return T, B, H
+
+
+@torch.library.register_fake("evsparse::egru_train")
+def _egru_train_fake(gi, c0, y0, w_hh, b_hh, thr, dampening, support):
+    T, B, H = _egru_train_shapes("egru_train", gi, c0, y0, w_hh, thr)
+    return gi.new_empty((T, B, H)), gi.new_empty((B, H)), gi.new_empty((B, H))
+
+
+@torch.library.register_fake("evsparse::egru_train_forward")
+def _egru_train_forward_fake(gi, c0, y0, w_hh, b_hh, thr):
+    T, B, H = _egru_train_shapes("egru_train_forward", gi, c0, y0, w_hh, thr)
+    return gi.new_empty((T, B, H)), gi.new_empty((B, H)), gi.new_empty((B, H)), gi.new_empty((T, B, 5 * H))
+
+
+@torch.library.register_fake("evsparse::egru_train_backward")
+def _egru_train_backward_fake(grad_ys, grad_c, grad_events, c0, y0, w_hh, thr, saved, dampening, support):
+    T, B, H = saved.shape[0], saved.shape[1], thr.shape[0]
+    return (saved.new_empty((T, B, 3 * H)), saved.new_empty((B, H)), saved.new_empty((B, H)),
+            saved.new_empty((3 * H, H)), saved.new_empty((3 * H,)), saved.new_empty((H,)))

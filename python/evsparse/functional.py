@@ -1,4 +1,4 @@
-"""Functional interface: the gather-by-active-neuron linear product."""
+"""Functional interface: the gather-by-active-neuron linear product, and the EGRU's fused training recurrence."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 
 from .packed import PackedWeight
 
-__all__ = ["sparse_linear"]
+__all__ = ["sparse_linear", "egru_train"]
 
 
 # The overloads themselves: resolving torch.ops.evsparse.<name> and its overload packet costs about a
@@ -48,3 +48,23 @@ def sparse_linear(x: torch.Tensor, weight: PackedWeight, bias: Optional[torch.Te
         return _SPARSE_GATHER_LINEAR(x, weight.col_ptr, weight.row_idx, weight.values, weight.out_features, bias,
                                      weight.scale)
     raise ValueError(f"evsparse.sparse_linear: unknown layout {weight.layout!r}")
+
+
+def egru_train(gi: torch.Tensor, c0: torch.Tensor, y0: torch.Tensor, weight_hh: torch.Tensor,
+               bias_hh: torch.Tensor, thr: torch.Tensor, dampening: float = 0.7,
+               support: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One EGRU layer's recurrence over a sequence, forward and backward through time in one C++ op
+    (``torch.ops.evsparse.egru_train``; CPU, float32 or float64), what :class:`evsparse.nn.EGRU`'s
+    forward runs on the CPU.
+
+    ``gi`` [T, B, 3H]: the input product of every step plus its bias (``F.linear(x, W_ih, b_ih)``, one
+    GEMM, differentiated by autograd as usual); ``c0``, ``y0`` [B, H]: the initial state; ``weight_hh``
+    [3H, H], ``bias_hh`` [3H], ``thr`` [H]: as the module holds them (DropConnect applied to the weight
+    beforehand). Returns ``(ys, c, events)``: the event outputs [T, B, H], the last cell state [B, H],
+    and per unit the number of steps it fired [B, H], as a float that is differentiable through the
+    surrogate gradient (``dampening * max(0, 1 - support * |c~ - thr|)``), for an activity loss.
+
+    The recurrent product reads only the weight rows of units that fired; the backward's weight
+    gradient touches only those rows, and the gradient reaching ``y_{t-1}`` is formed only for units
+    that fired or lie inside the surrogate's support (docs/guide/egru-training.md)."""
+    return torch.ops.evsparse.egru_train(gi, c0, y0, weight_hh, bias_hh, thr, float(dampening), float(support))

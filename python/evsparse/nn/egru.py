@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import plan
+from .. import functional, plan
 from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
 from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
@@ -99,6 +99,11 @@ class EGRU(nn.Module):
         support: see ``dampening``.
         bias: as in ``nn.GRU``.
         dropconnect: DropConnect probability on the recurrent weights while training.
+        fused: on the CPU (float32/float64), run each layer's recurrence over the sequence, forward
+            and backward through time, in one C++ op (:func:`evsparse.functional.egru_train`: the
+            recurrent product and its weight gradient touch only the units that fired). ``False``, and
+            every other device, runs the Python loop over time (the reference). Same values and
+            gradients to float rounding. An attribute, so it can be switched on a built module.
 
     Parameters (layer ``k``): ``weight_ih_l{k}`` [3H, in], ``weight_hh_l{k}`` [3H, H], ``bias_ih_l{k}``,
     ``bias_hh_l{k}`` [3H], ``thr_l{k}`` [H]. Gate blocks are [z, r, g] (EvNN's order; ``nn.GRU`` uses
@@ -113,7 +118,7 @@ class EGRU(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, batch_first: bool = False,
                  dropout: float = 0.0, thr_mean: float = 0.3, dampening: float = 0.7, support: float = 1.0,
-                 bias: bool = True, dropconnect: float = 0.0):
+                 bias: bool = True, dropconnect: float = 0.0, *, fused: bool = True):
         super().__init__()
         if input_size < 1 or hidden_size < 1 or num_layers < 1:
             raise ValueError("EGRU: input_size, hidden_size and num_layers must be >= 1")
@@ -123,6 +128,7 @@ class EGRU(nn.Module):
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.batch_first, self.dropout, self.dropconnect = batch_first, dropout, dropconnect
         self.thr_mean, self.dampening, self.support, self.bias = thr_mean, dampening, support, bias
+        self.fused = fused
         H = hidden_size
         for k in range(num_layers):
             n_in = input_size if k == 0 else H
@@ -162,19 +168,30 @@ class EGRU(nn.Module):
         c0, y0 = _initial_state(state, self.num_layers, B, self.hidden_size, x, "EGRU")
         inp = x
         c_last, y_last, self._event_rates = [], [], []
+        fused = (getattr(self, "fused", True) and x.device.type == "cpu"  # (modules pickled before it: on)
+                 and x.dtype in (torch.float32, torch.float64))
         self._activity.start()
         for k in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = self.layer_params(k)
             if self.training and self.dropconnect > 0:
                 w_hh = F.dropout(w_hh, self.dropconnect, training=True)
             gi_all = F.linear(inp, w_ih, b_ih)  # the input product for every step at once
-            c, y = c0[k], y0[k]
-            ys, rate = [], 0.0
-            for t in range(T):
-                c, y, o = egru_cell(gi_all[t], F.linear(y, w_hh, b_hh), c, thr, self._spike)
-                ys.append(y)
-                rate = rate + o.mean()
-            inp = torch.stack(ys) if T > 0 else x.new_zeros((0, B, self.hidden_size))
+            if fused:
+                if b_hh is None:
+                    b_hh = gi_all.new_zeros(3 * self.hidden_size)
+                inp, c, events = functional.egru_train(gi_all.contiguous(), c0[k].contiguous(), y0[k].contiguous(),
+                                                       w_hh, b_hh, thr, self.dampening, self.support)
+                y = inp[-1] if T > 0 else y0[k]
+                # = sum over steps of o_t.mean(), as the loop below forms it
+                rate = events.sum() / (B * self.hidden_size) if T > 0 else 0.0
+            else:
+                c, y = c0[k], y0[k]
+                ys, rate = [], 0.0
+                for t in range(T):
+                    c, y, o = egru_cell(gi_all[t], F.linear(y, w_hh, b_hh), c, thr, self._spike)
+                    ys.append(y)
+                    rate = rate + o.mean()
+                inp = torch.stack(ys) if T > 0 else x.new_zeros((0, B, self.hidden_size))
             c_last.append(c)
             y_last.append(y)
             self._activity.add(inp)
@@ -248,7 +265,8 @@ class EGRU(nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, batch_first={self.batch_first}, "
                 f"dropout={self.dropout}, dropconnect={self.dropconnect}, thr_mean={self.thr_mean}, "
-                f"dampening={self.dampening}, support={self.support}, bias={self.bias}")
+                f"dampening={self.dampening}, support={self.support}, bias={self.bias}, "
+                f"fused={getattr(self, 'fused', True)}")
 
 
 def _split_evnn_layers(state_dict, num_layers: int) -> list[dict]:
