@@ -16,7 +16,8 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     rc = bench.main(["--sizes", "48x80", "--activity", "0.5", "0.125", "--density", "1", "0.25", "--reps", "1",
                      "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
                      "--s5-k", "0.125", "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1",
-                     "--cold-points", "48x80@0.5@0.25", "--cold-calls", "2", "--out", str(out), "--quiet"])
+                     "--cold-points", "48x80@0.5@0.25", "--cold-calls", "2", "--train-cases", "8:12:3:5",
+                     "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -43,6 +44,11 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     assert s5["weight_bytes"]["plan, 90% ERK, int8"] < s5["weight_bytes"]["plan, 90% ERK"] < s5["weight_bytes"]["plan, dense"]
     assert all(v > 0 for v in s5["hot_us"].values()) and set(s5["paced_us"]) == set(s5["hot_us"])
     assert "## S5 denoiser step" in md
+    (tr,) = report["egru_train"]
+    assert (tr["input"], tr["hidden"], tr["batch"], tr["steps"]) == (8, 12, 3, 5)
+    assert set(tr["us_per_token"]) == {"EGRU fused op", "EGRU Python loop", "nn.GRU"}
+    assert all(v > 0 for v in tr["us_per_token"].values()) and 0 <= tr["activity"] <= 1 and 0 <= tr["dy_needed"] <= 1
+    assert "## EGRU training step" in md
     for r in report["timed_layout"]:
         u = r["us_per_step"]
         assert r["timed_vs_auto"] == pytest.approx(u["auto"] / u["timed"])

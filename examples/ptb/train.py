@@ -43,7 +43,7 @@ def evaluate(model, source: torch.Tensor, bptt: int) -> float:
 
 def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=None) -> dict:
     model.train()
-    state, total, count, acts = model.init_state(), 0.0, 0, []
+    state, total, count, acts, done = model.init_state(), 0.0, 0, [], 0
     n_batches = max(1, (source.shape[0] - 1 + args.bptt - 1) // args.bptt)
     bar = None
     if progress:
@@ -64,6 +64,7 @@ def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=
         opt.step()
         if on_step is not None:
             on_step()
+        done += 1
         total += loss.item() * y.numel()
         count += y.numel()
         acts.append(model.activity())
@@ -75,7 +76,7 @@ def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=
     if bar is not None:
         bar.close()
     layer_acts = [sum(a[k] for a in acts) / len(acts) for k in range(len(acts[0]))] if acts else []
-    return {"train_ppl": math.exp(total / max(count, 1)), "activity": layer_acts}
+    return {"train_ppl": math.exp(total / max(count, 1)), "activity": layer_acts, "batches": done}
 
 
 def last_path(save: str) -> Path:
@@ -102,11 +103,17 @@ def add_training_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--weight-decay", type=float, default=0.1, help="AdamW; drives activity down")
     ap.add_argument("--clip", type=float, default=0.25)
     ap.add_argument("--activity-penalty", type=float, default=0.0)
-    ap.add_argument("--max-minutes", type=float, default=None, help="stop training after this long")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="stop after this long: no epoch is started that the last one's duration says would not end "
+                         "in time; one cut short is not counted (its updates are kept; --resume runs it again)")
+    ap.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="cosine: the learning rate decays per batch from --lr to 0 over --epochs")
     ap.add_argument("--max-train-tokens", type=int, default=None, help="use only the first N training tokens")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--no-fused", action="store_true",
+                    help="train the EGRU layers with their Python loop over time (the reference), not the fused op")
 
 
 def main(argv=None):
@@ -119,30 +126,49 @@ def main(argv=None):
     corpus, train_data, valid_data = setup(args)
 
     model = build(corpus.vocab_size, args.config)
+    for layer in model.layers:
+        layer.fused = not args.no_fused
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    n_batches = max(1, (train_data.shape[0] - 1 + args.bptt - 1) // args.bptt)
+    total_steps = args.epochs * n_batches
+    schedule = (torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+        if args.lr_schedule == "cosine" else None)
     start_epoch, history, best = 1, [], float("inf")
     if args.resume:
         ckpt = torch.load(args.resume, weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
+        if schedule is not None and ckpt.get("schedule") is not None:
+            schedule.load_state_dict(ckpt["schedule"])
         start_epoch, history, best = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_valid_ppl"]
     deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
     Path(args.save).parent.mkdir(parents=True, exist_ok=True)
     for epoch in range(start_epoch, args.epochs + 1):
+        if deadline is not None and history and time.time() + history[-1]["seconds"] > deadline:
+            print(f"stopped: --max-minutes {args.max_minutes} leaves too little for epoch {epoch}", flush=True)
+            break
         t0 = time.time()
-        stats = train_epoch(model, opt, train_data, args, progress=not args.quiet, deadline=deadline)
+        stats = train_epoch(model, opt, train_data, args, progress=not args.quiet, deadline=deadline,
+                            on_step=None if schedule is None else schedule.step)
+        complete = stats.pop("batches") == n_batches
         valid = evaluate(model, valid_data, args.bptt)
-        stats.update(epoch=epoch, valid_ppl=valid, seconds=time.time() - t0)
-        history.append(stats)
+        stats.update(epoch=epoch, valid_ppl=valid, seconds=time.time() - t0, lr=opt.param_groups[0]["lr"],
+                     complete=complete)
         print(json.dumps(stats), flush=True)
+        if not complete:  # cut short by --max-minutes: not counted, so --resume runs this epoch again
+            epoch -= 1
+        else:
+            history.append(stats)
         best = min(best, valid)
         ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "history": history,
-                "best_valid_ppl": best, "config": args.config, "vocab_size": corpus.vocab_size, "args": vars(args)}
+                "best_valid_ppl": best, "config": args.config, "vocab_size": corpus.vocab_size, "args": vars(args),
+                "schedule": None if schedule is None else schedule.state_dict()}
         torch.save(ckpt, last_path(args.save))  # what --resume continues from
         if valid <= best:
             torch.save(ckpt, args.save)
         if deadline is not None and time.time() > deadline:
-            print(f"stopped: --max-minutes {args.max_minutes} reached after epoch {epoch}")
+            print(f"stopped: --max-minutes {args.max_minutes} reached in epoch {stats['epoch']}", flush=True)
             break
     return best
 

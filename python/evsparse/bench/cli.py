@@ -29,7 +29,7 @@ import evsparse
 
 from . import cold as cold_section
 from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, s5 as s5_section
-from . import stack as stack_section
+from . import egru_train as egru_train_section, stack as stack_section
 from .common import cpu_name, copy_bandwidth, csr_baseline, magnitude_prune_, sparse_inputs, time_interleaved
 
 DEFAULT_SIZES = ["256x768", "1024x3072", "2048x6144"]  # in x out: an EGRU layer's [H, 3H]
@@ -347,6 +347,8 @@ def to_markdown(report: dict) -> str:
         lines += linear_rnn_section.to_markdown(report["linear_rnn"])
     if report.get("s5"):
         lines += s5_section.to_markdown(report["s5"])
+    if report.get("egru_train"):
+        lines += egru_train_section.to_markdown(report["egru_train"])
     if report.get("timed_layout"):
         lines += layout_section.to_markdown(report["timed_layout"])
     if report.get("stack_step"):
@@ -446,6 +448,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="in x out @ activity @ density points of the cold-cache section (none to skip)")
     ap.add_argument("--cold-calls", type=int, default=cold_section.DEFAULT_CALLS,
                     help="cold calls per method in the cold-cache section")
+    ap.add_argument("--train-cases", nargs="*", type=egru_train_section.parse_case,
+                    default=egru_train_section.DEFAULT_CASES[:2],
+                    help="EGRU training-step cases IN:H:B:T (default: PTB-small's two layers; none to skip)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -468,6 +473,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   if args.stack_width else [])
     paced_rows = (paced_section.paced_section(args.paced_interval_ms, args.paced_samples, args.reps)
                   if args.paced_samples > 0 else [])
+    train_rows = (egru_train_section.egru_train_section(args.train_cases, rounds=max(3, args.reps // 2))
+                  if args.train_cases else [])
     cold_rows = (cold_section.cold_section(args.cold_points, args.cold_calls, args.reps)
                  if args.cold_points else [])
     info = evsparse.build_info()
@@ -485,6 +492,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "stack_step": stack_rows,
         "paced": paced_rows,
         "cold": cold_rows,
+        "egru_train": train_rows,
         "cold_evict_MB": cold_section.evict_bytes() / 2**20,
         "overhead_us": overhead_section(),
         "targets": check_targets(rows, copy_gbps, egru_rows) if not args.no_baselines else [],

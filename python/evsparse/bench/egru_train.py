@@ -1,0 +1,146 @@
+"""The EGRU training section of ``evsparse-bench``: one layer's training step (forward + backward over
+a [T, B] batch) per token, side by side: ``EGRU`` on the fused op (``torch.ops.evsparse.egru_train``,
+its default on the CPU), the same module's Python loop over time (``fused=False``, what it ran before),
+and ``torch.nn.GRU`` of the same sizes (PyTorch's CPU training).
+
+Thresholds are calibrated so that about ``activity`` of the units fire (PTB training measured
+10-15%: examples/ptb), and DropConnect is on as in training. Reported beside the times: the measured
+activity, and the backward's sparsity: the fraction of (step, row, unit) gradients dy_{t-1} the op
+forms (units that fired or lie inside the surrogate's support; the rest are skipped). The loop and
+``nn.GRU`` compute every product densely.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+
+import torch
+
+from ..nn import EGRU
+from .common import markdown_section, section_parser, write_section_report
+
+# (input, hidden, batch, steps): PTB-small's two layers at its batch and BPTT length, the same at
+# batch 64 and 70 steps, and a paper-scale layer.
+DEFAULT_CASES = [(256, 384, 32, 35), (384, 256, 32, 35), (256, 384, 64, 70), (1350, 1350, 32, 35)]
+FUSED, LOOP, GRU = "EGRU fused op", "EGRU Python loop", "nn.GRU"
+
+
+def parse_case(text: str) -> tuple[int, int, int, int]:
+    """``IN:H:B:T``, e.g. ``256:384:32:35``."""
+    parts = [int(p) for p in text.split(":")]
+    if len(parts) != 4 or min(parts) < 1:
+        raise ValueError(f"a training case is IN:H:B:T (positive integers), got {text!r}")
+    return tuple(parts)
+
+
+@torch.no_grad()
+def calibrate(layer: EGRU, x: torch.Tensor, activity: float, iters: int = 4) -> None:
+    """Sets every unit's threshold so that about ``activity`` of its outputs over ``x`` fire (a few
+    rounds of per-unit quantiles of c~, which moves as the thresholds reset it)."""
+    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
+    gi = torch.nn.functional.linear(x, w_ih, b_ih).contiguous()
+    zeros = x.new_zeros(x.shape[1], layer.hidden_size)
+    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * layer.hidden_size)
+    H = layer.hidden_size
+    for _ in range(iters):
+        _, _, _, saved = torch.ops.evsparse.egru_train_forward(gi, zeros, zeros, w_hh, b_hh, thr)
+        c_tilde = saved[..., 4 * H:].reshape(-1, H)
+        thr.copy_(torch.quantile(c_tilde, 1.0 - activity, dim=0).clamp(0.0, 1.0))
+
+
+@torch.no_grad()
+def backward_sparsity(layer: EGRU, x: torch.Tensor) -> dict:
+    """Measured on ``x``: the activity, and the fraction of dy_{t-1} entries the backward needs (fired,
+    or |c~ - thr| < 1 / support)."""
+    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
+    H = layer.hidden_size
+    gi = torch.nn.functional.linear(x, w_ih, b_ih).contiguous()
+    zeros = x.new_zeros(x.shape[1], H)
+    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * H)
+    ys, _, _, saved = torch.ops.evsparse.egru_train_forward(gi, zeros, zeros, w_hh, b_hh, thr)
+    v = saved[..., 4 * H:] - thr.clamp(0, 1)
+    need = (v > 0) | (layer.support * v.abs() < 1)
+    return {"activity": (ys != 0).float().mean().item(), "dy_needed": need.float().mean().item()}
+
+
+def build_methods(n_in: int, hidden: int, batch: int, steps: int, activity: float, seed: int = 0):
+    """name -> a zero-argument training step (forward + backward, gradients accumulated), and the
+    measured sparsity."""
+    torch.manual_seed(seed)
+    fused = EGRU(n_in, hidden, dropconnect=0.3).train()
+    x = torch.randn(steps, batch, n_in)
+    calibrate(fused, x, activity)
+    loop = copy.deepcopy(fused)
+    loop.fused = False
+    gru = torch.nn.GRU(n_in, hidden).train()
+
+    def step(module):
+        def run():
+            y, _ = module(x)
+            y.sum().backward()
+        return run
+
+    info = {"input": n_in, "hidden": hidden, "batch": batch, "steps": steps, "target_activity": activity,
+            **backward_sparsity(fused, x)}
+    return {FUSED: step(fused), LOOP: step(loop), GRU: step(gru)}, info
+
+
+def time_rounds(methods: dict, rounds: int) -> dict:
+    """Median seconds per call, one call of each method per round (each is milliseconds long), after
+    one warm-up call each."""
+    for fn in methods.values():
+        fn()
+    samples = {n: [] for n in methods}
+    for _ in range(rounds):
+        for name, fn in methods.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - t0)
+    return {n: statistics.median(v) for n, v in samples.items()}
+
+
+def egru_train_section(cases, activity: float = 0.12, rounds: int = 5) -> list[dict]:
+    rows = []
+    for n_in, hidden, batch, steps in cases:
+        methods, info = build_methods(n_in, hidden, batch, steps, activity)
+        secs = time_rounds(methods, rounds)
+        tokens = batch * steps
+        info["us_per_token"] = {n: s / tokens * 1e6 for n, s in secs.items()}
+        info["ms_per_step"] = {n: s * 1e3 for n, s in secs.items()}
+        rows.append(info)
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = markdown_section(
+        "EGRU training step (one layer, forward + backward, CPU)",
+        "Microseconds per token of a [T, B] batch (ms per training step in brackets), median of interleaved rounds. "
+        "Thresholds calibrated to the target activity, DropConnect 0.3; 'dy needed': the fraction of recurrent-input "
+        "gradients the fused backward forms (fired or inside the surrogate's support).",
+        ["in -> H", "B x T", "activity", "dy needed", f"{FUSED}", f"{LOOP}", f"{GRU}", "fused vs loop",
+         "fused vs nn.GRU"])
+    for r in rows:
+        u, m = r["us_per_token"], r["ms_per_step"]
+        lines.append(f"| {r['input']} -> {r['hidden']} | {r['batch']} x {r['steps']} | {r['activity']:.1%} | "
+                     f"{r['dy_needed']:.1%} | " + " | ".join(f"{u[n]:.2f} ({m[n]:.0f})" for n in (FUSED, LOOP, GRU))
+                     + f" | {u[LOOP] / u[FUSED]:.2f}x | {u[GRU] / u[FUSED]:.2f}x |")
+    return lines
+
+
+def main(argv=None) -> int:
+    ap = section_parser("python -m evsparse.bench.egru_train", __doc__, "bench-out-egru-train")
+    ap.add_argument("--cases", type=parse_case, nargs="+", default=DEFAULT_CASES, help="IN:H:B:T each")
+    ap.add_argument("--activity", type=float, default=0.12, help="the fraction of units that fire (calibrated)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = egru_train_section(args.cases, args.activity, args.reps)
+    return write_section_report(args, "EGRU training step", "egru_train", rows, to_markdown(rows))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
