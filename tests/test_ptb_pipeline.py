@@ -43,6 +43,11 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
     _load("train").main(common + ["--config", "tiny", "--epochs", "2", "--save", str(tmp_path / "dense.pt"),
                                   "--resume", str(tmp_path / "dense.last.pt")])
     assert torch.load(tmp_path / "dense.last.pt", weights_only=False)["epoch"] == 2
+    sparsity = _load("train_sparsity").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "dense.pt"),
+                                             "--batches", "3", "--batch-size", "4", "--bptt", "10"])
+    assert len(sparsity["layers"]) == 2
+    for layer in sparsity["layers"]:  # fired units lie inside the support too
+        assert 0 < layer["activity"] <= layer["dy_needed"] <= 1
     _load("prune_finetune").main(common + ["--checkpoint", str(tmp_path / "dense.pt"), "--sparsity", "0.7",
                                            "--epochs", "1", "--save", str(tmp_path / "s70.pt")])
     ckpt = torch.load(tmp_path / "s70.pt", weights_only=False)
@@ -107,3 +112,28 @@ def test_timed_sparsify_times_each_layer_on_its_own_input(monkeypatch):
     with torch.inference_mode():
         torch.testing.assert_close(rebuilt(tokens.unsqueeze(1))[0], model(tokens.unsqueeze(1))[0],
                                    rtol=1e-4, atol=1e-5)
+
+
+def test_cosine_schedule_resumes_where_it_stopped(corpus_dir, tmp_path):
+    """--lr-schedule cosine decays per batch to 0 at --epochs; a run stopped by --max-minutes inside an
+    epoch does not count it, and --resume runs it again and continues the decay (the schedule's state
+    is in the checkpoint) to 0 at the planned end; --no-fused trains on the loop."""
+    common = ["--data", str(corpus_dir), "--batch-size", "4", "--bptt", "10", "--quiet", "--config", "tiny",
+              "--lr-schedule", "cosine", "--lr", "0.01"]
+    train = _load("train")
+    train.main(common + ["--epochs", "3", "--save", str(tmp_path / "a.pt")])
+    full = torch.load(tmp_path / "a.last.pt", weights_only=False)
+    assert [h["epoch"] for h in full["history"]] == [1, 2, 3] and all(h["complete"] for h in full["history"])
+    assert full["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    lrs = [h["lr"] for h in full["history"]]
+    assert lrs[0] > lrs[1] > lrs[2]
+    split = ["--save", str(tmp_path / "c.pt")]
+    train.main(common + ["--epochs", "3"] + split + ["--max-minutes", "1e-9"])  # stops after its first epoch
+    first = torch.load(tmp_path / "c.last.pt", weights_only=False)
+    assert first["epoch"] == 0 and first["history"] == []  # cut short after one batch: not counted
+    train.main(common + ["--epochs", "3"] + split + ["--resume", str(tmp_path / "c.last.pt")])
+    resumed = torch.load(tmp_path / "c.last.pt", weights_only=False)
+    assert resumed["epoch"] == 3 and resumed["history"][-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert resumed["schedule"]["last_epoch"] >= full["schedule"]["last_epoch"]
+    train.main(common + ["--epochs", "1", "--no-fused", "--save", str(tmp_path / "d.pt")])
+    assert torch.load(tmp_path / "d.last.pt", weights_only=False)["epoch"] == 1

@@ -24,11 +24,11 @@
 #ifdef EVSPARSE_TRAIN_PROFILE  // benchmarks/cpp only: per-phase timers
 #include <chrono>
 inline double g_prof[8];
-#define EVS_PROF_T0 auto _p0 = std::chrono::steady_clock::now();
-#define EVS_PROF_ADD(k) { auto _p1 = std::chrono::steady_clock::now(); g_prof[k] += std::chrono::duration<double>(_p1 - _p0).count(); _p0 = _p1; }
+#define EVSPARSE_PROF_START auto _p0 = std::chrono::steady_clock::now();
+#define EVSPARSE_PROF_LAP(k) { auto _p1 = std::chrono::steady_clock::now(); g_prof[k] += std::chrono::duration<double>(_p1 - _p0).count(); _p0 = _p1; }
 #else
-#define EVS_PROF_T0
-#define EVS_PROF_ADD(k)
+#define EVSPARSE_PROF_START
+#define EVSPARSE_PROF_LAP(k)
 #endif
 
 namespace evsparse::cpu {
@@ -342,7 +342,7 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
   }
   int64_t computed = 0;
   for (int64_t t = T - 1; t >= 0; --t) {
-    EVS_PROF_T0
+    EVSPARSE_PROF_START
     // 1. The cell's gradients, elementwise per row (dense: dc reaches every unit).
     for (int64_t bi = 0; bi < nb; ++bi) {
       const int64_t b = b0 + bi;
@@ -362,7 +362,7 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
                           g_thr, H);
       for (int64_t i = 0; i < G; ++i) g_b_hh[i] += dgh[bi * G + i];
     }
-    EVS_PROF_ADD(0)
+    EVSPARSE_PROF_LAP(0)
     // 2. y_{t-1} and where its gradient is needed (fired, or inside the surrogate's support).
     for (int64_t bi = 0; bi < nb; ++bi) {
       const int64_t b = b0 + bi;
@@ -384,7 +384,7 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
         }
       }
     }
-    EVS_PROF_ADD(1)
+    EVSPARSE_PROF_LAP(1)
     // 3. dR^T: the rows of the units active at t-1 only. Per unit, the rows that add to it are summed
     // in registers, so each touched row of g_rt is loaded and stored once per step.
     for (int64_t j = 0; j < H; ++j) {
@@ -398,10 +398,10 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
       }
       if (k > 0) train_axpy_rows<V>(g_rt + j * G, rows_p.data(), rows_v.data(), k, G);
     }
-    EVS_PROF_ADD(2)
+    EVSPARSE_PROF_LAP(2)
     // 4. dy_{t-1} = R^T dgh_t where needed; zero elsewhere (its gradient would be multiplied by 0).
     computed += train_recurrent_grad<V>(dgh, nb, rt, H, need, dy_rec);
-    EVS_PROF_ADD(3)
+    EVSPARSE_PROF_LAP(3)
   }
   for (int64_t bi = 0; bi < nb; ++bi) {
     const int64_t b = b0 + bi;

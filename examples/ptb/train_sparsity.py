@@ -1,0 +1,81 @@
+"""How sparse the fused training op's products are while a PTB checkpoint trains: per EGRU layer, on
+training batches in training mode (dropout and DropConnect on, as the optimiser sees them), the
+activity (the fraction of units that fired: what the forward recurrent product and dR read) and the
+fraction of recurrent-input gradients dy_{t-1} the backward must form (fired, or inside the
+surrogate's support; docs/guide/egru-training.md).
+
+    python examples/ptb/train_sparsity.py --data ../shared/data/ptb --checkpoint runs/small.pt --batches 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from data import Corpus, batches, batchify, data_dir  # noqa: E402
+from model import build  # noqa: E402
+
+
+@torch.no_grad()
+def layer_sparsity(layer, x: torch.Tensor, state) -> tuple[dict, torch.Tensor, tuple]:
+    """One EGRU layer (one of the model's single-layer EGRUs) over ``x`` [T, B, in] as training runs it:
+    its counts, its output and its last state."""
+    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
+    if layer.dropconnect > 0:
+        w_hh = F.dropout(w_hh, layer.dropconnect, training=True)
+    H, B = layer.hidden_size, x.shape[1]
+    c0, y0 = (x.new_zeros(B, H), x.new_zeros(B, H)) if state is None else (state[0][0], state[1][0])
+    gi = F.linear(x, w_ih, b_ih).contiguous()
+    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * H)
+    ys, c, _, saved = torch.ops.evsparse.egru_train_forward(gi, c0.contiguous(), y0.contiguous(), w_hh, b_hh, thr)
+    v = saved[..., 4 * H:] - thr.clamp(0, 1)
+    need = (v > 0) | (layer.support * v.abs() < 1)
+    counts = {"units": ys.numel(), "fired": int((ys != 0).sum()), "dy_needed": int(need.sum())}
+    return counts, ys, (c[None], ys[-1][None])
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--batches", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--bptt", type=int, default=35)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.manual_seed(args.seed)
+    ckpt = torch.load(args.checkpoint, weights_only=False)
+    corpus = Corpus(data_dir(args.data))
+    model = build(ckpt["vocab_size"], ckpt["config"])
+    model.load_state_dict(ckpt["model"])
+    model.train()
+    train = batchify(corpus.train, args.batch_size)
+    totals = [{"units": 0, "fired": 0, "dy_needed": 0} for _ in model.layers]
+    states = [None] * len(model.layers)
+    for n, (_, x, _) in enumerate(batches(train, args.bptt)):
+        if n == args.batches:
+            break
+        h = model.drop(model.embedding(x))
+        for k, layer in enumerate(model.layers):
+            counts, h, states[k] = layer_sparsity(layer, h, states[k])
+            h = model.drop(h)
+            for key, v in counts.items():
+                totals[k][key] += v
+    result = {"checkpoint": args.checkpoint, "batches": args.batches, "batch_size": args.batch_size, "bptt": args.bptt,
+              "layers": [{"activity": t["fired"] / t["units"], "dy_needed": t["dy_needed"] / t["units"]}
+                         for t in totals]}
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
