@@ -4,8 +4,18 @@ section (``layout``, ``linear_rnn``, ``stack``); ``gpu`` the GPU report; ``commo
 helpers (timing comes from the library's :mod:`evsparse.timing`).
 
 ``evsparse.bench.main`` and the names of the CPU report (``Case``, ``build_methods``, ...) are
-re-exported here, where ``evsparse.bench`` (then a module) had them.
+re-exported here, where ``evsparse.bench`` (then a module) had them. Lazily: importing ``cli`` (and
+through it every section) with the package made ``python -m evsparse.bench.<section>`` warn that the
+section was imported before it ran.
 """
 
-from .cli import *  # noqa: F401,F403
-from .cli import main  # noqa: F401
+
+import importlib
+
+
+def __getattr__(name: str):
+    if not name.startswith("__"):
+        cli = importlib.import_module(f"{__name__}.cli")  # (not "from . import": that asks __getattr__ again)
+        if hasattr(cli, name):
+            return getattr(cli, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

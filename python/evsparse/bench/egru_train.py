@@ -65,11 +65,12 @@ def backward_sparsity(layer: EGRU, x: torch.Tensor) -> dict:
     return {"activity": (ys != 0).float().mean().item(), "dy_needed": need.float().mean().item()}
 
 
-def build_methods(n_in: int, hidden: int, batch: int, steps: int, activity: float, seed: int = 0):
+def build_methods(n_in: int, hidden: int, batch: int, steps: int, activity: float, seed: int = 0,
+                  support: float = 1.0):
     """name -> a zero-argument training step (forward + backward, gradients accumulated), and the
-    measured sparsity."""
+    measured sparsity. ``support``: the surrogate's (a larger one narrows it: backward sparsity)."""
     torch.manual_seed(seed)
-    fused = EGRU(n_in, hidden, dropconnect=0.3).train()
+    fused = EGRU(n_in, hidden, dropconnect=0.3, support=support).train()
     x = torch.randn(steps, batch, n_in)
     calibrate(fused, x, activity)
     loop = copy.deepcopy(fused)
@@ -83,6 +84,7 @@ def build_methods(n_in: int, hidden: int, batch: int, steps: int, activity: floa
         return run
 
     info = {"input": n_in, "hidden": hidden, "batch": batch, "steps": steps, "target_activity": activity,
+            "support": support,
             **backward_sparsity(fused, x)}
     return {FUSED: step(fused), LOOP: step(loop), GRU: step(gru)}, info
 
@@ -101,10 +103,10 @@ def time_rounds(methods: dict, rounds: int) -> dict:
     return {n: statistics.median(v) for n, v in samples.items()}
 
 
-def egru_train_section(cases, activity: float = 0.12, rounds: int = 5) -> list[dict]:
+def egru_train_section(cases, activity: float = 0.12, rounds: int = 5, support: float = 1.0) -> list[dict]:
     rows = []
     for n_in, hidden, batch, steps in cases:
-        methods, info = build_methods(n_in, hidden, batch, steps, activity)
+        methods, info = build_methods(n_in, hidden, batch, steps, activity, support=support)
         secs = time_rounds(methods, rounds)
         tokens = batch * steps
         info["us_per_token"] = {n: s / tokens * 1e6 for n, s in secs.items()}
@@ -119,8 +121,9 @@ def to_markdown(rows: list[dict]) -> list[str]:
     lines = markdown_section(
         "EGRU training step (one layer, forward + backward, CPU)",
         "Microseconds per token of a [T, B] batch (ms per training step in brackets), median of interleaved rounds. "
-        "Thresholds calibrated to the target activity, DropConnect 0.3; 'dy needed': the fraction of recurrent-input "
-        "gradients the fused backward forms (fired or inside the surrogate's support).",
+        f"Thresholds calibrated to the target activity, DropConnect 0.3, surrogate support {rows[0]['support']:g}; "
+        "'dy needed': the fraction of recurrent-input gradients the fused backward forms (fired or inside the "
+        "surrogate's support).",
         ["in -> H", "B x T", "activity", "dy needed", f"{FUSED}", f"{LOOP}", f"{GRU}", "fused vs loop",
          "fused vs nn.GRU"])
     for r in rows:
@@ -135,10 +138,12 @@ def main(argv=None) -> int:
     ap = section_parser("python -m evsparse.bench.egru_train", __doc__, "bench-out-egru-train")
     ap.add_argument("--cases", type=parse_case, nargs="+", default=DEFAULT_CASES, help="IN:H:B:T each")
     ap.add_argument("--activity", type=float, default=0.12, help="the fraction of units that fire (calibrated)")
+    ap.add_argument("--support", type=float, default=1.0,
+                    help="the surrogate's support (EGRU(support=...)); larger: narrower, more backward sparsity")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    rows = egru_train_section(args.cases, args.activity, args.reps)
+    rows = egru_train_section(args.cases, args.activity, args.reps, args.support)
     return write_section_report(args, "EGRU training step", "egru_train", rows, to_markdown(rows))
 
 
