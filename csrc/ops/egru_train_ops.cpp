@@ -154,11 +154,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> egru_train_backward(
   return {g_gi, g_c0, g_y0, total(g_rt).t().contiguous(), total(g_b), total(g_thr)};
 }
 
-template <class Sig>
-c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
 class EgruTrain : public torch::autograd::Function<EgruTrain> {
  public:
   static tensor_list forward(AutogradContext* ctx, const Tensor& gi, const Tensor& c0, const Tensor& y0,

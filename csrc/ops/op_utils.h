@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ATen/ATen.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/stable/c/shim.h>
 
 #include <algorithm>
@@ -160,6 +161,13 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
   const AOTITorchError rc = torch_parallel_for(begin, end, grain, call, &ctx);
   if (ctx.error) std::rethrow_exception(ctx.error);
   TORCH_CHECK(rc == AOTI_TORCH_SUCCESS, "evsparse: torch_parallel_for failed");
+}
+
+// A typed handle of one of the ops, for calling it through the dispatcher (the autograd kernels call
+// the ops below autograd this way, so other backends can supply them).
+template <class Sig>
+c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
 }
 
 // torch.get_num_threads(): the size of the pool parallel_for runs on.

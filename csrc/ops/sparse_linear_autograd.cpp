@@ -21,11 +21,6 @@ using at::Tensor;
 using torch::autograd::AutogradContext;
 using torch::autograd::tensor_list;
 
-template <class Sig>
-c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
 // Gradients are formed in float32/float64, then cast to each input's dtype.
 Tensor accumulation_grad(const Tensor& g) {
   const auto t = g.scalar_type();

@@ -21,23 +21,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import Corpus, batches, batchify, data_dir  # noqa: E402
 from model import build  # noqa: E402
 
+from evsparse.bench.egru_train import fused_forward, sparsity_counts  # noqa: E402
+
 
 @torch.no_grad()
 def layer_sparsity(layer, x: torch.Tensor, state) -> tuple[dict, torch.Tensor, tuple]:
-    """One EGRU layer (one of the model's single-layer EGRUs) over ``x`` [T, B, in] as training runs it:
-    its counts, its output and its last state."""
-    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
+    """One EGRU layer (one of the model's single-layer EGRUs) over ``x`` [T, B, in] as training runs it
+    (DropConnect on): its counts, its output and its last state."""
+    w_hh = layer.layer_params(0)[1]
     if layer.dropconnect > 0:
         w_hh = F.dropout(w_hh, layer.dropconnect, training=True)
-    H, B = layer.hidden_size, x.shape[1]
-    c0, y0 = (x.new_zeros(B, H), x.new_zeros(B, H)) if state is None else (state[0][0], state[1][0])
-    gi = F.linear(x, w_ih, b_ih).contiguous()
-    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * H)
-    ys, c, _, saved = torch.ops.evsparse.egru_train_forward(gi, c0.contiguous(), y0.contiguous(), w_hh, b_hh, thr)
-    v = saved[..., 4 * H:] - thr.clamp(0, 1)
-    need = (v > 0) | (layer.support * v.abs() < 1)
-    counts = {"units": ys.numel(), "fired": int((ys != 0).sum()), "dy_needed": int(need.sum())}
-    return counts, ys, (c[None], ys[-1][None])
+    ys, c, saved = fused_forward(layer, x, state, w_hh)
+    return sparsity_counts(layer, ys, saved), ys, (c[None], ys[-1][None])
 
 
 def main(argv=None) -> dict:

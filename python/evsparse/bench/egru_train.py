@@ -36,33 +36,44 @@ def parse_case(text: str) -> tuple[int, int, int, int]:
 
 
 @torch.no_grad()
-def calibrate(layer: EGRU, x: torch.Tensor, activity: float, iters: int = 4) -> None:
-    """Sets every unit's threshold so that about ``activity`` of its outputs over ``x`` fire (a few
-    rounds of per-unit quantiles of c~, which moves as the thresholds reset it)."""
-    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
+def fused_forward(layer: EGRU, x: torch.Tensor, state=None, w_hh=None) -> tuple:
+    """The forward half of ``layer``'s fused op (a one-layer EGRU) over ``x`` [T, B, in], from ``state``
+    ((c, y), each [1, B, H]; zeros if None) with ``w_hh`` in place of its recurrent weight if given (e.g.
+    DropConnect applied): (ys, c, saved), saved [T, B, 5H] with c~ in its last block."""
+    w_ih, weight_hh, b_ih, b_hh, thr = layer.layer_params(0)
+    H, B = layer.hidden_size, x.shape[1]
+    c0, y0 = (x.new_zeros(B, H), x.new_zeros(B, H)) if state is None else (state[0][0], state[1][0])
     gi = torch.nn.functional.linear(x, w_ih, b_ih).contiguous()
-    zeros = x.new_zeros(x.shape[1], layer.hidden_size)
-    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * layer.hidden_size)
+    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * H)
+    ys, c, _, saved = torch.ops.evsparse.egru_train_forward(gi, c0.contiguous(), y0.contiguous(),
+                                                            weight_hh if w_hh is None else w_hh, b_hh, thr)
+    return ys, c, saved
+
+
+def sparsity_counts(layer: EGRU, ys: torch.Tensor, saved: torch.Tensor) -> dict:
+    """Of a :func:`fused_forward`'s T x B x H outputs: how many fired (what the forward recurrent product
+    and dR read), and how many dy_{t-1} entries the backward needs (fired, or |c~ - thr| < 1 / support)."""
     H = layer.hidden_size
-    for _ in range(iters):
-        _, _, _, saved = torch.ops.evsparse.egru_train_forward(gi, zeros, zeros, w_hh, b_hh, thr)
-        c_tilde = saved[..., 4 * H:].reshape(-1, H)
-        thr.copy_(torch.quantile(c_tilde, 1.0 - activity, dim=0).clamp(0.0, 1.0))
+    v = saved[..., 4 * H:] - layer.layer_params(0)[4].clamp(0, 1)
+    need = (v > 0) | (layer.support * v.abs() < 1)
+    return {"units": ys.numel(), "fired": int((ys != 0).sum()), "dy_needed": int(need.sum())}
 
 
 @torch.no_grad()
+def calibrate(layer: EGRU, x: torch.Tensor, activity: float, iters: int = 4) -> None:
+    """Sets every unit's threshold so that about ``activity`` of its outputs over ``x`` fire (a few
+    rounds of per-unit quantiles of c~, which moves as the thresholds reset it)."""
+    H, thr = layer.hidden_size, layer.layer_params(0)[4]
+    for _ in range(iters):
+        c_tilde = fused_forward(layer, x)[2][..., 4 * H:].reshape(-1, H)
+        thr.copy_(torch.quantile(c_tilde, 1.0 - activity, dim=0).clamp(0.0, 1.0))
+
+
 def backward_sparsity(layer: EGRU, x: torch.Tensor) -> dict:
-    """Measured on ``x``: the activity, and the fraction of dy_{t-1} entries the backward needs (fired,
-    or |c~ - thr| < 1 / support)."""
-    w_ih, w_hh, b_ih, b_hh, thr = layer.layer_params(0)
-    H = layer.hidden_size
-    gi = torch.nn.functional.linear(x, w_ih, b_ih).contiguous()
-    zeros = x.new_zeros(x.shape[1], H)
-    b_hh = b_hh if b_hh is not None else x.new_zeros(3 * H)
-    ys, _, _, saved = torch.ops.evsparse.egru_train_forward(gi, zeros, zeros, w_hh, b_hh, thr)
-    v = saved[..., 4 * H:] - thr.clamp(0, 1)
-    need = (v > 0) | (layer.support * v.abs() < 1)
-    return {"activity": (ys != 0).float().mean().item(), "dy_needed": need.float().mean().item()}
+    """Measured on ``x``: the activity, and the fraction of dy_{t-1} entries the backward needs."""
+    ys, _, saved = fused_forward(layer, x)
+    n = sparsity_counts(layer, ys, saved)
+    return {"activity": n["fired"] / n["units"], "dy_needed": n["dy_needed"] / n["units"]}
 
 
 def build_methods(n_in: int, hidden: int, batch: int, steps: int, activity: float, seed: int = 0,
