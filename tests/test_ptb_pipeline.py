@@ -137,3 +137,12 @@ def test_cosine_schedule_resumes_where_it_stopped(corpus_dir, tmp_path):
     assert resumed["schedule"]["last_epoch"] >= full["schedule"]["last_epoch"]
     train.main(common + ["--epochs", "1", "--no-fused", "--save", str(tmp_path / "d.pt")])
     assert torch.load(tmp_path / "d.last.pt", weights_only=False)["epoch"] == 1
+    # prune_finetune decays the same way over its own epochs, the masks held throughout
+    _load("prune_finetune").main(common[:-6] + ["--lr-schedule", "cosine", "--lr", "0.01", "--epochs", "2",
+                                                "--checkpoint", str(tmp_path / "a.pt"), "--sparsity", "0.6",
+                                                "--save", str(tmp_path / "p.pt")])
+    pruned = torch.load(tmp_path / "p.pt", weights_only=False)
+    lrs = [h["lr"] for h in pruned["history"]]
+    assert 0.0 < lrs[0] < 0.01 and lrs[1] == pytest.approx(0.0, abs=1e-12)
+    for name, mask in pruned["masks"].items():
+        assert bool((pruned["model"][name][~mask] == 0).all()), name

@@ -4,7 +4,8 @@
         --sparsity 0.8 --epochs 2 --save runs/small-s80.pt
 
 Global magnitude pruning over the EGRU input and recurrent weights (embedding/decoder/biases/thresholds
-excluded), ramped on a cubic schedule over the first half of fine-tuning, then held. The saved
+excluded), ramped on a cubic schedule over the first half of fine-tuning, then held; with
+--lr-schedule cosine the learning rate decays per batch from --lr to 0 at the last epoch. The saved
 checkpoint has the masks, which eval.py passes to sparsify().
 """
 
@@ -20,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from model import build  # noqa: E402
-from train import add_training_args, evaluate, setup, train_epoch  # noqa: E402
+from train import add_training_args, batches_per_epoch, evaluate, lr_schedule, setup, train_epoch  # noqa: E402
 
 from evsparse import prune  # noqa: E402
 
@@ -39,8 +40,9 @@ def main(argv=None):
     model.load_state_dict(ckpt["model"])
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
 
-    steps_per_epoch = max(1, (train_data.shape[0] - 2) // args.bptt + 1)
+    steps_per_epoch = batches_per_epoch(train_data, args.bptt)
     ramp_end = max(1, (args.epochs * steps_per_epoch) // 2)
+    schedule = lr_schedule(opt, args, args.epochs * steps_per_epoch)
     pruner = prune.IterativePruner(model, opt, args.sparsity, start_step=0, end_step=ramp_end,
                                    every=max(1, ramp_end // 20))
     counter = {"step": 0}
@@ -48,6 +50,8 @@ def main(argv=None):
     def on_step():
         pruner.step(counter["step"])
         counter["step"] += 1
+        if schedule is not None:
+            schedule.step()
 
     pruner.step(0)
     history = []
@@ -59,7 +63,7 @@ def main(argv=None):
         if epoch == args.epochs or cut_short:
             pruner.step(ramp_end)  # the final sparsity, also when the time budget cut the ramp short
         stats.update(epoch=epoch, sparsity=prune.sparsity_of(model), valid_ppl=evaluate(model, valid_data, args.bptt),
-                     seconds=time.time() - t0)
+                     seconds=time.time() - t0, lr=opt.param_groups[0]["lr"])
         history.append(stats)
         print(json.dumps(stats), flush=True)
         if cut_short:

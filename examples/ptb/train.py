@@ -44,7 +44,7 @@ def evaluate(model, source: torch.Tensor, bptt: int) -> float:
 def train_epoch(model, opt, source, args, progress=True, on_step=None, deadline=None) -> dict:
     model.train()
     state, total, count, acts, done = model.init_state(), 0.0, 0, [], 0
-    n_batches = max(1, (source.shape[0] - 1 + args.bptt - 1) // args.bptt)
+    n_batches = batches_per_epoch(source, args.bptt)
     bar = None
     if progress:
         try:
@@ -116,6 +116,18 @@ def add_training_args(ap: argparse.ArgumentParser) -> None:
                     help="train the EGRU layers with their Python loop over time (the reference), not the fused op")
 
 
+def batches_per_epoch(train_data, bptt: int) -> int:
+    return max(1, (train_data.shape[0] - 1 + bptt - 1) // bptt)
+
+
+def lr_schedule(opt, args, total_steps: int):
+    """--lr-schedule as a per-batch scheduler (None for constant): cosine decays from --lr to 0 at total_steps."""
+    if args.lr_schedule != "cosine":
+        return None
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_args(ap)
@@ -129,11 +141,8 @@ def main(argv=None):
     for layer in model.layers:
         layer.fused = not args.no_fused
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    n_batches = max(1, (train_data.shape[0] - 1 + args.bptt - 1) // args.bptt)
-    total_steps = args.epochs * n_batches
-    schedule = (torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps)))
-        if args.lr_schedule == "cosine" else None)
+    n_batches = batches_per_epoch(train_data, args.bptt)
+    schedule = lr_schedule(opt, args, args.epochs * n_batches)
     start_epoch, history, best = 1, [], float("inf")
     if args.resume:
         ckpt = torch.load(args.resume, weights_only=False)
