@@ -136,7 +136,10 @@ def test_s5_denoise_speech_is_deterministic_and_held_out(tmp_path):
         pytest.skip(f"no PTB text at {PTB}")
     a = speech.Corpus("test", PTB, 1, seed=3, cache=tmp_path / "a", babble_per_speaker=1)
     b = speech.Corpus("test", PTB, 1, seed=3, cache=tmp_path / "b", babble_per_speaker=1)
-    assert a.labels == b.labels and all(np.array_equal(x, y) for x, y in zip(a.utterances, b.utterances))
+    assert a.labels == b.labels
+    for label, x, y in zip(a.labels, a.utterances, b.utterances):  # which voice differed, and by how much
+        assert x.shape == y.shape and np.array_equal(x, y), (label, x.shape, y.shape,
+                                                              float(np.abs(x - y).max()) if x.shape == y.shape else None)
     ta, tb = a.test_set(9, 16000), b.test_set(9, 16000)
     assert all(np.array_equal(x["noisy"], y["noisy"]) and x["noise"] == y["noise"] for x, y in zip(ta, tb))
     assert {s.name for s in speech.TEST_SPEAKERS}.isdisjoint(s.name for s in speech.TRAIN_SPEAKERS)
