@@ -36,6 +36,12 @@ def corpus_dir(tmp_path_factory):
     return d
 
 
+def _assert_masks_hold(ckpt):
+    """Every weight a pruning mask removed is exactly zero in the saved model."""
+    for name, mask in ckpt["masks"].items():
+        assert bool((ckpt["model"][name][~mask] == 0).all()), name
+
+
 def test_pipeline_end_to_end(corpus_dir, tmp_path):
     common = ["--data", str(corpus_dir), "--batch-size", "4", "--bptt", "10", "--quiet"]
     _load("train").main(common + ["--config", "tiny", "--epochs", "1", "--save", str(tmp_path / "dense.pt")])
@@ -51,9 +57,7 @@ def test_pipeline_end_to_end(corpus_dir, tmp_path):
     _load("prune_finetune").main(common + ["--checkpoint", str(tmp_path / "dense.pt"), "--sparsity", "0.7",
                                            "--epochs", "1", "--save", str(tmp_path / "s70.pt")])
     ckpt = torch.load(tmp_path / "s70.pt", weights_only=False)
-    params = ckpt["model"]
-    for name, mask in ckpt["masks"].items():
-        assert bool((params[name][~mask] == 0).all()), name
+    _assert_masks_hold(ckpt)
     kept = sum(int(m.sum()) for m in ckpt["masks"].values()) / sum(m.numel() for m in ckpt["masks"].values())
     assert kept == pytest.approx(0.3, abs=1e-3)
     result = _load("eval").main(["--data", str(corpus_dir), "--checkpoint", str(tmp_path / "s70.pt"),
@@ -118,8 +122,9 @@ def test_cosine_schedule_resumes_where_it_stopped(corpus_dir, tmp_path):
     """--lr-schedule cosine decays per batch to 0 at --epochs; a run stopped by --max-minutes inside an
     epoch does not count it, and --resume runs it again and continues the decay (the schedule's state
     is in the checkpoint) to 0 at the planned end; --no-fused trains on the loop."""
-    common = ["--data", str(corpus_dir), "--batch-size", "4", "--bptt", "10", "--quiet", "--config", "tiny",
-              "--lr-schedule", "cosine", "--lr", "0.01"]
+    base = ["--data", str(corpus_dir), "--batch-size", "4", "--bptt", "10", "--quiet",
+            "--lr-schedule", "cosine", "--lr", "0.01"]
+    common = base + ["--config", "tiny"]
     train = _load("train")
     train.main(common + ["--epochs", "3", "--save", str(tmp_path / "a.pt")])
     full = torch.load(tmp_path / "a.last.pt", weights_only=False)
@@ -138,11 +143,9 @@ def test_cosine_schedule_resumes_where_it_stopped(corpus_dir, tmp_path):
     train.main(common + ["--epochs", "1", "--no-fused", "--save", str(tmp_path / "d.pt")])
     assert torch.load(tmp_path / "d.last.pt", weights_only=False)["epoch"] == 1
     # prune_finetune decays the same way over its own epochs, the masks held throughout
-    _load("prune_finetune").main(common[:-6] + ["--lr-schedule", "cosine", "--lr", "0.01", "--epochs", "2",
-                                                "--checkpoint", str(tmp_path / "a.pt"), "--sparsity", "0.6",
-                                                "--save", str(tmp_path / "p.pt")])
+    _load("prune_finetune").main(base + ["--epochs", "2", "--checkpoint", str(tmp_path / "a.pt"),
+                                         "--sparsity", "0.6", "--save", str(tmp_path / "p.pt")])
     pruned = torch.load(tmp_path / "p.pt", weights_only=False)
     lrs = [h["lr"] for h in pruned["history"]]
     assert 0.0 < lrs[0] < 0.01 and lrs[1] == pytest.approx(0.0, abs=1e-12)
-    for name, mask in pruned["masks"].items():
-        assert bool((pruned["model"][name][~mask] == 0).all()), name
+    _assert_masks_hold(pruned)
