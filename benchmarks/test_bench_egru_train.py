@@ -25,3 +25,16 @@ def test_egru_training_step(benchmark, case, method):
     with torch.inference_mode(False):  # (conftest puts every benchmark in inference mode; training needs autograd)
         step = _methods(case)[method]
         benchmark(step)
+
+
+@pytest.mark.parametrize("method", ["evsparse.functional.dropconnect", "F.dropout"])
+@pytest.mark.parametrize("shape", [(1152, 384), (768, 256), (4050, 1350)], ids=lambda s: "{}x{}".format(*s))
+def test_dropconnect_mask(benchmark, shape, method):
+    """DropConnect on a recurrent weight (PTB-small's two layers, a paper-scale one), as every training
+    forward draws it: the counter-based op against F.dropout's Bernoulli draw."""
+    from evsparse.functional import dropconnect
+
+    w = torch.randn(*shape)
+    fn = (lambda: dropconnect(w, 0.3)) if method.startswith("evsparse") else (
+        lambda: torch.nn.functional.dropout(w, 0.3, training=True))
+    benchmark(fn)

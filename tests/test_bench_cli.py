@@ -48,6 +48,7 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     assert (tr["input"], tr["hidden"], tr["batch"], tr["steps"]) == (8, 12, 3, 5)
     assert set(tr["us_per_token"]) == {"EGRU fused op", "EGRU Python loop", "nn.GRU"}
     assert all(v > 0 for v in tr["us_per_token"].values()) and 0 <= tr["activity"] <= 1 and 0 <= tr["dy_needed"] <= 1
+    assert set(tr["dropconnect_ms"]) == {"evsparse", "F.dropout"} and all(v > 0 for v in tr["dropconnect_ms"].values())
     assert "## EGRU training step" in md
     for r in report["timed_layout"]:
         u = r["us_per_step"]

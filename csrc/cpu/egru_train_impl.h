@@ -59,6 +59,21 @@ inline A clamp01(A v) {
   return v < A(0) ? A(0) : (v > A(1) ? A(1) : v);
 }
 
+// Scratch rows of n values, each starting on a 64-byte boundary (row stride padded to 16 values): the
+// vector loads and stores of the products then never split a cache line. A std::vector's own storage
+// is only 16-byte aligned, which measured 2x slower on the dR^T sums (AVX-512, Xeon, 2026-12-03).
+template <class A>
+struct AlignedRows {
+  int64_t ld = 0;
+  std::vector<A> storage;
+  A* base = nullptr;
+  AlignedRows(int64_t rows, int64_t n) : ld((n + 15) / 16 * 16), storage(static_cast<size_t>(rows * ld + 64 / sizeof(A))) {
+    const auto addr = reinterpret_cast<uintptr_t>(storage.data());
+    base = storage.data() + ((64 - addr % 64) % 64) / sizeof(A);
+  }
+  A* row(int64_t r) { return base + r * ld; }
+};
+
 // y[0, n) += s * x[0, n)
 template <class V, class A>
 inline void train_axpy(A* __restrict y, const A* __restrict x, A s, int64_t n) {
@@ -74,72 +89,80 @@ inline void train_axpy(A* __restrict y, const A* __restrict x, A s, int64_t n) {
   for (; i < n; ++i) y[i] += s * x[i];
 }
 
-// y[0, n) += sum_k s[k] * x[k][0, n): a block of y stays in registers while every x adds into it.
+// y[0, n) += sum_k s[k] * x[k][off, off + n): a block of y stays in registers while every x adds into it.
+// Eight accumulators per block: each is a chain of dependent FMAs over k, and eight cover the FMA
+// latency at two FMAs per cycle (four ran at half that on AVX2).
 template <class V, class A>
-inline void train_axpy_rows(A* __restrict y, const A* const* x, const A* s, int64_t k, int64_t n) {
+inline void train_axpy_rows(A* __restrict y, const A* const* x, const A* s, int64_t k, int64_t n, int64_t off = 0) {
   int64_t i = 0;
   if constexpr (V::W > 1 && std::is_same_v<A, float>) {
-    for (; i + 4 * V::W <= n; i += 4 * V::W) {
-      auto a0 = V::load(y + i), a1 = V::load(y + i + V::W), a2 = V::load(y + i + 2 * V::W),
-           a3 = V::load(y + i + 3 * V::W);
+    constexpr int NA = 8;
+    for (; i + NA * V::W <= n; i += NA * V::W) {
+      typename V::reg a[NA];
+      for (int u = 0; u < NA; ++u) a[u] = V::load(y + i + u * V::W);
       for (int64_t q = 0; q < k; ++q) {
         const auto vs = V::set1(s[q]);
-        const A* xq = x[q] + i;
-        a0 = V::fma(vs, V::load(xq), a0);
-        a1 = V::fma(vs, V::load(xq + V::W), a1);
-        a2 = V::fma(vs, V::load(xq + 2 * V::W), a2);
-        a3 = V::fma(vs, V::load(xq + 3 * V::W), a3);
+        const A* xq = x[q] + off + i;
+        for (int u = 0; u < NA; ++u) a[u] = V::fma(vs, V::load(xq + u * V::W), a[u]);
       }
+      for (int u = 0; u < NA; ++u) V::store(y + i + u * V::W, a[u]);
+    }
+    for (; i + V::W <= n; i += V::W) {
+      auto a0 = V::load(y + i);
+      for (int64_t q = 0; q < k; ++q) a0 = V::fma(V::set1(s[q]), V::load(x[q] + off + i), a0);
       V::store(y + i, a0);
-      V::store(y + i + V::W, a1);
-      V::store(y + i + 2 * V::W, a2);
-      V::store(y + i + 3 * V::W, a3);
     }
   }
   for (int64_t q = 0; q < k; ++q) {
-    for (int64_t m = i; m < n; ++m) y[m] += s[q] * x[q][m];
+    for (int64_t m = i; m < n; ++m) y[m] += s[q] * x[q][off + m];
   }
 }
 
-// sum_i a[i] * b[i]
-template <class V, class A>
-inline A train_dot(const A* __restrict a, const A* __restrict b, int64_t n) {
-  int64_t i = 0;
-  A acc = A(0);
-  if constexpr (V::W > 1 && std::is_same_v<A, float>) {
-    auto p = V::zero(), q = V::zero();
-    for (; i + 2 * V::W <= n; i += 2 * V::W) {
-      p = V::fma(V::load(a + i), V::load(b + i), p);
-      q = V::fma(V::load(a + i + V::W), V::load(b + i + V::W), q);
+// dst[c, r] = sum over p < parts of src[p][r, c] for the output rows c in [c0, c1): the transpose of
+// src [rows, cols] (row-major, parts of part_stride values each) summed over its parts, in 16 x 16
+// tiles so that both sides are read and written by cache lines. The op layer's R^T for the forward,
+// and the backward's per-thread dR^T parts summed into dR (torch's transposing copy of the same 1.7 MB
+// took ~1 ms; 2026-12-03 Xeon).
+template <class A>
+void train_transpose_sum(const A* src, int64_t parts, int64_t part_stride, int64_t rows, int64_t cols, A* dst,
+                         int64_t c0, int64_t c1) {
+  constexpr int64_t kTile = 16;
+  for (int64_t cb = c0; cb < c1; cb += kTile) {
+    const int64_t ce = std::min(c1, cb + kTile);
+    for (int64_t rb = 0; rb < rows; rb += kTile) {
+      const int64_t re = std::min(rows, rb + kTile);
+      for (int64_t c = cb; c < ce; ++c) {
+        A* d = dst + c * rows;
+        for (int64_t r = rb; r < re; ++r) {
+          A v = src[r * cols + c];
+          for (int64_t p = 1; p < parts; ++p) v += src[p * part_stride + r * cols + c];
+          d[r] = v;
+        }
+      }
     }
-    for (; i + V::W <= n; i += V::W) p = V::fma(V::load(a + i), V::load(b + i), p);
-    float lanes[V::W], lanes2[V::W];
-    V::store(lanes, p);
-    V::store(lanes2, q);
-    for (int k = 0; k < V::W; ++k) acc += lanes[k] + lanes2[k];
   }
-  for (; i < n; ++i) acc += a[i] * b[i];
-  return acc;
 }
 
 // Per (t, b) the forward keeps 5 blocks of H: z, r, g, hg = (R y_{t-1} + b_hh)_g, c~.
 constexpr int64_t kSavedBlocks = 5;
 
-// gh[b] = b_hh + sum over units j with y[b, j] != 0 of y[b, j] * rt[j, :], for the nb rows of y.
-// Unit-major, so a row of rt is read once per step and reused from L1 by every batch row that needs
-// it. (Groups of 4 units summed in registers per row, as dense_gather does, were measured no faster:
-// at training's activities a row rarely has two of a group's units active.)
+// gh[b] = b_hh + sum over units j with y[b, j] != 0 of y[b, j] * rt[j, :], for the nb rows of y (gh's row
+// stride ld_gh). Unit-major, so a row of rt is read once per step and reused from L1 by every batch row
+// that needs it. (Groups of 4 units summed in registers per row, as dense_gather does, and per row a
+// list of its units summed in registers per column chunk, were both measured no faster: at training's
+// activities a row rarely has two of a group's units active, and the product is bound by reading rt.)
 template <class V, class A>
-void train_recurrent_product(const A* y, int64_t ld_y, int64_t nb, const A* rt, const A* b_hh, int64_t H, A* gh) {
+void train_recurrent_product(const A* y, int64_t ld_y, int64_t nb, const A* rt, const A* b_hh, int64_t H, A* gh,
+                             int64_t ld_gh) {
   const int64_t G = 3 * H;
   for (int64_t b = 0; b < nb; ++b) {
-    A* g = gh + b * G;
+    A* g = gh + b * ld_gh;
     for (int64_t i = 0; i < G; ++i) g[i] = b_hh[i];
   }
   for (int64_t j = 0; j < H; ++j) {
     for (int64_t b = 0; b < nb; ++b) {
       const A v = y[b * ld_y + j];
-      if (v != A(0)) train_axpy<V>(gh + b * G, rt + j * G, v, G);
+      if (v != A(0)) train_axpy<V>(gh + b * ld_gh, rt + j * G, v, G);
     }
   }
 }
@@ -181,8 +204,8 @@ void egru_train_forward(const A* gi, const A* c0, const A* y0, const A* rt, cons
                         int64_t B, int64_t H, int64_t b0, int64_t b1, A* ys, A* c, A* events, A* saved) {
   const int64_t nb = b1 - b0, G = 3 * H, S = kSavedBlocks * H;
   if (nb <= 0) return;
-  std::vector<A> gh_buf(static_cast<size_t>(nb * G));
-  A* gh = gh_buf.data();
+  AlignedRows<A> gh_rows(nb, G);
+  A* gh = gh_rows.base;
   for (int64_t b = b0; b < b1; ++b) {
     for (int64_t h = 0; h < H; ++h) {
       c[b * H + h] = c0[b * H + h];
@@ -190,89 +213,123 @@ void egru_train_forward(const A* gi, const A* c0, const A* y0, const A* rt, cons
     }
   }
   for (int64_t t = 0; t < T; ++t) {
+    EVSPARSE_PROF_START
     const A* y_prev = t == 0 ? y0 + b0 * H : ys + ((t - 1) * B + b0) * H;
-    train_recurrent_product<V>(y_prev, H, nb, rt, b_hh, H, gh);
+    train_recurrent_product<V>(y_prev, H, nb, rt, b_hh, H, gh, gh_rows.ld);
+    EVSPARSE_PROF_LAP(5)
     for (int64_t b = b0; b < b1; ++b) {
-      train_cell_forward(gi + (t * B + b) * G, gh + (b - b0) * G, thr, c + b * H, ys + (t * B + b) * H,
+      train_cell_forward(gi + (t * B + b) * G, gh + (b - b0) * gh_rows.ld, thr, c + b * H, ys + (t * B + b) * H,
                          events + b * H, saved + (t * B + b) * S, H);
     }
+    EVSPARSE_PROF_LAP(6)
   }
 }
 
-// out[b, j] = need[b, j] ? dgh[b, :] . rt[j, :] : 0 for the nb rows of dgh [nb, 3H] and the H rows of
-// rt. Register-blocked: 4 rows x 2 units of dot products share their loads (8 accumulators + 6 loaded
-// vectors fit AVX2's 16 registers), a block none of whose 8 entries is needed is skipped. Returns
-// how many entries were needed.
+// MB rows x NJ vectors of units of dy = dgh W over i in [i0, i1): acc[m][n] += dgh[m, i] * W[i, j0 + n * V::W ...],
+// a GEMM micro-kernel: per i, NJ loaded vectors of W's row and MB broadcasts feed MB * NJ FMAs, and
+// nothing is reduced across lanes. Starts from zero (first) or from the block already in out (row
+// stride H), and stores it back there.
+template <class V, int MB, int NJ>
+inline void train_recurrent_grad_block(const float* dgh, int64_t ldd, const float* w, int64_t H, int64_t j0, int64_t i0,
+                                       int64_t i1, bool first, float* out) {
+  typename V::reg acc[MB][NJ];
+  for (int m = 0; m < MB; ++m) {
+    for (int n = 0; n < NJ; ++n) acc[m][n] = first ? V::zero() : V::load(out + m * H + j0 + n * V::W);
+  }
+  const float* wj = w + i0 * H + j0;
+  for (int64_t i = i0; i < i1; ++i, wj += H) {
+    typename V::reg wv[NJ];
+    for (int n = 0; n < NJ; ++n) wv[n] = V::load(wj + n * V::W);
+    for (int m = 0; m < MB; ++m) {
+      const auto s = V::set1(dgh[m * ldd + i]);
+      for (int n = 0; n < NJ; ++n) acc[m][n] = V::fma(s, wv[n], acc[m][n]);
+    }
+  }
+  for (int m = 0; m < MB; ++m) {
+    for (int n = 0; n < NJ; ++n) V::store(out + m * H + j0 + n * V::W, acc[m][n]);
+  }
+}
+
+// out[b, j] = need[b, j] ? dgh[b, :] . W[:, j] : 0 for the nb rows of dgh [nb, 3H] (row stride ldd), with W = w_hh [3H, H]
+// as the module holds it (row i: what every unit's output adds to pre-activation i). In the backward
+// nearly every entry is needed (the surrogate's support covers almost every unit in training:
+// docs/guide/egru-training.md), so it is formed densely, block by block, as a GEMM: a block of MB rows x
+// NJ * V::W units in registers while i runs over 3H, the W panel of a block of units reused from cache
+// by every block of rows. Only a block with no needed entry is skipped; the others are masked after.
+// Returns how many entries were needed.
 template <class V, class A>
-int64_t train_recurrent_grad(const A* dgh, int64_t nb, const A* rt, int64_t H, const uint8_t* need, A* out) {
+int64_t train_recurrent_grad(const A* dgh, int64_t ldd, int64_t nb, const A* w, int64_t H, const uint8_t* need,
+                             A* out) {
   const int64_t G = 3 * H;
   int64_t needed = 0;
   for (int64_t k = 0; k < nb * H; ++k) needed += need[k];
-  int64_t j = 0;
+  int64_t j_done = 0;  // units [0, j_done) are formed by the vector blocks
   if constexpr (V::W > 1 && std::is_same_v<A, float>) {
-    constexpr int MB = 4, NJ = 2;
-    for (; j + NJ <= H; j += NJ) {
-      const A* w0 = rt + j * G;
-      const A* w1 = w0 + G;
-      int64_t b = 0;
-      for (; b + MB <= nb; b += MB) {
-        bool any = false;
-        for (int m = 0; m < MB; ++m) any |= (need[(b + m) * H + j] | need[(b + m) * H + j + 1]) != 0;
-        if (!any) {
-          for (int m = 0; m < MB; ++m) out[(b + m) * H + j] = out[(b + m) * H + j + 1] = A(0);
-          continue;
-        }
-        const A* a0 = dgh + b * G;
-        const A* a1 = a0 + G;
-        const A* a2 = a1 + G;
-        const A* a3 = a2 + G;
-        auto c00 = V::zero(), c01 = V::zero(), c10 = V::zero(), c11 = V::zero();
-        auto c20 = V::zero(), c21 = V::zero(), c30 = V::zero(), c31 = V::zero();
-        int64_t i = 0;
-        for (; i + V::W <= G; i += V::W) {
-          const auto x0 = V::load(w0 + i), x1 = V::load(w1 + i);
-          auto r = V::load(a0 + i);
-          c00 = V::fma(r, x0, c00);
-          c01 = V::fma(r, x1, c01);
-          r = V::load(a1 + i);
-          c10 = V::fma(r, x0, c10);
-          c11 = V::fma(r, x1, c11);
-          r = V::load(a2 + i);
-          c20 = V::fma(r, x0, c20);
-          c21 = V::fma(r, x1, c21);
-          r = V::load(a3 + i);
-          c30 = V::fma(r, x0, c30);
-          c31 = V::fma(r, x1, c31);
-        }
-        A acc[MB][NJ];
-        const typename V::reg cs[MB][NJ] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
-        const A* as[MB] = {a0, a1, a2, a3};
-        const A* ws[NJ] = {w0, w1};
-        for (int m = 0; m < MB; ++m) {
-          for (int n = 0; n < NJ; ++n) {
-            A lanes[V::W];
-            V::store(lanes, cs[m][n]);
-            A sum = A(0);
-            for (int q = 0; q < V::W; ++q) sum += lanes[q];
-            for (int64_t k = i; k < G; ++k) sum += as[m][k] * ws[n][k];
-            acc[m][n] = sum;
-          }
-        }
-        for (int m = 0; m < MB; ++m) {
-          for (int n = 0; n < NJ; ++n) out[(b + m) * H + j + n] = need[(b + m) * H + j + n] ? acc[m][n] : A(0);
+    // Register budget: MB * NJ accumulators (at least 12, to cover the FMA latency at two FMAs per
+    // cycle), NJ loaded vectors and a broadcast: 6 x 2 of AVX2's 16 registers, 6 x 4 of the 32 of
+    // AVX-512 and NEON.
+    constexpr int MB = 6, NJ = V::W == 8 ? 2 : 4;
+    constexpr int64_t JB = NJ * V::W;
+    const auto any_needed = [&](int64_t b, int64_t rows, int64_t j0, int64_t cols) {
+      for (int64_t m = 0; m < rows; ++m) {
+        for (int64_t q = 0; q < cols; ++q) {
+          if (need[(b + m) * H + j0 + q]) return true;
         }
       }
-      for (; b < nb; ++b) {
-        for (int n = 0; n < NJ; ++n) {
-          out[b * H + j + n] = need[b * H + j + n] ? train_dot<V>(rt + (j + n) * G, dgh + b * G, G) : A(0);
+      return false;
+    };
+    // Rows in blocks of MB, the rest in blocks of 4, 2, 1.
+    const auto rows_at = [&](int64_t b) -> int64_t {
+      const int64_t left = nb - b;
+      return left >= MB ? MB : (left >= 4 ? 4 : (left >= 2 ? 2 : 1));
+    };
+    // i in chunks of KC, so that the chunk of a block of units' W panel (KC rows x JB floats, 32 KB on
+    // AVX-512) stays in L1 while every block of rows runs over it.
+    constexpr int64_t KC = 128;
+    std::vector<uint8_t> skip_buf(static_cast<size_t>(nb));
+    uint8_t* skip = skip_buf.data();
+    const auto units = [&](auto nj_tag, int64_t j0) {
+      constexpr int nj = decltype(nj_tag)::value;
+      for (int64_t b = 0; b < nb; b += rows_at(b)) {  // a block with no needed entry: zeroed once, skipped
+        skip[b] = !any_needed(b, rows_at(b), j0, nj * V::W);
+        if (skip[b]) {
+          for (int64_t m = 0; m < rows_at(b); ++m) {
+            for (int64_t q = 0; q < nj * V::W; ++q) out[(b + m) * H + j0 + q] = A(0);
+          }
         }
+      }
+      for (int64_t i0 = 0; i0 < G; i0 += KC) {
+        const int64_t i1 = std::min(G, i0 + KC);
+        for (int64_t b = 0; b < nb; b += rows_at(b)) {
+          if (skip[b]) continue;
+          const float* d = dgh + b * ldd;
+          float* o = out + b * H;
+          switch (rows_at(b)) {
+            case MB: train_recurrent_grad_block<V, MB, nj>(d, ldd, w, H, j0, i0, i1, i0 == 0, o); break;
+            case 4: train_recurrent_grad_block<V, 4, nj>(d, ldd, w, H, j0, i0, i1, i0 == 0, o); break;
+            case 2: train_recurrent_grad_block<V, 2, nj>(d, ldd, w, H, j0, i0, i1, i0 == 0, o); break;
+            default: train_recurrent_grad_block<V, 1, nj>(d, ldd, w, H, j0, i0, i1, i0 == 0, o); break;
+          }
+        }
+      }
+    };
+    for (; j_done + JB <= H; j_done += JB) units(std::integral_constant<int, NJ>{}, j_done);
+    for (; j_done + V::W <= H; j_done += V::W) units(std::integral_constant<int, 1>{}, j_done);
+  }
+  // The remaining units (all of them for double): plain loops, i outer so that W is read by rows.
+  if (j_done < H) {
+    for (int64_t b = 0; b < nb; ++b) {
+      A* o = out + b * H;
+      for (int64_t j = j_done; j < H; ++j) o[j] = A(0);
+      for (int64_t i = 0; i < G; ++i) {
+        const A s = dgh[b * ldd + i];
+        const A* wi = w + i * H;
+        for (int64_t j = j_done; j < H; ++j) o[j] += s * wi[j];
       }
     }
   }
-  for (; j < H; ++j) {
-    for (int64_t b = 0; b < nb; ++b) {
-      out[b * H + j] = need[b * H + j] ? train_dot<V>(rt + j * G, dgh + b * G, G) : A(0);
-    }
+  for (int64_t k = 0; k < nb * H; ++k) {
+    if (!need[k]) out[k] = A(0);
   }
   return needed;
 }
@@ -319,30 +376,42 @@ void train_cell_backward(const A* __restrict sv, const A* __restrict c_prev, con
 }
 
 // Backward through time for batch rows [b0, b1). Inputs: the output gradients g_ys [T, B, H], g_c [B, H]
-// (of the last cell state), g_events [B, H]; the forward's c0, y0, rt, thr, saved; the surrogate's
+// (of the last cell state), g_events [B, H]; the forward's c0, y0, thr, saved and w = w_hh [3H, H] (as
+// the module holds it, not transposed: dy = dgh W reads it by rows); the surrogate's
 // dampening and support. Writes g_gi [T, B, 3H], g_c0 and g_y0 [B, H] for these rows, and ADDS this
 // range's shares to g_rt [H, 3H] (the gradient of R^T), g_b_hh [3H] and g_thr [H] (the caller gives each
 // thread its own, zeroed, and sums them). Returns how many (row, unit, step) recurrent-input gradients
 // it computed (dy_{t-1}: the backward's sparsity, against T * nb * H).
 template <class V, class A>
-int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0, const A* rt,
+int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0, const A* w,
                             const A* thr, const A* saved, A dampening, A support, int64_t T, int64_t B, int64_t H,
                             int64_t b0, int64_t b1, A* g_gi, A* g_c0, A* g_y0, A* g_rt, A* g_b_hh, A* g_thr) {
   const int64_t nb = b1 - b0, G = 3 * H, S = kSavedBlocks * H;
   if (nb <= 0) return 0;
-  std::vector<A> dgh_buf(static_cast<size_t>(nb * G)), dc_buf(static_cast<size_t>(nb * H)),
-      dy_buf(static_cast<size_t>(nb * H), A(0)), yprev_buf(static_cast<size_t>(nb * H));
+  // dR^T is accumulated every `slots` steps, not every step: the steps' dgh and y_{t-1} wait in slots
+  // (about 1 MB at most, cache-resident), so each row of g_rt is loaded and stored once per `slots`
+  // steps instead of once per step (per step that traffic, nearly all of g_rt, was the phase's cost).
+  const int64_t slots = std::clamp<int64_t>((int64_t(1) << 20) / std::max<int64_t>(1, nb * G * int64_t(sizeof(A))),
+                                            1, 8);
+  AlignedRows<A> dgh_rows(slots * nb, G);  // slot q's rows: q * nb + bi
+  const int64_t ldd = dgh_rows.ld;
+  std::vector<A> dc_buf(static_cast<size_t>(nb * H)),
+      dy_buf(static_cast<size_t>(nb * H), A(0)), yprev_buf(static_cast<size_t>(slots * nb * H));
   std::vector<uint8_t> need_buf(static_cast<size_t>(nb * H));
-  A *dgh = dgh_buf.data(), *dc = dc_buf.data(), *dy_rec = dy_buf.data(), *yprev = yprev_buf.data();
+  A *dc = dc_buf.data(), *dy_rec = dy_buf.data();
   uint8_t* need = need_buf.data();
-  std::vector<const A*> rows_p(static_cast<size_t>(nb));
-  std::vector<A> rows_v(static_cast<size_t>(nb));
+  std::vector<const A*> rows_p(static_cast<size_t>(slots * nb * H));
+  std::vector<A> rows_v(static_cast<size_t>(slots * nb * H));
+  std::vector<int64_t> unit_start(static_cast<size_t>(H + 1));
   for (int64_t b = 0; b < nb; ++b) {
     for (int64_t h = 0; h < H; ++h) dc[b * H + h] = g_c[(b0 + b) * H + h];
   }
   int64_t computed = 0;
   for (int64_t t = T - 1; t >= 0; --t) {
     EVSPARSE_PROF_START
+    const int64_t slot = (T - 1 - t) % slots;
+    A* dgh = dgh_rows.row(slot * nb);
+    A* yprev = yprev_buf.data() + slot * nb * H;
     // 1. The cell's gradients, elementwise per row (dense: dc reaches every unit).
     for (int64_t bi = 0; bi < nb; ++bi) {
       const int64_t b = b0 + bi;
@@ -358,9 +427,9 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
         for (int64_t h = 0; h < H; ++h) cp[h] = c0[b * H + h];
       }
       train_cell_backward(saved + (t * B + b) * S, cp, thr, g_ys + (t * B + b) * H, dy_rec + bi * H,
-                          g_events + b * H, dampening, support, dc + bi * H, g_gi + (t * B + b) * G, dgh + bi * G,
+                          g_events + b * H, dampening, support, dc + bi * H, g_gi + (t * B + b) * G, dgh + bi * ldd,
                           g_thr, H);
-      for (int64_t i = 0; i < G; ++i) g_b_hh[i] += dgh[bi * G + i];
+      for (int64_t i = 0; i < G; ++i) g_b_hh[i] += dgh[bi * ldd + i];
     }
     EVSPARSE_PROF_LAP(0)
     // 2. y_{t-1} and where its gradient is needed (fired, or inside the surrogate's support).
@@ -385,22 +454,42 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
       }
     }
     EVSPARSE_PROF_LAP(1)
-    // 3. dR^T: the rows of the units active at t-1 only. Per unit, the rows that add to it are summed
-    // in registers, so each touched row of g_rt is loaded and stored once per step.
-    for (int64_t j = 0; j < H; ++j) {
+    // 3. dR^T += y_{t-1} (x) dgh_t over the slots' steps, once the slots are full (or the sequence ends):
+    // the rows of the units active at t-1 only. First, per unit, the list of the (step, row) pairs
+    // where it fired; then g_rt in column chunks small enough that the chunk of every listed dgh row
+    // stays in L1 while each unit sums its rows into it in registers (each dgh element read feeds one
+    // FMA, so from L2 the phase would run at L2's bandwidth).
+    if (slot == slots - 1 || t == 0) {
       int64_t k = 0;
-      for (int64_t bi = 0; bi < nb; ++bi) {
-        const A v = yprev[bi * H + j];
-        if (v != A(0)) {
-          rows_v[k] = v;
-          rows_p[k++] = dgh + bi * G;
+      for (int64_t j = 0; j < H; ++j) {
+        unit_start[j] = k;
+        for (int64_t q = 0; q <= slot; ++q) {
+          const A* yq = yprev_buf.data() + q * nb * H;
+          const A* dq = dgh_rows.row(q * nb);
+          for (int64_t bi = 0; bi < nb; ++bi) {  // branch-free: which units fired is unpredictable
+            const A v = yq[bi * H + j];
+            rows_v[k] = v;
+            rows_p[k] = dq + bi * ldd;
+            k += v != A(0);
+          }
         }
       }
-      if (k > 0) train_axpy_rows<V>(g_rt + j * G, rows_p.data(), rows_v.data(), k, G);
+      unit_start[H] = k;
+      EVSPARSE_PROF_LAP(4)
+      constexpr int64_t kL1Bytes = 32 << 10;
+      const int64_t rows_in_window = (slot + 1) * nb, vec = 8 * std::max<int64_t>(V::W, 1);
+      const int64_t chunk = std::max<int64_t>(vec, kL1Bytes / (rows_in_window * int64_t(sizeof(A))) / vec * vec);
+      for (int64_t i0 = 0; i0 < G; i0 += chunk) {
+        const int64_t n = std::min(chunk, G - i0);
+        for (int64_t j = 0; j < H; ++j) {
+          const int64_t k0 = unit_start[j], k1 = unit_start[j + 1];
+          if (k1 > k0) train_axpy_rows<V>(g_rt + j * G + i0, rows_p.data() + k0, rows_v.data() + k0, k1 - k0, n, i0);
+        }
+      }
     }
     EVSPARSE_PROF_LAP(2)
-    // 4. dy_{t-1} = R^T dgh_t where needed; zero elsewhere (its gradient would be multiplied by 0).
-    computed += train_recurrent_grad<V>(dgh, nb, rt, H, need, dy_rec);
+    // 4. dy_{t-1} = dgh_t W where needed; zero elsewhere (its gradient would be multiplied by 0).
+    computed += train_recurrent_grad<V>(dgh, ldd, nb, w, H, need, dy_rec);
     EVSPARSE_PROF_LAP(3)
   }
   for (int64_t bi = 0; bi < nb; ++bi) {

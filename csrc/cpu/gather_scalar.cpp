@@ -25,6 +25,16 @@ int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active
                                                                      o0, o1, n_out);
 }
 
+void transpose_sum(const float* src, int64_t parts, int64_t part_stride, int64_t rows, int64_t cols, float* dst,
+                   int64_t c0, int64_t c1) {
+  impl::train_transpose_sum(src, parts, part_stride, rows, cols, dst, c0, c1);
+}
+void transpose_sum(const double* src, int64_t parts, int64_t part_stride, int64_t rows, int64_t cols, double* dst,
+                   int64_t c0, int64_t c1) {
+  impl::train_transpose_sum(src, parts, part_stride, rows, cols, dst, c0, c1);
+}
+
+const DropconnectFn<double> dropconnect_f64 = &impl::dropconnect<double>;
 const EgruTrainForwardFn<double> egru_train_forward_f64 = &impl::egru_train_forward<ScalarVec<double>, double>;
 const EgruTrainBackwardFn<double> egru_train_backward_f64 = &impl::egru_train_backward<ScalarVec<double>, double>;
 

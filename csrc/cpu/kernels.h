@@ -47,9 +47,14 @@ using EgruTrainForwardFn = void (*)(const A* gi, const A* c0, const A* y0, const
                                     A* c, A* events, A* saved);
 template <class A>
 using EgruTrainBackwardFn = int64_t (*)(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0,
-                                        const A* rt, const A* thr, const A* saved, A dampening, A support, int64_t T,
+                                        const A* w_hh, const A* thr, const A* saved, A dampening, A support, int64_t T,
                                         int64_t B, int64_t H, int64_t b0, int64_t b1, A* g_gi, A* g_c0, A* g_y0,
                                         A* g_rt, A* g_b_hh, A* g_thr);
+
+// DropConnect (dropconnect_impl.h has the contract): out[i] = keep(seed, i) ? in[i] * scale : 0, i in [i0, i1).
+template <class A>
+using DropconnectFn = void (*)(const A* in, A* out, int64_t i0, int64_t i1, uint64_t seed, uint32_t keep_below,
+                               A scale);
 
 enum class Isa : int { scalar = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
@@ -72,6 +77,7 @@ struct KernelTable {
   EgruUpdateFn egru_update;
   EgruTrainForwardFn<float> egru_train_forward;
   EgruTrainBackwardFn<float> egru_train_backward;
+  DropconnectFn<float> dropconnect;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
@@ -106,6 +112,16 @@ int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active
 int64_t sparse_gather_f64(const double* xv, const int32_t* idx, int64_t n_active,
                           const int64_t* col_ptr, const int32_t* rows, const double* vals,
                           const double* bias, double* y, int64_t o0, int64_t o1, int64_t n_out);
+
+// float64 DropConnect (portable).
+extern const DropconnectFn<double> dropconnect_f64;
+
+// dst[c, r] = sum_p src[p * part_stride + r * cols + c] for c in [c0, c1): a tiled transpose of src
+// [rows, cols] summed over its parts (egru_train_impl.h).
+void transpose_sum(const float* src, int64_t parts, int64_t part_stride, int64_t rows, int64_t cols, float* dst,
+                   int64_t c0, int64_t c1);
+void transpose_sum(const double* src, int64_t parts, int64_t part_stride, int64_t rows, int64_t cols, double* dst,
+                   int64_t c0, int64_t c1);
 
 // float64 EGRU training recurrence (portable; for gradcheck).
 extern const EgruTrainForwardFn<double> egru_train_forward_f64;

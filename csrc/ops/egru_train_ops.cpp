@@ -12,6 +12,7 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <tuple>
 #include <vector>
 
@@ -78,6 +79,27 @@ void for_each_chunk(int64_t n_chunks, int64_t B, const Body& body) {
   }
 }
 
+// [cols, rows] = the transpose of src [rows, cols] (contiguous), summed over src's leading dimension when
+// it has three (the backward's per-chunk parts): the kernel core's tiled transpose, split by output rows.
+Tensor transposed_sum(const Tensor& src) {
+  const Tensor s = src.dim() == 2 ? src.unsqueeze(0).contiguous() : src.contiguous();
+  const int64_t parts = s.size(0), rows = s.size(1), cols = s.size(2);
+  Tensor dst = at::empty({cols, rows}, s.options());
+  const auto run = [&](auto* tag) {
+    using A = std::remove_pointer_t<decltype(tag)>;
+    const A* in = s.const_data_ptr<A>();
+    A* out = dst.mutable_data_ptr<A>();
+    parallel_for(0, cols, std::max<int64_t>(16, (int64_t(1) << 15) / std::max<int64_t>(rows, 1)),
+                 [&](int64_t c0, int64_t c1) { cpu::transpose_sum(in, parts, rows * cols, rows, cols, out, c0, c1); });
+  };
+  if (s.scalar_type() == ScalarType::Double) {
+    run(static_cast<double*>(nullptr));
+  } else {
+    run(static_cast<float*>(nullptr));
+  }
+  return dst;
+}
+
 // egru_train_forward(Tensor gi, Tensor c0, Tensor y0, Tensor w_hh, Tensor b_hh, Tensor thr)
 //     -> (Tensor ys, Tensor c, Tensor events, Tensor saved)
 // saved [T, B, 5H]: per step z, r, g, (R y + b_hh)_g and c~, what the backward needs.
@@ -89,7 +111,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> egru_train_forward(const Tensor& gi, 
   const auto opts = gi.options();
   Tensor ys = at::empty({d.T, d.B, d.H}, opts), c = at::empty({d.B, d.H}, opts), events = at::empty({d.B, d.H}, opts);
   Tensor saved = at::empty({d.T, d.B, 5 * d.H}, opts);
-  const Tensor rt = w_hh.t().contiguous();  // R^T: unit j's outgoing weights contiguous
+  const Tensor rt = transposed_sum(w_hh);  // R^T: unit j's outgoing weights contiguous
   const int64_t n_chunks = train_chunks(d);
   const auto run = [&](auto fn, auto* tag) {
     using A = std::remove_pointer_t<decltype(tag)>;
@@ -130,15 +152,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> egru_train_backward(
   const int64_t G = 3 * d.H;
   Tensor g_gi = at::empty({d.T, d.B, G}, opts), g_c0 = at::empty({d.B, d.H}, opts), g_y0 = at::empty({d.B, d.H}, opts);
   const int64_t n_chunks = std::max<int64_t>(train_chunks(d), 1);
-  // Per chunk its own weight/bias/threshold gradient accumulators (chunk 0's are the outputs).
-  Tensor g_rt = at::zeros({n_chunks, d.H, G}, opts), g_b = at::zeros({n_chunks, G}, opts),
+  // Per chunk its own weight/bias/threshold gradient accumulators, summed afterwards. Each chunk zeroes
+  // its own dR^T part on its thread (a fresh 1.7 MB part is first touched there, in parallel).
+  Tensor g_rt = at::empty({n_chunks, d.H, G}, opts), g_b = at::zeros({n_chunks, G}, opts),
          g_thr = at::zeros({n_chunks, d.H}, opts);
-  const Tensor rt = w_hh.t().contiguous();
+  const Tensor w = w_hh.contiguous();  // read by rows (dy = dgh W), not transposed
   const auto run = [&](auto fn, auto* tag) {
     using A = std::remove_pointer_t<decltype(tag)>;
     for_each_chunk(n_chunks, d.B, [&](int64_t k, int64_t b0, int64_t b1) {
+      A* part = g_rt.mutable_data_ptr<A>() + k * d.H * G;
+      std::fill(part, part + d.H * G, A(0));
       fn(grad_ys.const_data_ptr<A>(), grad_c.const_data_ptr<A>(), grad_events.const_data_ptr<A>(),
-         c0.const_data_ptr<A>(), y0.const_data_ptr<A>(), rt.const_data_ptr<A>(), thr.const_data_ptr<A>(),
+         c0.const_data_ptr<A>(), y0.const_data_ptr<A>(), w.const_data_ptr<A>(), thr.const_data_ptr<A>(),
          saved.const_data_ptr<A>(), static_cast<A>(dampening), static_cast<A>(support), d.T, d.B, d.H, b0, b1,
          g_gi.mutable_data_ptr<A>(), g_c0.mutable_data_ptr<A>(), g_y0.mutable_data_ptr<A>(),
          g_rt.mutable_data_ptr<A>() + k * d.H * G, g_b.mutable_data_ptr<A>() + k * G,
@@ -151,7 +176,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> egru_train_backward(
     run(cpu::active_kernels().egru_train_backward, static_cast<float*>(nullptr));
   }
   const auto total = [&](const Tensor& parts) { return n_chunks == 1 ? parts[0] : parts.sum(0); };
-  return {g_gi, g_c0, g_y0, total(g_rt).t().contiguous(), total(g_b), total(g_thr)};
+  return {g_gi, g_c0, g_y0, transposed_sum(g_rt), total(g_b), total(g_thr)};
 }
 
 class EgruTrain : public torch::autograd::Function<EgruTrain> {

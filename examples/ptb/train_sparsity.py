@@ -15,13 +15,13 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from data import Corpus, batches, batchify, data_dir  # noqa: E402
 from model import build  # noqa: E402
 
 from evsparse.bench.egru_train import fused_forward, sparsity_counts  # noqa: E402
+from evsparse.functional import dropconnect  # noqa: E402
 
 
 @torch.no_grad()
@@ -30,7 +30,7 @@ def layer_sparsity(layer, x: torch.Tensor, state) -> tuple[dict, torch.Tensor, t
     (DropConnect on): its counts, its output and its last state."""
     w_hh = layer.layer_params(0)[1]
     if layer.dropconnect > 0:
-        w_hh = F.dropout(w_hh, layer.dropconnect, training=True)
+        w_hh = dropconnect(w_hh, layer.dropconnect)  # as EGRU.forward draws it
     ys, c, saved = fused_forward(layer, x, state, w_hh)
     return sparsity_counts(layer, ys, saved), ys, (c[None], ys[-1][None])
 

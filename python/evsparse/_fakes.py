@@ -165,6 +165,11 @@ def _egru_train_shapes(op: str, gi, c0, y0, w_hh, thr) -> tuple:
     return T, B, H
 
 
+@torch.library.register_fake("evsparse::dropconnect")
+def _dropconnect_fake(w, p, seed):
+    return torch.empty_like(w, memory_format=torch.contiguous_format)
+
+
 @torch.library.register_fake("evsparse::egru_train")
 def _egru_train_fake(gi, c0, y0, w_hh, b_hh, thr, dampening, support):
     T, B, H = _egru_train_shapes("egru_train", gi, c0, y0, w_hh, thr)

@@ -1,4 +1,5 @@
-"""Functional interface: the gather-by-active-neuron linear product, and the EGRU's fused training recurrence."""
+"""Functional interface: the gather-by-active-neuron linear product, the EGRU's fused training recurrence, and
+DropConnect on the CPU."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import torch
 
 from .packed import PackedWeight
 
-__all__ = ["sparse_linear", "egru_train"]
+__all__ = ["sparse_linear", "egru_train", "dropconnect"]
 
 
 # The overloads themselves: resolving torch.ops.evsparse.<name> and its overload packet costs about a
@@ -68,3 +69,24 @@ def egru_train(gi: torch.Tensor, c0: torch.Tensor, y0: torch.Tensor, weight_hh: 
     gradient touches only those rows, and the gradient reaching ``y_{t-1}`` is formed only for units
     that fired or lie inside the surrogate's support (docs/guide/egru-training.md)."""
     return torch.ops.evsparse.egru_train(gi, c0, y0, weight_hh, bias_hh, thr, float(dampening), float(support))
+
+
+_DROPCONNECT = torch.ops.evsparse.dropconnect.default
+
+
+def dropconnect(weight: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """DropConnect: ``F.dropout(weight, p, training)``'s result in distribution (every element kept with
+    probability ``1 - p`` and scaled by ``1 / (1 - p)``; a fresh mask per call), several times faster
+    on the CPU. The mask is drawn from a counter-based hash keyed by a seed that is itself drawn from
+    torch's default generator, so ``torch.manual_seed`` makes it reproducible, any thread draws any part
+    of it, and the backward redraws it instead of storing it (``torch.ops.evsparse.dropconnect``).
+    The masks differ from ``F.dropout``'s for the same seed. float32/float64 CPU weights; other
+    devices and dtypes fall back to ``F.dropout``."""
+    if not training or p == 0.0:
+        return weight
+    if not (weight.is_cpu and weight.dtype in (torch.float32, torch.float64)):
+        return torch.nn.functional.dropout(weight, p, training=True)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"evsparse.functional.dropconnect: p must be in [0, 1], got {p}")
+    seed = torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
+    return _DROPCONNECT(weight, float(p), seed)

@@ -182,7 +182,8 @@ void run_corruption_trials(const KernelTable& table) {
 void run_egru_train_trials(const KernelTable& table) {
   int compared = 0;
   for (int trial = 0; trial < 40; ++trial) {
-    const int64_t T = next_u32() % 7, B = 1 + next_u32() % 4, H = 1 + next_u32() % 40, G = 3 * H;
+    // H up to 80: every register block of dy = dgh W (AVX-512's 64 units, AVX2's 16), vectors, tails.
+    const int64_t T = next_u32() % 12, B = 1 + next_u32() % 8, H = 1 + next_u32() % 80, G = 3 * H;
     const int64_t split = next_u32() % (B + 1);
     const float act = uniform();
     std::vector<double> gi(T * B * G), c0(B * H), y0(B * H), rt(H * G), bhh(G), thr(H), gy(T * B * H), gc(B * H),
@@ -200,21 +201,25 @@ void run_egru_train_trials(const KernelTable& table) {
     // Both precisions from the float-rounded inputs, so only the arithmetic differs.
     const auto round = [&](std::vector<double>& v) { for (auto& x : v) x = static_cast<float>(x); };
     for (auto* v : {&gi, &c0, &y0, &rt, &bhh, &thr, &gy, &gc, &gev}) round(*v);
+    std::vector<double> w(G * H);  // w_hh [3H, H], the backward's form of the weight (rt = w^T)
+    for (int64_t j = 0; j < H; ++j) {
+      for (int64_t i = 0; i < G; ++i) w[i * H + j] = rt[j * G + i];
+    }
     std::vector<double> ys(T * B * H), c(B * H), ev(B * H), sv(T * B * 5 * H), ggi(T * B * G), gc0(B * H), gy0(B * H),
         grt(H * G, 0.0), gb(G, 0.0), gthr(H, 0.0);
     std::vector<float> ys_f(ys.size()), c_f(c.size()), ev_f(ev.size()), sv_f(sv.size()), ggi_f(ggi.size()),
         gc0_f(gc0.size()), gy0_f(gy0.size()), grt_f(grt.size(), 0.f), gb_f(G, 0.f), gthr_f(H, 0.f);
     const auto gi_f = f32(gi), c0_f = f32(c0), y0_f = f32(y0), rt_f = f32(rt), bhh_f = f32(bhh), thr_f = f32(thr),
-               gy_f = f32(gy), gc_f = f32(gc), gev_f = f32(gev);
+               gy_f = f32(gy), gc_f = f32(gc), gev_f = f32(gev), w_f = f32(w);
     for (auto [b0, b1] : {std::pair<int64_t, int64_t>{0, split}, {split, B}}) {
       egru_train_forward_f64(gi.data(), c0.data(), y0.data(), rt.data(), bhh.data(), thr.data(), T, B, H, b0, b1,
                              ys.data(), c.data(), ev.data(), sv.data());
-      egru_train_backward_f64(gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), rt.data(), thr.data(), sv.data(),
+      egru_train_backward_f64(gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), w.data(), thr.data(), sv.data(),
                               0.7, 1.0, T, B, H, b0, b1, ggi.data(), gc0.data(), gy0.data(), grt.data(), gb.data(),
                               gthr.data());
       table.egru_train_forward(gi_f.data(), c0_f.data(), y0_f.data(), rt_f.data(), bhh_f.data(), thr_f.data(), T, B, H,
                                b0, b1, ys_f.data(), c_f.data(), ev_f.data(), sv_f.data());
-      table.egru_train_backward(gy_f.data(), gc_f.data(), gev_f.data(), c0_f.data(), y0_f.data(), rt_f.data(),
+      table.egru_train_backward(gy_f.data(), gc_f.data(), gev_f.data(), c0_f.data(), y0_f.data(), w_f.data(),
                                 thr_f.data(), sv_f.data(), 0.7f, 1.0f, T, B, H, b0, b1, ggi_f.data(), gc0_f.data(),
                                 gy0_f.data(), grt_f.data(), gb_f.data(), gthr_f.data());
     }
@@ -244,6 +249,32 @@ void run_egru_train_trials(const KernelTable& table) {
   check(compared >= 30, "egru_train: too many borderline trials skipped", table.name, compared);
 }
 
+// DropConnect: every ISA's float kernel draws exactly the scalar table's mask (the hash is integer
+// arithmetic), in any split of the range, and keeps about 1 - p of the elements.
+void run_dropconnect_trials(const KernelTable& table) {
+  const KernelTable& ref = kernels_scalar();
+  for (int trial = 0; trial < 20; ++trial) {
+    const int64_t n = 1 + next_u32() % 5000, cut = next_u32() % (n + 1);
+    const uint64_t seed = (uint64_t(next_u32()) << 32) | next_u32();
+    const double p = uniform();
+    const uint32_t keep_below = static_cast<uint32_t>(std::floor((1.0 - p) * 4294967296.0));
+    const float scale = static_cast<float>(1.0 / (1.0 - p));
+    std::vector<float> in(n), a(n), b(n);
+    for (auto& v : in) v = uniform() + 0.5f;  // nonzero, so a zero output means dropped
+    ref.dropconnect(in.data(), a.data(), 0, n, seed, keep_below, scale);
+    table.dropconnect(in.data(), b.data(), 0, cut, seed, keep_below, scale);
+    table.dropconnect(in.data(), b.data(), cut, n, seed, keep_below, scale);
+    check(std::memcmp(a.data(), b.data(), n * sizeof(float)) == 0, "dropconnect: differs from scalar", table.name,
+          trial);
+    if (n >= 2000) {
+      int64_t kept = 0;
+      for (float v : b) kept += v != 0.f;
+      const double frac = double(kept) / n, sd = std::sqrt(p * (1 - p) / n);
+      check(std::fabs(frac - (1 - p)) <= 6 * sd + 1e-3, "dropconnect: kept fraction", table.name, trial);
+    }
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -268,6 +299,7 @@ int main() {
     group(&run_corruption_trials<int16_t>, t, "bad int16");
     group(&run_corruption_trials<int32_t>, t, "bad int32");
     group(&run_egru_train_trials, t, "egru train");
+    group(&run_dropconnect_trials, t, "dropconnect");
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;

@@ -114,6 +114,17 @@ def time_rounds(methods: dict, rounds: int) -> dict:
     return {n: statistics.median(v) for n, v in samples.items()}
 
 
+def dropconnect_times(hidden: int, rounds: int) -> dict:
+    """Milliseconds to draw DropConnect on a [3H, H] recurrent weight, as every training forward does:
+    ``evsparse.functional.dropconnect`` (what EGRU runs on the CPU) against ``F.dropout``."""
+    from ..functional import dropconnect
+
+    w = torch.randn(3 * hidden, hidden)
+    secs = time_rounds({"evsparse": lambda: dropconnect(w, 0.3),
+                        "F.dropout": lambda: torch.nn.functional.dropout(w, 0.3, training=True)}, rounds)
+    return {n: s * 1e3 for n, s in secs.items()}
+
+
 def egru_train_section(cases, activity: float = 0.12, rounds: int = 5, support: float = 1.0) -> list[dict]:
     rows = []
     for n_in, hidden, batch, steps in cases:
@@ -122,6 +133,7 @@ def egru_train_section(cases, activity: float = 0.12, rounds: int = 5, support: 
         tokens = batch * steps
         info["us_per_token"] = {n: s / tokens * 1e6 for n, s in secs.items()}
         info["ms_per_step"] = {n: s * 1e3 for n, s in secs.items()}
+        info["dropconnect_ms"] = dropconnect_times(hidden, rounds)
         rows.append(info)
     return rows
 
@@ -134,14 +146,16 @@ def to_markdown(rows: list[dict]) -> list[str]:
         "Microseconds per token of a [T, B] batch (ms per training step in brackets), median of interleaved rounds. "
         f"Thresholds calibrated to the target activity, DropConnect 0.3, surrogate support {rows[0]['support']:g}; "
         "'dy needed': the fraction of recurrent-input gradients the fused backward forms (fired or inside the "
-        "surrogate's support).",
+        "surrogate's support). DropConnect: ms to draw the mask on the [3H, H] weight (both EGRU columns draw "
+        "it with evsparse.functional.dropconnect; F.dropout is what they drew before).",
         ["in -> H", "B x T", "activity", "dy needed", f"{FUSED}", f"{LOOP}", f"{GRU}", "fused vs loop",
-         "fused vs nn.GRU"])
+         "fused vs nn.GRU", "DropConnect ms: evsparse / F.dropout"])
     for r in rows:
-        u, m = r["us_per_token"], r["ms_per_step"]
+        u, m, d = r["us_per_token"], r["ms_per_step"], r["dropconnect_ms"]
         lines.append(f"| {r['input']} -> {r['hidden']} | {r['batch']} x {r['steps']} | {r['activity']:.1%} | "
                      f"{r['dy_needed']:.1%} | " + " | ".join(f"{u[n]:.2f} ({m[n]:.0f})" for n in (FUSED, LOOP, GRU))
-                     + f" | {u[LOOP] / u[FUSED]:.2f}x | {u[GRU] / u[FUSED]:.2f}x |")
+                     + f" | {u[LOOP] / u[FUSED]:.2f}x | {u[GRU] / u[FUSED]:.2f}x | "
+                     f"{d['evsparse']:.2f} / {d['F.dropout']:.2f} |")
     return lines
 
 

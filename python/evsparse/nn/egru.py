@@ -174,7 +174,7 @@ class EGRU(nn.Module):
         for k in range(self.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = self.layer_params(k)
             if self.training and self.dropconnect > 0:
-                w_hh = F.dropout(w_hh, self.dropconnect, training=True)
+                w_hh = functional.dropconnect(w_hh, self.dropconnect)  # F.dropout's distribution, faster on CPU
             gi_all = F.linear(inp, w_ih, b_ih)  # the input product for every step at once
             if fused:
                 if b_hh is None:
