@@ -1,7 +1,7 @@
 // Per-phase timing of the EGRU training kernels (csrc/cpu/egru_train_impl.h) on one thread, for one
 // chunk of batch rows as the op gives each thread: where the backward's time goes (the cell, dR^T over
 // the active units, dy_{t-1} = R^T dgh over the needed ones). Random weights; thr sets the activity.
-// Usage: egru_train_phases [T B H thr]   (default 35 16 384 0.3: one thread's half of PTB-small's layer 1)
+// Usage: egru_train_phases [T B H thr support]   (default 35 16 384 0.3: one thread's half of PTB-small's layer 1)
 #ifndef EVSPARSE_ISA_AVX512
 #define EVSPARSE_ISA_AVX2 1
 #endif
@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   const int64_t T = argc > 1 ? std::atoll(argv[1]) : 35, B = argc > 2 ? std::atoll(argv[2]) : 16,
                 H = argc > 3 ? std::atoll(argv[3]) : 384;
   const float th = argc > 4 ? std::atof(argv[4]) : 0.3f;
+  const float support = argc > 5 ? std::atof(argv[5]) : 1.0f;  // the surrogate's: larger, fewer dy needed
   const int64_t G = 3 * H;
   std::mt19937 rng(0);
   std::normal_distribution<float> nd(0, 1);
@@ -41,7 +42,7 @@ int main(int argc, char** argv) {
                                               B, H, 0, B, ys.data(), c.data(), ev.data(), saved.data());
     const auto t1 = std::chrono::steady_clock::now();
     const int64_t n = impl::egru_train_backward<FloatVec, float>(
-        gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), w.data(), thr.data(), saved.data(), 0.7f, 1.0f, T,
+        gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), w.data(), rt.data(), thr.data(), saved.data(), 0.7f, support, T,
         B, H, 0, B, ggi.data(), gc0.data(), gy0.data(), grt.data(), gb.data(), gthr.data());
     const auto t2 = std::chrono::steady_clock::now();
     int64_t act = 0;

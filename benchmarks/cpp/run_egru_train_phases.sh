@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs the EGRU training kernels' per-phase timing (benchmarks/cpp/egru_train_phases.cpp);
-# x86-64. Arguments go to the program: T B H thr. EVSPARSE_ISA=avx512 builds the AVX-512 kernels
+# x86-64. Arguments go to the program: T B H thr support. EVSPARSE_ISA=avx512 builds the AVX-512 kernels
 # (default avx2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

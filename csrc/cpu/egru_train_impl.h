@@ -250,6 +250,32 @@ inline void train_recurrent_grad_block(const float* dgh, int64_t ldd, const floa
   }
 }
 
+// out[q] = a . x[q][0, n) for four rows x[0..3]: the loads of a shared, four accumulators (float SIMD).
+template <class V>
+inline void train_dot4(const float* __restrict a, const float* const* x, int64_t n, float* out) {
+  typename V::reg acc[4] = {V::zero(), V::zero(), V::zero(), V::zero()};
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) {
+    const auto va = V::load(a + i);
+    for (int q = 0; q < 4; ++q) acc[q] = V::fma(va, V::load(x[q] + i), acc[q]);
+  }
+  for (int q = 0; q < 4; ++q) {
+    alignas(64) float lanes[V::W];
+    V::store(lanes, acc[q]);
+    float sum = 0.f;
+    for (int l = 0; l < V::W; ++l) sum += lanes[l];
+    for (int64_t k = i; k < n; ++k) sum += a[k] * x[q][k];
+    out[q] = sum;
+  }
+}
+
+// Below this fraction of needed dy entries (a narrow surrogate, support > 1), the needed entries are
+// formed one by one as dot products with rows of R^T instead of the whole product as a GEMM. The dot
+// products read a row of R^T from L2 per entry and ran at about a third of the GEMM's rate (Xeon,
+// AVX-512, H = 384, 16 rows, 2026-12-03: 16 against 50 GMAC/s; dy 3.25 ms at 21% needed and 4.38 ms at
+// 31%, against 4.9-5.2 ms for the GEMM at any fraction), hence the crossover near a third.
+constexpr double kSparseDyMaxNeeded = 0.3;
+
 // out[b, j] = need[b, j] ? dgh[b, :] . W[:, j] : 0 for the nb rows of dgh [nb, 3H] (row stride ldd), with W = w_hh [3H, H]
 // as the module holds it (row i: what every unit's output adds to pre-activation i). In the backward
 // nearly every entry is needed (the surrogate's support covers almost every unit in training:
@@ -258,11 +284,41 @@ inline void train_recurrent_grad_block(const float* dgh, int64_t ldd, const floa
 // by every block of rows. Only a block with no needed entry is skipped; the others are masked after.
 // Returns how many entries were needed.
 template <class V, class A>
-int64_t train_recurrent_grad(const A* dgh, int64_t ldd, int64_t nb, const A* w, int64_t H, const uint8_t* need,
-                             A* out) {
+int64_t train_recurrent_grad(const A* dgh, int64_t ldd, int64_t nb, const A* w, const A* rt, int64_t H,
+                             const uint8_t* need, A* out, int32_t* units_scratch) {
   const int64_t G = 3 * H;
   int64_t needed = 0;
   for (int64_t k = 0; k < nb * H; ++k) needed += need[k];
+  if constexpr (V::W > 1 && std::is_same_v<A, float>) {
+    if (needed < kSparseDyMaxNeeded * double(nb * H)) {  // few needed: dot products with R^T's rows
+      for (int64_t b = 0; b < nb; ++b) {
+        const uint8_t* nd = need + b * H;
+        float* o = out + b * H;
+        int64_t k = 0;
+        for (int64_t j = 0; j < H; ++j) {  // branch-free list of the needed units
+          units_scratch[k] = int32_t(j);
+          k += nd[j] != 0;
+          o[j] = 0.f;
+        }
+        const float* d = dgh + b * ldd;
+        int64_t q = 0;
+        for (; q + 4 <= k; q += 4) {
+          const float* x[4] = {rt + int64_t(units_scratch[q]) * G, rt + int64_t(units_scratch[q + 1]) * G,
+                               rt + int64_t(units_scratch[q + 2]) * G, rt + int64_t(units_scratch[q + 3]) * G};
+          float r[4];
+          train_dot4<V>(d, x, G, r);
+          for (int u = 0; u < 4; ++u) o[units_scratch[q + u]] = r[u];
+        }
+        for (; q < k; ++q) {
+          const float* x[4] = {rt + int64_t(units_scratch[q]) * G, rt, rt, rt};
+          float r[4];
+          train_dot4<V>(d, x, G, r);  // (three lanes of work wasted on one unit's tail: rare)
+          o[units_scratch[q]] = r[0];
+        }
+      }
+      return needed;
+    }
+  }
   int64_t j_done = 0;  // units [0, j_done) are formed by the vector blocks
   if constexpr (V::W > 1 && std::is_same_v<A, float>) {
     // Register budget: MB * NJ accumulators (at least 12, to cover the FMA latency at two FMAs per
@@ -376,15 +432,16 @@ void train_cell_backward(const A* __restrict sv, const A* __restrict c_prev, con
 }
 
 // Backward through time for batch rows [b0, b1). Inputs: the output gradients g_ys [T, B, H], g_c [B, H]
-// (of the last cell state), g_events [B, H]; the forward's c0, y0, thr, saved and w = w_hh [3H, H] (as
-// the module holds it, not transposed: dy = dgh W reads it by rows); the surrogate's
+// (of the last cell state), g_events [B, H]; the forward's c0, y0, thr, saved, w = w_hh [3H, H] (as the
+// module holds it: the dense dy = dgh W reads it by rows) and rt = its transpose R^T [H, 3H] (the sparse
+// dy reads one row per needed unit); the surrogate's
 // dampening and support. Writes g_gi [T, B, 3H], g_c0 and g_y0 [B, H] for these rows, and ADDS this
 // range's shares to g_rt [H, 3H] (the gradient of R^T), g_b_hh [3H] and g_thr [H] (the caller gives each
 // thread its own, zeroed, and sums them). Returns how many (row, unit, step) recurrent-input gradients
 // it computed (dy_{t-1}: the backward's sparsity, against T * nb * H).
 template <class V, class A>
 int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0, const A* w,
-                            const A* thr, const A* saved, A dampening, A support, int64_t T, int64_t B, int64_t H,
+                            const A* rt, const A* thr, const A* saved, A dampening, A support, int64_t T, int64_t B, int64_t H,
                             int64_t b0, int64_t b1, A* g_gi, A* g_c0, A* g_y0, A* g_rt, A* g_b_hh, A* g_thr) {
   const int64_t nb = b1 - b0, G = 3 * H, S = kSavedBlocks * H;
   if (nb <= 0) return 0;
@@ -403,6 +460,7 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
   std::vector<const A*> rows_p(static_cast<size_t>(slots * nb * H));
   std::vector<A> rows_v(static_cast<size_t>(slots * nb * H));
   std::vector<int64_t> unit_start(static_cast<size_t>(H + 1));
+  std::vector<int32_t> units_scratch(static_cast<size_t>(H));
   for (int64_t b = 0; b < nb; ++b) {
     for (int64_t h = 0; h < H; ++h) dc[b * H + h] = g_c[(b0 + b) * H + h];
   }
@@ -489,7 +547,7 @@ int64_t egru_train_backward(const A* g_ys, const A* g_c, const A* g_events, cons
     }
     EVSPARSE_PROF_LAP(2)
     // 4. dy_{t-1} = dgh_t W where needed; zero elsewhere (its gradient would be multiplied by 0).
-    computed += train_recurrent_grad<V>(dgh, ldd, nb, w, H, need, dy_rec);
+    computed += train_recurrent_grad<V>(dgh, ldd, nb, w, rt, H, need, dy_rec, units_scratch.data());
     EVSPARSE_PROF_LAP(3)
   }
   for (int64_t bi = 0; bi < nb; ++bi) {

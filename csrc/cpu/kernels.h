@@ -47,7 +47,8 @@ using EgruTrainForwardFn = void (*)(const A* gi, const A* c0, const A* y0, const
                                     A* c, A* events, A* saved);
 template <class A>
 using EgruTrainBackwardFn = int64_t (*)(const A* g_ys, const A* g_c, const A* g_events, const A* c0, const A* y0,
-                                        const A* w_hh, const A* thr, const A* saved, A dampening, A support, int64_t T,
+                                        const A* w_hh, const A* rt, const A* thr, const A* saved, A dampening,
+                                        A support, int64_t T,
                                         int64_t B, int64_t H, int64_t b0, int64_t b1, A* g_gi, A* g_c0, A* g_y0,
                                         A* g_rt, A* g_b_hh, A* g_thr);
 

@@ -156,14 +156,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> egru_train_backward(
   // its own dR^T part on its thread (a fresh 1.7 MB part is first touched there, in parallel).
   Tensor g_rt = at::empty({n_chunks, d.H, G}, opts), g_b = at::zeros({n_chunks, G}, opts),
          g_thr = at::zeros({n_chunks, d.H}, opts);
-  const Tensor w = w_hh.contiguous();  // read by rows (dy = dgh W), not transposed
+  const Tensor w = w_hh.contiguous();  // read by rows (the dense dy = dgh W)
+  const Tensor rt = transposed_sum(w);  // and R^T, for a sparse dy (few entries needed: a narrow surrogate)
   const auto run = [&](auto fn, auto* tag) {
     using A = std::remove_pointer_t<decltype(tag)>;
     for_each_chunk(n_chunks, d.B, [&](int64_t k, int64_t b0, int64_t b1) {
       A* part = g_rt.mutable_data_ptr<A>() + k * d.H * G;
       std::fill(part, part + d.H * G, A(0));
       fn(grad_ys.const_data_ptr<A>(), grad_c.const_data_ptr<A>(), grad_events.const_data_ptr<A>(),
-         c0.const_data_ptr<A>(), y0.const_data_ptr<A>(), w.const_data_ptr<A>(), thr.const_data_ptr<A>(),
+         c0.const_data_ptr<A>(), y0.const_data_ptr<A>(), w.const_data_ptr<A>(), rt.const_data_ptr<A>(),
+         thr.const_data_ptr<A>(),
          saved.const_data_ptr<A>(), static_cast<A>(dampening), static_cast<A>(support), d.T, d.B, d.H, b0, b1,
          g_gi.mutable_data_ptr<A>(), g_c0.mutable_data_ptr<A>(), g_y0.mutable_data_ptr<A>(),
          g_rt.mutable_data_ptr<A>() + k * d.H * G, g_b.mutable_data_ptr<A>() + k * G,

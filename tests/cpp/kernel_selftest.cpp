@@ -185,6 +185,8 @@ void run_egru_train_trials(const KernelTable& table) {
     // H up to 80: every register block of dy = dgh W (AVX-512's 64 units, AVX2's 16), vectors, tails.
     const int64_t T = next_u32() % 12, B = 1 + next_u32() % 8, H = 1 + next_u32() % 80, G = 3 * H;
     const int64_t split = next_u32() % (B + 1);
+    // A wide and a narrow surrogate: most dy entries needed (the dense dy) or few (the sparse one).
+    const double support = trial % 2 == 0 ? 1.0 : 8.0;
     const float act = uniform();
     std::vector<double> gi(T * B * G), c0(B * H), y0(B * H), rt(H * G), bhh(G), thr(H), gy(T * B * H), gc(B * H),
         gev(B * H);
@@ -214,13 +216,14 @@ void run_egru_train_trials(const KernelTable& table) {
     for (auto [b0, b1] : {std::pair<int64_t, int64_t>{0, split}, {split, B}}) {
       egru_train_forward_f64(gi.data(), c0.data(), y0.data(), rt.data(), bhh.data(), thr.data(), T, B, H, b0, b1,
                              ys.data(), c.data(), ev.data(), sv.data());
-      egru_train_backward_f64(gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), w.data(), thr.data(), sv.data(),
-                              0.7, 1.0, T, B, H, b0, b1, ggi.data(), gc0.data(), gy0.data(), grt.data(), gb.data(),
+      egru_train_backward_f64(gy.data(), gc.data(), gev.data(), c0.data(), y0.data(), w.data(), rt.data(), thr.data(),
+                              sv.data(),
+                              0.7, support, T, B, H, b0, b1, ggi.data(), gc0.data(), gy0.data(), grt.data(), gb.data(),
                               gthr.data());
       table.egru_train_forward(gi_f.data(), c0_f.data(), y0_f.data(), rt_f.data(), bhh_f.data(), thr_f.data(), T, B, H,
                                b0, b1, ys_f.data(), c_f.data(), ev_f.data(), sv_f.data());
-      table.egru_train_backward(gy_f.data(), gc_f.data(), gev_f.data(), c0_f.data(), y0_f.data(), w_f.data(),
-                                thr_f.data(), sv_f.data(), 0.7f, 1.0f, T, B, H, b0, b1, ggi_f.data(), gc0_f.data(),
+      table.egru_train_backward(gy_f.data(), gc_f.data(), gev_f.data(), c0_f.data(), y0_f.data(), w_f.data(), rt_f.data(),
+                                thr_f.data(), sv_f.data(), 0.7f, static_cast<float>(support), T, B, H, b0, b1, ggi_f.data(), gc0_f.data(),
                                 gy0_f.data(), grt_f.data(), gb_f.data(), gthr_f.data());
     }
     // A unit whose c~ lies within rounding of its threshold may fire in one precision only; such a
