@@ -32,6 +32,9 @@ def _dequantised_reference(x, pw, bias=None):
 @example(out=97, inp=33, density=0.0, activity=1.0, B=2, layout="dense", seed=1)  # nothing stored
 @example(out=97, inp=33, density=0.3, activity=0.0, B=7, layout="sparse", seed=2)  # nothing active
 @example(out=2048, inp=17, density=0.15, activity=1.0, B=1, layout="sparse", seed=3)  # tails, many rows
+# Threaded by output slices (B=7 x 257 x 146 MACs) against the unbatched row on one thread: with AVX-512's
+# 16 lanes a slice ending on an odd vector once left it to the scalar tail (other rounding).
+@example(out=146, inp=257, density=1.0, activity=1.0, B=7, layout="dense", seed=0)
 def test_int8_equals_its_dequantised_matrix(isa, out, inp, density, activity, B, layout, seed):
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(out, inp, generator=g)

@@ -9,7 +9,7 @@ def t(fn, n=20000):
         for _ in range(n): fn()
         best.append((time.perf_counter_ns() - t0) / n / 1e3)
     return round(min(best), 2), round(sorted(best)[3], 2)
-res = {"when": f"{datetime.datetime.now():%Y-%m-%d %H:%M}", "cpu": "AMD EPYC (KVM, AVX2, 2 cores)", "threads": torch.get_num_threads()}
+res = {"when": f"{datetime.datetime.now():%Y-%m-%d %H:%M}", "cpu": open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].split("\n")[0].strip(), "threads": torch.get_num_threads()}
 with torch.inference_mode():
     a = torch.zeros(256)
     res["torch.add 256 floats (dispatcher floor)"] = t(lambda: torch.add(a, a))

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 #include "simd.h"
 
@@ -73,6 +75,18 @@ void dense_gather(const A* xv, const int32_t* idx, int64_t na, const W* wt, int6
         q = V::fma(v3, V::loadw(r3 + i + V::W), q);
         V::store(yo + i, p);
         V::store(yo + i + V::W, q);
+      }
+      // One vector more with the same operations: every element of a whole vector is formed the same
+      // way wherever a thread's slice (a multiple of kSliceAlign = 16 floats) ends, so that the result
+      // does not depend on the split. (With AVX-512's 16 lanes, 2 vectors are 32: a slice of 48 rows left
+      // its last 16 to the scalar tail, whose rounding differs; found on the first AVX-512 machine.)
+      for (; i + V::W <= n; i += V::W) {
+        auto p = V::load(yo + i);
+        p = V::fma(v0, V::loadw(r0 + i), p);
+        p = V::fma(v1, V::loadw(r1 + i), p);
+        p = V::fma(v2, V::loadw(r2 + i), p);
+        p = V::fma(v3, V::loadw(r3 + i), p);
+        V::store(yo + i, p);
       }
     }
     for (; i < n; ++i) {
@@ -202,6 +216,162 @@ int64_t sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t
         continue;
       }
       y[rows[k]] += s * static_cast<A>(widen(vals[k]));
+    }
+  }
+  return bad;
+}
+
+// popcount of a 16-bit mask as a 32-bit popcnt: on a uint16 the compiler emits the 16-bit form, whose
+// destination merges into the register's old value, which chains every popcount of a loop (measured:
+// the bitmask loop ran 2x slower). The xor breaks older cores' false dependency on the destination.
+inline int popcount16(uint32_t m) {
+#if defined(__POPCNT__) && defined(__x86_64__)
+  int r;
+  asm("xorl %0, %0\n\tpopcntl %1, %0" : "=&r"(r) : "r"(m));
+  return r;
+#else
+  return __builtin_popcount(m);
+#endif
+}
+
+#if defined(EVSPARSE_ISA_AVX512)
+// A 16-bit mask straight from memory into a mask register. Through a general register (what the
+// compiler emits for a cast) the kmovw takes a slot on the port the expand needs: measured 1.2x
+// slower from DRAM (bitmask512_ab.cpp, lib-bm against bmk8). The emulated test build has no mask
+// registers, so it casts.
+inline __mmask16 load_mask16(const uint16_t* p) {
+#if defined(EVSPARSE_EMULATE_AVX512)
+  return static_cast<__mmask16>(*p);
+#else
+  __mmask16 k;
+  asm("kmovw %1, %0" : "=Yk"(k) : "m"(*p));
+  return k;
+#endif
+}
+#endif
+
+// Bitmask-gather: the sparse layout's float32 product through a bitmask of its structure. Per input
+// column, one 16-bit mask per 16-row block of the output (bit r: row 16 b + r is stored; masks [in, nb],
+// nb = ceil(n_out / 16)) and the CSC's own values, which are in row order. On AVX-512 a block is one
+// masked expanding load (vexpandps: the block's stored values placed in their rows, zeros elsewhere)
+// and one FMA, and up to 8 active columns share one load and store of each output block. That costs
+// the same per block whatever the density, where the scatter costs per nonzero, so it pays above ~12%
+// density (benchmarks/cpp/bitmask512_ab.cpp). Other ISAs walk the mask bits (correct, not fast: the
+// op layer uses the bitmask only on AVX-512).
+//
+// masks and counts (counts[j]: the number of bits set in column j's masks) are derived together from a
+// validated structure by the op layer (csc_validation.cpp) and are never user data. Bounds: a column
+// whose count is not its col_ptr count (col_ptr changed since) is skipped and counted in the return
+// value (0 for a valid structure), so the expanding loads never read past a column's values; mask bits
+// past n_out are never stored (masked tail). A non-finite input takes the CSC path (rows) for its
+// column, as the sparse-gather does.
+template <class V, class A, class I, class W>
+int64_t bitmask_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr, const I* rows,
+                       const uint16_t* masks, const int64_t* counts, int64_t nb, const W* vals, const A* bias, A* y,
+                       int64_t n_out) {
+  init_slice(bias, y, 0, n_out);
+  int64_t bad = 0;
+#if defined(EVSPARSE_ISA_AVX512)
+  if constexpr (V::W == 16 && std::is_same_v<A, float> && std::is_same_v<W, float>) {
+    constexpr int G = 8;
+    const int64_t full = n_out / 16;  // whole blocks
+    const float* vp[G];
+    const uint16_t* mp[G];
+    __m512 vs[G];
+    const auto run_group = [&](auto g_tag) {
+      constexpr int g = decltype(g_tag)::value;
+      // Local copies, so that the pointers live in registers through the block loop.
+      const float* p[g];
+      const uint16_t* m[g];
+      __m512 v[g];
+      for (int c = 0; c < g; ++c) {
+        p[c] = vp[c];
+        m[c] = mp[c];
+        v[c] = vs[c];
+      }
+      for (int64_t b = 0; b < full; ++b) {
+        // Two accumulators: the block's FMAs form two chains of g / 2, not one of g.
+        __m512 acc0 = _mm512_loadu_ps(y + 16 * b), acc1 = _mm512_setzero_ps();
+        for (int c = 0; c < g; ++c) {
+          const __m512 e = _mm512_maskz_expandloadu_ps(load_mask16(m[c] + b), p[c]);
+          if (c % 2 == 0) {
+            acc0 = _mm512_fmadd_ps(v[c], e, acc0);
+          } else {
+            acc1 = _mm512_fmadd_ps(v[c], e, acc1);
+          }
+          p[c] += popcount16(m[c][b]);
+        }
+        _mm512_storeu_ps(y + 16 * b, g > 1 ? _mm512_add_ps(acc0, acc1) : acc0);
+      }
+      if (full < nb) {  // the last, partial block: rows past n_out are neither loaded nor stored
+        const __mmask16 tail = static_cast<__mmask16>((1u << (n_out - 16 * full)) - 1);
+        __m512 acc = _mm512_maskz_loadu_ps(tail, y + 16 * full);
+        for (int c = 0; c < g; ++c) {
+          acc = _mm512_fmadd_ps(v[c], _mm512_maskz_expandloadu_ps(load_mask16(m[c] + full), p[c]), acc);
+        }
+        _mm512_mask_storeu_ps(y + 16 * full, tail, acc);
+      }
+    };
+    const auto run_n = [&](int n) {  // a group of n <= G columns
+      switch (n) {
+        case 8: run_group(std::integral_constant<int, 8>{}); break;
+        case 7: run_group(std::integral_constant<int, 7>{}); break;
+        case 6: run_group(std::integral_constant<int, 6>{}); break;
+        case 5: run_group(std::integral_constant<int, 5>{}); break;
+        case 4: run_group(std::integral_constant<int, 4>{}); break;
+        case 3: run_group(std::integral_constant<int, 3>{}); break;
+        case 2: run_group(std::integral_constant<int, 2>{}); break;
+        case 1: run_group(std::integral_constant<int, 1>{}); break;
+        default: break;
+      }
+    };
+    int n = 0;
+    for (int64_t a = 0; a < na; ++a) {
+      const int64_t j = idx[a], k0 = col_ptr[j], k1 = col_ptr[j + 1];
+      const A s = xv[a];
+      if (!std::isfinite(s)) {
+        bad += scatter_nonfinite_column(s, rows, vals, k0, k1, y, int64_t(0), n_out);
+        continue;
+      }
+      if (counts[j] != k1 - k0) {
+        bad += k1 - k0;
+        continue;
+      }
+      vp[n] = vals + k0;
+      mp[n] = masks + j * nb;
+      vs[n] = _mm512_set1_ps(s);
+      if (++n == G) {
+        run_n(G);
+        n = 0;
+      }
+    }
+    run_n(n);
+    return bad;
+  }
+#endif
+  for (int64_t a = 0; a < na; ++a) {
+    const int64_t j = idx[a], k0 = col_ptr[j], k1 = col_ptr[j + 1];
+    const A s = xv[a];
+    if (!std::isfinite(s)) {
+      bad += scatter_nonfinite_column(s, rows, vals, k0, k1, y, int64_t(0), n_out);
+      continue;
+    }
+    if (counts[j] != k1 - k0) {
+      bad += k1 - k0;
+      continue;
+    }
+    const uint16_t* m = masks + j * nb;
+    const W* v = vals + k0;
+    for (int64_t b = 0; b < nb; ++b) {
+      for (uint32_t k = m[b]; k != 0; k &= k - 1) {
+        const int64_t o = 16 * b + __builtin_ctz(k);
+        const A p = s * static_cast<A>(widen(*v++));
+        if (o < n_out) {
+          y[o] += p;
+        } else {
+          ++bad;
+        }
+      }
     }
   }
   return bad;

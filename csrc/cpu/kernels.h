@@ -5,7 +5,9 @@
 // where (idx, xv) is the compacted list of the row's nonzero inputs. Weights are stored input-major,
 // so the weights one input neuron sends out are contiguous:
 //   dense-gather : wt[in, ld] (the transpose of W; ld >= out), row j = input j's weights;
-//   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz].
+//   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz];
+//   bitmask-gather: the same CSC values read through a bitmask of the structure (one 16-bit mask per
+//                   16 rows of each column, derived by the op layer), float32, for AVX-512.
 // Weights are float32, float16, bfloat16 or int8; int8 ones are quantised per input column, and the
 // caller passes xv[a] already multiplied by input idx[a]'s scale, so the kernels see plain integers.
 // Threads split the outputs, so no reduction is needed; the caller picks the slices.
@@ -34,6 +36,14 @@ template <class A, class I, class W>
 using SparseGatherFn = int64_t (*)(const A* xv, const int32_t* idx, int64_t n_active,
                                    const int64_t* col_ptr, const I* rows, const W* vals,
                                    const A* bias, A* y, int64_t o0, int64_t o1, int64_t n_out);
+
+// Bitmask-gather (gather_impl.h): the sparse layout's float32 product through masks [in, nb] of its
+// structure (nb = ceil(n_out / 16); counts[j]: column j's bits, derived with them); writes y[0, n_out).
+// Returns the skipped entries (0 if valid).
+template <class I>
+using BitmaskGatherFn = int64_t (*)(const float* xv, const int32_t* idx, int64_t n_active, const int64_t* col_ptr,
+                                    const I* rows, const uint16_t* masks, const int64_t* counts, int64_t nb,
+                                    const float* vals, const float* bias, float* y, int64_t n_out);
 
 // EGRU cell update: gi, gh [3H] pre-activations (gate blocks [z, r, g]) -> c_out, y_out [H].
 using EgruUpdateFn = void (*)(const float* gi, const float* gh, const float* thr, const float* c_prev,
@@ -79,6 +89,8 @@ struct KernelTable {
   EgruTrainForwardFn<float> egru_train_forward;
   EgruTrainBackwardFn<float> egru_train_backward;
   DropconnectFn<float> dropconnect;
+  BitmaskGatherFn<int16_t> bitmask_i16_f32;
+  BitmaskGatherFn<int32_t> bitmask_i32_f32;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
@@ -92,6 +104,8 @@ struct KernelTable {
   SparseGatherFn<float, int32_t, bf16> sparse(const int32_t*, const bf16*) const { return sparse_i32_bf16; }
   SparseGatherFn<float, int16_t, int8_t> sparse(const int16_t*, const int8_t*) const { return sparse_i16_i8; }
   SparseGatherFn<float, int32_t, int8_t> sparse(const int32_t*, const int8_t*) const { return sparse_i32_i8; }
+  BitmaskGatherFn<int16_t> bitmask(const int16_t*) const { return bitmask_i16_f32; }
+  BitmaskGatherFn<int32_t> bitmask(const int32_t*) const { return bitmask_i32_f32; }
 };
 
 // Per-ISA tables, each defined in its own translation unit (gather_<isa>.cpp).

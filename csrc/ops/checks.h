@@ -5,6 +5,9 @@
 // python/evsparse/_contract.py (tests/test_contract.py compares the two).
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include <ATen/EmptyTensor.h>
 #include <ATen/core/List.h>
 
@@ -134,7 +137,14 @@ constexpr size_t kSeenClearAt = 4096;
 // call (csc_validation.cpp). Data changed without a version bump (a file mapped with mmap=True and
 // edited on disk) is still caught by the per-call checks below and by the kernels' own range checks,
 // so it can never be read out of bounds.
-void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out);
+// With want_masks, it also returns the structure's bitmask, derived once and kept with the entry.
+struct CscBitmask {
+  std::vector<uint16_t> masks;  // [in, ceil(out / 16)]: bit r % 16 of masks[j][r / 16] for each stored row r of column j
+  std::vector<int64_t> counts;  // [in]: the bits set per column (its col_ptr count when derived)
+  std::vector<int32_t> first, last;  // [in]: each column's first and last stored row when derived (-1: none)
+};
+std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr,
+                                                   const Tensor& row_idx, int64_t out, bool want_masks = false);
 
 
 // Per call, O(1) + O(active): col_ptr's two ends (catches a zeroed or truncated col_ptr) and the
@@ -154,6 +164,24 @@ inline void check_active_columns(const char* op, const char* name, const int64_t
     TORCH_CHECK_VALUE(0 <= k0 && k0 <= k1 && k1 <= nnz, op, ": ", name, " col_ptr is inconsistent at column ", j,
                       " ([", k0, ", ", k1, ") with nnz=", nnz, "; corrupted packed weight)");
     *touched += k1 - k0;
+  }
+}
+
+// The bitmask-gather reads the masks derived when the structure was validated, not row_idx. Data that
+// changed since without a version bump (a memory-mapped file edited on disk) would go unseen, so per
+// call, O(active), each active column's first and last row index must still be the ones the masks
+// were derived from: a changed index there is refused as the scatter's range checks would refuse it.
+template <class I>
+inline void check_bitmask_rows(const char* op, const char* name, const int64_t* col_ptr, const I* rows,
+                               const CscBitmask& bm, const int32_t* idx, int64_t na) {
+  for (int64_t a = 0; a < na; ++a) {
+    const int64_t j = idx[a], k0 = col_ptr[j], k1 = col_ptr[j + 1];
+    if (k1 > k0) {
+      TORCH_CHECK_VALUE(int64_t(rows[k0]) == bm.first[j] && int64_t(rows[k1 - 1]) == bm.last[j], op, ": ", name,
+                        " row_idx changed at column ", j, " since it was validated, without a version bump (e.g. a "
+                        "memory-mapped file edited on disk; corrupted packed weight; rebuild it with evsparse.pack, "
+                        "or reload an intact file)");
+    }
   }
 }
 
@@ -177,8 +205,21 @@ struct PackedArgs {
   int64_t out;
   const char* name = "weight";  // the argument's name in error messages
   const float* scale = nullptr;  // int8 values: the per-input-column scale [in]; null otherwise
+  // The structure's bitmask (float32 sparse weights on AVX-512, dense enough: sparse_args), for the
+  // bitmask-gather; null otherwise. The owner keeps it alive for the call.
+  const uint16_t* masks = nullptr;
+  const int64_t* mask_counts = nullptr;
+  std::shared_ptr<const CscBitmask> masks_owner;
   bool sparse() const { return col_ptr != nullptr; }
 };
+
+// The bitmask-gather replaces the scatter for float32 sparse weights on AVX-512 at or above this
+// density: it costs the same per 16-row block whatever the density, the scatter costs per nonzero.
+// Measured on the Xeon, 2026-12-03 (benchmarks/ab/bitmask_layout.py: sparse_linear, 2 threads, 10%
+// active, 1024x3072 and 2048x6144, two runs): the bitmask over the scatter 0.85-0.97x at 12.5%,
+// 0.91-1.02x at 15%, 1.09-1.32x at 20%, 1.53-1.67x at 30%, 1.9-2.2x at 50%: the crossover lies between
+// 15% and 20%.
+constexpr double kBitmaskMinDensity = 0.175;
 
 // Calls fn(const int16_t*) or fn(const int32_t*) with the row indices of a sparse packed weight.
 template <class Fn>
@@ -196,14 +237,26 @@ inline PackedArgs dense_args(const Tensor& values, int64_t in, int64_t out, cons
 
 // A sparse weight whose tensors check_csc accepted; validates its structure (once per structure, see
 // ensure_valid_csc below).
+// bitmask: whether the product may take the bitmask path (sparse_gather_linear; the recurrent ops keep
+// the scatter, so that their per-layer and plan forms stay bitwise equal).
 inline PackedArgs sparse_args(const char* op, const char* name, const Tensor& values, const Tensor& col_ptr,
-                              const Tensor& row_idx, int64_t out) {
-  ensure_valid_csc(op, name, col_ptr, row_idx, out);
-  return PackedArgs{values.const_data_ptr(),     values.scalar_type(),
-                    col_ptr.const_data_ptr<int64_t>(), row_idx.const_data_ptr(),
-                    row_idx.scalar_type() == ScalarType::Int, row_idx.size(0),
-                    col_ptr.size(0) - 1,           out,
-                    name};
+                              const Tensor& row_idx, int64_t out, bool bitmask = false) {
+  const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
+  const bool want_masks = bitmask && values.scalar_type() == ScalarType::Float &&
+                          cpu::active_kernels().isa == cpu::Isa::avx512 && in > 0 && out > 0 &&
+                          double(nnz) >= kBitmaskMinDensity * double(in) * double(out);
+  auto masks = ensure_valid_csc(op, name, col_ptr, row_idx, out, want_masks);
+  PackedArgs w{values.const_data_ptr(),     values.scalar_type(),
+               col_ptr.const_data_ptr<int64_t>(), row_idx.const_data_ptr(),
+               row_idx.scalar_type() == ScalarType::Int, nnz,
+               in,                            out,
+               name};
+  if (masks) {
+    w.masks = masks->masks.data();
+    w.mask_counts = masks->counts.data();
+    w.masks_owner = std::move(masks);
+  }
+  return w;
 }
 
 // The weight arguments of one layer of the fused recurrent ops, in schema order (after the input

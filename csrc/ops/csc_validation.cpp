@@ -1,7 +1,11 @@
 // ensure_valid_csc: a CSC structure is validated in full (O(in + nnz)) the first time an op sees it
-// and again whenever it may have changed; otherwise one hash lookup. See packed_product.h.
+// and again whenever it may have changed; otherwise one hash lookup. See packed_product.h. On request
+// it also derives the structure's bitmask (the bitmask-gather's masks, gather_impl.h) and keeps it with
+// the entry, so the masks always describe the structure as it was validated.
+#include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "checks.h"
 
@@ -17,7 +21,36 @@ struct Seen {
   const void* row_idx_data;
   int64_t col_ptr_numel, row_idx_numel, out;
   uint32_t col_ptr_version, row_idx_version;
+  std::shared_ptr<const CscBitmask> masks;  // derived on first request (null until then)
 };
+
+// The bitmask of a validated structure (CscBitmask in checks.h), nb = ceil(out / 16) masks per column.
+std::shared_ptr<const CscBitmask> build_masks(const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  const int64_t in = col_ptr.size(0) - 1, nb = (out + 15) / 16;
+  auto bm = std::make_shared<CscBitmask>();
+  bm->masks.assign(static_cast<size_t>(in * nb), uint16_t(0));
+  bm->counts.resize(static_cast<size_t>(in));
+  bm->first.assign(static_cast<size_t>(in), -1);
+  bm->last.assign(static_cast<size_t>(in), -1);
+  const int64_t* cp = col_ptr.const_data_ptr<int64_t>();
+  const auto fill = [&](const auto* rows) {
+    for (int64_t j = 0; j < in; ++j) {
+      uint16_t* m = bm->masks.data() + j * nb;
+      for (int64_t k = cp[j]; k < cp[j + 1]; ++k) m[rows[k] / 16] |= static_cast<uint16_t>(1u << (rows[k] % 16));
+      bm->counts[j] = cp[j + 1] - cp[j];  // = the bits set: rows are distinct within a column (validated)
+      if (cp[j + 1] > cp[j]) {
+        bm->first[j] = static_cast<int32_t>(rows[cp[j]]);
+        bm->last[j] = static_cast<int32_t>(rows[cp[j + 1] - 1]);
+      }
+    }
+  };
+  if (row_idx.scalar_type() == ScalarType::Int) {
+    fill(row_idx.const_data_ptr<int32_t>());
+  } else {
+    fill(row_idx.const_data_ptr<int16_t>());
+  }
+  return bm;
+}
 
 bool same(const Seen& s, const Tensor& cp, const Tensor& ri, int64_t out) {
   return s.col_ptr_impl == cp.unsafeGetTensorImpl() && s.out == out && s.col_ptr_data == cp.const_data_ptr() &&
@@ -63,16 +96,24 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
                row_idx.scalar_type() == ScalarType::Int, row_idx.size(0), out);
 }
 
-void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr,
+                                                   const Tensor& row_idx, int64_t out, bool want_masks) {
   static std::mutex mu;
   static std::unordered_map<const c10::TensorImpl*, Seen> seen;  // keyed by the row_idx tensor
   const c10::TensorImpl* key = row_idx.unsafeGetTensorImpl();
+  bool valid = false;
   {
     std::lock_guard<std::mutex> lock(mu);
     const auto it = seen.find(key);
-    if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) return;
+    if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) {
+      if (!want_masks) return nullptr;
+      if (it->second.masks) return it->second.masks;
+      valid = true;  // validated; only the masks are missing
+    }
   }
-  validate_csc(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
+  if (!valid) validate_csc(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
+  // (built from the structure just validated, which the entry's versions pin; outside the lock too)
+  std::shared_ptr<const CscBitmask> masks = want_masks ? build_masks(col_ptr, row_idx, out) : nullptr;
   std::lock_guard<std::mutex> lock(mu);
   if (seen.size() >= kSeenSweepAt) {
     for (auto it = seen.begin(); it != seen.end();) {
@@ -83,7 +124,9 @@ void ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, c
   seen.insert_or_assign(key, Seen{c10::weak_intrusive_ptr<c10::TensorImpl>(col_ptr.getIntrusivePtr()),
                                   c10::weak_intrusive_ptr<c10::TensorImpl>(row_idx.getIntrusivePtr()),
                                   col_ptr.unsafeGetTensorImpl(), col_ptr.const_data_ptr(), row_idx.const_data_ptr(),
-                                  col_ptr.numel(), row_idx.numel(), out, version_of(col_ptr), version_of(row_idx)});
+                                  col_ptr.numel(), row_idx.numel(), out, version_of(col_ptr), version_of(row_idx),
+                                  masks});
+  return masks;
 }
 
 }  // namespace evsparse

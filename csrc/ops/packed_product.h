@@ -48,11 +48,25 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
       }
       std::atomic<int64_t> bad{0};
       dispatch_rows(w, [&](const auto* rows) {
+        if (w.masks_owner) {
+          for (int64_t b = 0; b < B; ++b) {
+            check_bitmask_rows(op, w.name, cp, rows, *w.masks_owner, act.idx_row(b), act.count[b]);
+          }
+        }
         const auto columns = [&](int64_t b, int64_t a0, int64_t a1, const A* bias_or_null, A* dst) {
           int64_t skipped;
           if constexpr (std::is_same_v<A, double>) {
             skipped = cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
                                              bias_or_null, dst, 0, out, out);
+          } else if constexpr (std::is_same_v<W, float>) {
+            if (w.masks != nullptr) {  // (float32 on AVX-512, dense enough: sparse_args)
+              skipped = cpu::active_kernels().bitmask(rows)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows,
+                                                            w.masks, w.mask_counts, (out + 15) / 16, v, bias_or_null, dst,
+                                                            out);
+            } else {
+              skipped = cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp,
+                                                              rows, v, bias_or_null, dst, 0, out, out);
+            }
           } else {
             skipped = cpu::active_kernels().sparse(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp,
                                                             rows, v, bias_or_null, dst, 0, out, out);

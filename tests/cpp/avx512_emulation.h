@@ -38,3 +38,30 @@ static inline __m512 evsparse_emu_mm512_cvtepi32_ps(__m512i w) {
 }
 #define _mm512_cvtepi8_epi32(b) evsparse_emu_mm512_cvtepi8_epi32(b)
 #define _mm512_cvtepi32_ps(w) evsparse_emu_mm512_cvtepi32_ps(w)
+
+// Nor the masked loads and stores the bitmask-gather uses (a mask is a plain integer here): element by
+// element through memory, reading and writing only the lanes the mask selects, as the instructions do.
+static inline __m512 evsparse_emu_mm512_maskz_expandloadu_ps(unsigned k, const void* p) {
+  alignas(64) float f[16];
+  const float* s = static_cast<const float*>(p);
+  int n = 0;
+  for (int i = 0; i < 16; ++i) f[i] = (k >> i & 1u) ? s[n++] : 0.f;
+  return _mm512_load_ps(f);
+}
+static inline __m512 evsparse_emu_mm512_maskz_loadu_ps(unsigned k, const void* p) {
+  alignas(64) float f[16];
+  const float* s = static_cast<const float*>(p);
+  for (int i = 0; i < 16; ++i) f[i] = (k >> i & 1u) ? s[i] : 0.f;
+  return _mm512_load_ps(f);
+}
+static inline void evsparse_emu_mm512_mask_storeu_ps(void* p, unsigned k, __m512 v) {
+  alignas(64) float f[16];
+  _mm512_store_ps(f, v);
+  float* d = static_cast<float*>(p);
+  for (int i = 0; i < 16; ++i) {
+    if (k >> i & 1u) d[i] = f[i];
+  }
+}
+#define _mm512_maskz_expandloadu_ps(k, p) evsparse_emu_mm512_maskz_expandloadu_ps(k, p)
+#define _mm512_maskz_loadu_ps(k, p) evsparse_emu_mm512_maskz_loadu_ps(k, p)
+#define _mm512_mask_storeu_ps(p, k, v) evsparse_emu_mm512_mask_storeu_ps(p, k, v)

@@ -252,6 +252,78 @@ void run_egru_train_trials(const KernelTable& table) {
   check(compared >= 30, "egru_train: too many borderline trials skipped", table.name, compared);
 }
 
+// Bitmask-gather (float32 values) against the CSC sparse-gather on the same structure: random sizes
+// with 16-row tails, densities and activities, a non-finite input now and then (the CSC path per
+// column); and col_ptr changed after the masks were derived (a column whose count disagrees is
+// skipped and counted), and mask bits past the output, which are never stored (guard values after y).
+template <class I>
+void run_bitmask_trials(const KernelTable& table) {
+  for (int trial = 0; trial < 120; ++trial) {
+    const int64_t in = 1 + next_u32() % 60, out = 1 + next_u32() % 200, nb = (out + 15) / 16;
+    const float density = uniform(), activity = uniform();
+    std::vector<int64_t> col_ptr(static_cast<size_t>(in + 1), 0), counts(static_cast<size_t>(in));
+    std::vector<I> rows;
+    std::vector<float> vals;
+    std::vector<uint16_t> masks(static_cast<size_t>(in * nb), 0);
+    for (int64_t j = 0; j < in; ++j) {
+      for (int64_t o = 0; o < out; ++o) {
+        if (uniform() < density) {
+          rows.push_back(static_cast<I>(o));
+          vals.push_back(uniform() * 2 - 1);
+          masks[j * nb + o / 16] |= uint16_t(1u << (o % 16));
+        }
+      }
+      col_ptr[j + 1] = static_cast<int64_t>(rows.size());
+      counts[j] = col_ptr[j + 1] - col_ptr[j];
+    }
+    std::vector<float> x(static_cast<size_t>(in)), bias(static_cast<size_t>(out));
+    for (auto& v : x) v = uniform() < activity ? uniform() * 2 - 1 : 0.f;
+    if (trial % 10 == 3) x[next_u32() % in] = NAN;
+    for (auto& v : bias) v = uniform();
+    std::vector<int32_t> idx(static_cast<size_t>(in));
+    std::vector<float> xv(static_cast<size_t>(in));
+    const int64_t na = compact_active(x.data(), in, idx.data(), xv.data());
+    std::vector<float> ys(static_cast<size_t>(out)), yb(static_cast<size_t>(out + 16), -7.f);
+    const auto run = [&](const std::vector<int64_t>& cp, const std::vector<uint16_t>& m) {
+      std::fill(yb.begin(), yb.end(), -7.f);
+      return table.bitmask(rows.data())(xv.data(), idx.data(), na, cp.data(), rows.data(), m.data(), counts.data(), nb,
+                                        vals.data(), bias.data(), yb.data(), out);
+    };
+    const auto guard_ok = [&] {
+      bool ok = true;
+      for (int64_t o = out; o < out + 16; ++o) ok &= yb[o] == -7.f;
+      return ok;
+    };
+    table.sparse(rows.data(), vals.data())(xv.data(), idx.data(), na, col_ptr.data(), rows.data(), vals.data(),
+                                           bias.data(), ys.data(), 0, out, out);
+    bool ok = run(col_ptr, masks) == 0 && guard_ok();
+    for (int64_t o = 0; o < out; ++o) {
+      const bool both_nan = std::isnan(ys[o]) && std::isnan(yb[o]);
+      ok &= both_nan || std::fabs(ys[o] - yb[o]) <= 1e-5f * (1 + std::fabs(ys[o])) * (1 + in / 8.f);
+    }
+    check(ok, "bitmask_gather against sparse_gather", table.name, trial);
+    if (na == 0 || !std::isfinite(xv[0])) continue;
+    const int64_t j = idx[0];
+    // col_ptr moved under the masks: column j's count now disagrees (and so may its neighbour's).
+    if (counts[j] > 0) {
+      std::vector<int64_t> cp2 = col_ptr;
+      cp2[j + 1] -= 1;
+      const int64_t bad = run(cp2, masks);
+      check(bad >= counts[j] - 1 && guard_ok(), "bitmask_gather: a column whose count moved not skipped", table.name,
+            trial);
+    }
+    // A bit past the output in the last block instead of a valid one (the count kept): nothing past y.
+    const int tail_rows = int(out - 16 * (nb - 1));
+    std::vector<uint16_t> m2 = masks;
+    uint16_t& last = m2[j * nb + nb - 1];
+    if (tail_rows < 16 && (last & 1u)) {
+      last = uint16_t((last & ~1u) | (1u << 15));
+      run(col_ptr, m2);
+      check(guard_ok(), "bitmask_gather: a mask bit past the output was stored", table.name, trial);
+    }
+  }
+}
+
 // DropConnect: every ISA's float kernel draws exactly the scalar table's mask (the hash is integer
 // arithmetic), in any split of the range, and keeps about 1 - p of the elements.
 void run_dropconnect_trials(const KernelTable& table) {
@@ -303,6 +375,8 @@ int main() {
     group(&run_corruption_trials<int32_t>, t, "bad int32");
     group(&run_egru_train_trials, t, "egru train");
     group(&run_dropconnect_trials, t, "dropconnect");
+    group(&run_bitmask_trials<int16_t>, t, "bitmask i16");
+    group(&run_bitmask_trials<int32_t>, t, "bitmask i32");
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;
