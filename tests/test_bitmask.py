@@ -1,4 +1,5 @@
-"""The bitmask-gather: on AVX-512, float32 sparse weights of at least kBitmaskMinDensity (17.5%) take the
+"""The bitmask-gather: on AVX-512, float32 sparse weights of at least the bitmask threshold (17.5% by default,
+evsparse.set_bitmask_min_density) take the
 bitmask of their structure (derived when the structure is validated) instead of the scatter. Against
 the dense reference, across ISA switches, and with the structure edited after the masks were derived.
 (test_sparse_linear.py's hypothesis tests run it too, under the avx512 ISA.)"""
@@ -43,6 +44,45 @@ def test_matches_dense_reference(avx512, threads, out, inp, density, activity, b
     pw = evsparse.pack(wm, mask, layout="sparse")
     ref = torch.nn.functional.linear(x, wm, bias)
     torch.testing.assert_close(evsparse.sparse_linear(x, pw, bias), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.fixture
+def threshold():
+    """Sets the bitmask threshold for one test and restores the default after it."""
+    default = evsparse.get_bitmask_min_density()
+    yield evsparse.set_bitmask_min_density
+    evsparse.set_bitmask_min_density(default)
+
+
+@settings(max_examples=40, deadline=None)
+@given(out=st.sampled_from([1, 16, 17, 257, 1000]), inp=st.sampled_from([1, 7, 300]),
+       density=st.sampled_from([0.0, 0.01, 0.05, 0.1]), activity=st.sampled_from([0.05, 1.0]),
+       batch=st.sampled_from([1, 3]), seed=st.integers(0, 10**6))
+def test_low_densities_through_the_bitmask_match_the_reference(avx512, threads, threshold, out, inp, density,
+                                                                activity, batch, seed):
+    """With the threshold at 0 every float32 sparse weight takes the bitmask, however sparse (empty
+    columns, empty masks), and still equals the dense reference."""
+    threshold(0.0)
+    threads(2)
+    wm, mask, x = problem(out, inp, density, activity, batch, seed)
+    pw = evsparse.pack(wm, mask, layout="sparse")
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), torch.nn.functional.linear(x, wm), rtol=1e-4, atol=1e-4)
+
+
+def test_the_threshold_reaches_the_kernels(avx512, threshold):
+    """The bitmask forms s * w + y in one FMA, the scatter rounds s * w first, so below and above a
+    weight's density the same call gives results equal to rounding but not bit for bit: equal bits
+    would mean the threshold never chose the path."""
+    wm, mask, x = problem(3000, 200, 0.3, 1.0, 1, 5)
+    pw = evsparse.pack(wm, mask, layout="sparse")
+    density = pw.nnz / (3000 * 200)
+    ys = {}
+    for d in (0.0, density, density + 1e-4, 2.0):  # bitmask, bitmask (at the density), scatter, scatter
+        threshold(d)
+        ys[d] = evsparse.sparse_linear(x, pw)
+    assert torch.equal(ys[0.0], ys[density]) and torch.equal(ys[density + 1e-4], ys[2.0])
+    torch.testing.assert_close(ys[0.0], ys[2.0], rtol=1e-5, atol=1e-4)
+    assert not torch.equal(ys[0.0], ys[2.0])
 
 
 def test_large_out_int32_rows_nan_inf_and_every_isa_agree(avx512):

@@ -7,6 +7,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import evsparse
+
+from test_memory_safety import run_python
 from reference import DTYPE_COMBOS, assert_matches, random_problem
 
 sizes = st.one_of(st.integers(1, 40), st.integers(1, 2048))
@@ -134,6 +136,28 @@ def test_set_isa_rejects_unknown_and_unsupported():
     if unsupported:
         with pytest.raises(ValueError, match="not supported"):
             evsparse.set_isa(unsupported[0])
+
+
+def test_bitmask_threshold_knob():
+    """set_bitmask_min_density / get_bitmask_min_density / build_info agree; a negative or NaN density is
+    refused; EVSPARSE_BITMASK_MIN_DENSITY sets it at import and an unusable value falls back to the
+    default (test_bitmask.py checks that the threshold reaches the kernels)."""
+    default = evsparse.get_bitmask_min_density()
+    assert default == pytest.approx(0.175)
+    try:
+        evsparse.set_bitmask_min_density(0.3)
+        assert evsparse.get_bitmask_min_density() == pytest.approx(0.3)
+        assert evsparse.build_info()["bitmask_min_density"] == pytest.approx(0.3)
+        for bad in (-0.1, float("nan")):
+            with pytest.raises(ValueError, match="must be >= 0"):
+                evsparse.set_bitmask_min_density(bad)
+        assert evsparse.get_bitmask_min_density() == pytest.approx(0.3)
+    finally:
+        evsparse.set_bitmask_min_density(default)
+    code = "import evsparse; print(evsparse.get_bitmask_min_density())"
+    for env, want in (("0.05", 0.05), ("2", 2.0), ("abc", 0.175), ("-1", 0.175), ("", 0.175)):
+        out = run_python(code, env={"EVSPARSE_BITMASK_MIN_DENSITY": env})
+        assert float(out.stdout.strip()) == pytest.approx(want), env
 
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../cpu/kernels.h"
+#include "checks.h"
 
 // Set by CMakeLists.txt on this target.
 #ifndef EVSPARSE_CXX_FLAGS
@@ -81,6 +82,7 @@ std::string build_info() {
   j += ", \"isa_supported\": " + quoted_list(supported);
   j += ", \"isa_active\": " + quoted(cpu::active_kernels().name);
   j += ", \"cpu_features\": " + quoted_list(cpu::detected_cpu_features());
+  j += ", \"bitmask_min_density\": " + std::to_string(bitmask_min_density());
   j += ", \"parallel_backend\": \"torch\"";  // torch's thread pool (op_utils.h parallel_for)
   return j + "}";
 }
@@ -104,6 +106,8 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   m.def("build_info() -> str", &build_info);
   m.def("get_isa() -> str", &get_isa);
   m.def("set_isa(str name) -> ()", &set_isa);
+  m.def("get_bitmask_min_density() -> float", &bitmask_min_density);
+  m.def("set_bitmask_min_density(float density) -> ()", &set_bitmask_min_density);
 }
 
 }  // namespace evsparse

@@ -215,11 +215,15 @@ struct PackedArgs {
 
 // The bitmask-gather replaces the scatter for float32 sparse weights on AVX-512 at or above this
 // density: it costs the same per 16-row block whatever the density, the scatter costs per nonzero.
-// Measured on the Xeon, 2026-12-03 (benchmarks/ab/bitmask_layout.py: sparse_linear, 2 threads, 10%
-// active, 1024x3072 and 2048x6144, two runs): the bitmask over the scatter 0.85-0.97x at 12.5%,
-// 0.91-1.02x at 15%, 1.09-1.32x at 20%, 1.53-1.67x at 30%, 1.9-2.2x at 50%: the crossover lies between
-// 15% and 20%.
+// Measured with benchmarks/ab/bitmask_layout.py (sparse_linear, 2 threads, 10% active, 256x768 to
+// 2048x6144), the bitmask over the AVX-512 scatter:
+//   Intel Xeon, 2026-12-03: 0.85-0.97x at 12.5%, 0.91-1.02x at 15%, 1.09-1.32x at 20%, 1.53-1.67x at 30%;
+//   AMD EPYC Zen 4, 2026-12-03: 0.69-0.89x at 12.5%, 0.81-0.89x at 15%, 0.97-1.31x at 20%, 1.11-1.46x at 30%.
+// On both the crossover lies between 15% and 20%. EVSPARSE_BITMASK_MIN_DENSITY (at load) and
+// set_bitmask_min_density (any time) override it, for tuning on another CPU; 2 turns the bitmask off.
 constexpr double kBitmaskMinDensity = 0.175;
+double bitmask_min_density();
+void set_bitmask_min_density(double d);
 
 // Calls fn(const int16_t*) or fn(const int32_t*) with the row indices of a sparse packed weight.
 template <class Fn>
@@ -244,7 +248,7 @@ inline PackedArgs sparse_args(const char* op, const char* name, const Tensor& va
   const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
   const bool want_masks = bitmask && values.scalar_type() == ScalarType::Float &&
                           cpu::active_kernels().isa == cpu::Isa::avx512 && in > 0 && out > 0 &&
-                          double(nnz) >= kBitmaskMinDensity * double(in) * double(out);
+                          double(nnz) >= bitmask_min_density() * double(in) * double(out);
   auto masks = ensure_valid_csc(op, name, col_ptr, row_idx, out, want_masks);
   PackedArgs w{values.const_data_ptr(),     values.scalar_type(),
                col_ptr.const_data_ptr<int64_t>(), row_idx.const_data_ptr(),

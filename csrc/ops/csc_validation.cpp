@@ -2,6 +2,8 @@
 // and again whenever it may have changed; otherwise one hash lookup. See packed_product.h. On request
 // it also derives the structure's bitmask (the bitmask-gather's masks, gather_impl.h) and keeps it with
 // the entry, so the masks always describe the structure as it was validated.
+#include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -127,6 +129,28 @@ std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* n
                                   col_ptr.numel(), row_idx.numel(), out, version_of(col_ptr), version_of(row_idx),
                                   masks});
   return masks;
+}
+
+namespace {
+double default_bitmask_min_density() {
+  if (const char* env = std::getenv("EVSPARSE_BITMASK_MIN_DENSITY"); env != nullptr && *env != '\0') {
+    char* end = nullptr;
+    const double d = std::strtod(env, &end);
+    if (end != env && *end == '\0' && d >= 0.0) return d;  // (an unusable value falls back, as EVSPARSE_ISA)
+  }
+  return kBitmaskMinDensity;
+}
+std::atomic<double>& bitmask_threshold() {
+  static std::atomic<double> d{default_bitmask_min_density()};
+  return d;
+}
+}  // namespace
+
+double bitmask_min_density() { return bitmask_threshold().load(std::memory_order_relaxed); }
+
+void set_bitmask_min_density(double d) {
+  TORCH_CHECK_VALUE(d >= 0.0, "evsparse.set_bitmask_min_density: the density must be >= 0 (2 turns the bitmask off), got ", d);
+  bitmask_threshold().store(d, std::memory_order_relaxed);
 }
 
 }  // namespace evsparse

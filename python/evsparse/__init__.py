@@ -22,7 +22,8 @@ from .layout import AUTO_SPARSE_MAX_DENSITY, AUTO_SPARSE_MAX_DENSITY_INT8, pack
 from .packed import PackedWeight
 
 __version__ = "0.1.0"
-__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "get_isa", "library_path",
+__all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "get_isa",
+           "set_bitmask_min_density", "get_bitmask_min_density", "library_path",
            "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8"]
 
 torch.serialization.add_safe_globals([PackedWeight])
@@ -53,6 +54,20 @@ def set_isa(name: str) -> None:
 def get_isa() -> str:
     """The instruction set the kernels use now (see set_isa)."""
     return torch.ops.evsparse.get_isa()
+
+
+def set_bitmask_min_density(density: float) -> None:
+    """From which weight density the AVX-512 kernels multiply a float32 sparse weight through a bitmask of
+    its structure instead of scattering its nonzeros (docs/guide/sparse-linear.md). The default, 17.5%, is
+    the crossover measured on an Intel Xeon and an AMD EPYC (Zen 4); the EVSPARSE_BITMASK_MIN_DENSITY
+    environment variable sets it at import; 2 turns the bitmask off. Both paths give the same result
+    to float rounding; ``benchmarks/ab/bitmask_layout.py`` measures the crossover of a CPU."""
+    torch.ops.evsparse.set_bitmask_min_density(float(density))
+
+
+def get_bitmask_min_density() -> float:
+    """The density from which the bitmask path is taken (see set_bitmask_min_density)."""
+    return torch.ops.evsparse.get_bitmask_min_density()
 
 
 def library_path() -> str:
