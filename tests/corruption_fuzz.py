@@ -112,7 +112,11 @@ def run(cases: int, seed: int) -> int:
     raised = matched = plan_cases = 0
     for case in range(cases):
         out, inp = rng.randint(1, 90), rng.randint(1, 40)
-        W = torch.randn(out, inp) * (torch.rand(out, inp) < rng.random())
+        if rng.random() < 0.4:  # whole 16x1 blocks (block-pruned): the block-gather serves the valid ones
+            keep = torch.rand(-(-out // 16), inp) < rng.random()
+            W = torch.randn(out, inp) * keep.repeat_interleave(16, 0)[:out]
+        else:
+            W = torch.randn(out, inp) * (torch.rand(out, inp) < rng.random())
         pw = evsparse.pack(W, layout="sparse")
         if rng.random() < 0.3 and out <= 32767:
             pw = evsparse.PackedWeight("sparse", (out, inp), pw.values, pw.col_ptr, pw.row_idx.to(torch.int32))

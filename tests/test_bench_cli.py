@@ -17,7 +17,7 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
                      "--egru-hidden", "16", "--lrnn-width", "16", "--timed-hidden", "16", "--stack-width", "16",
                      "--s5-k", "0.125", "--stack-layers", "1", "3", "--paced-samples", "3", "--paced-interval-ms", "1",
                      "--cold-points", "48x80@0.5@0.25", "--cold-calls", "2", "--train-cases", "8:12:3:5",
-                     "--out", str(out), "--quiet"])
+                     "--block-points", "48x80@0.5@0.25", "--out", str(out), "--quiet"])
     assert rc == 0
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
@@ -83,6 +83,12 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     assert by["evsparse int8"]["bytes"] < by["evsparse float32"]["bytes"]  # 1 byte per value, not 4
     assert by["F.linear"]["bytes"] == 48 * 80 * 4
     assert "## Cold-cache products" in md
+    block = report["block"]
+    assert [r["method"] for r in block] == ["block-pruned, sparse", "unstructured, sparse", "block-pruned, dense layout",
+                                            "F.linear", "x @ W^T"]
+    assert all(r["warm_us"] > 0 and r["cold_us"] > 0 and r["theoretical"] == pytest.approx(8.0) for r in block)
+    assert {r["method"]: r for r in block}["unstructured, sparse"]["warm_vs_unstructured"] == pytest.approx(1.0)
+    assert "## Block-pruned weights (16x1 blocks)" in md
     for c in report["crossover"]:
         assert c["int8_sparse_over_dense"] == pytest.approx(c["int8_dense_gather_us"] / c["int8_sparse_gather_us"])
     assert report["targets"] and "| target | measured | met |" in md
@@ -111,13 +117,13 @@ def test_sweep_cases_share_their_weight_across_activities():
 
 
 def test_cpu_pytest_benchmarks_run(run_benchmarks_once):
-    """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step,paced,int8}.py (pytest-benchmark) at
-    their smallest size, each case once (--benchmark-disable): every method of every group runs."""
+    """benchmarks/test_bench_{linear,egru,linear_rnn,layout,stack_step,paced,int8,block}.py (pytest-benchmark)
+    at their smallest size, each case once (--benchmark-disable): every method of every group runs."""
     files = [f"benchmarks/test_bench_{name}.py" for name in ("sparse_linear", "egru", "linear_rnn", "layout", "stack_step",
-                                                          "paced", "int8")]
+                                                          "paced", "int8", "block")]
     stdout = run_benchmarks_once(files, "-k", "256")
     passed = int(stdout.strip().splitlines()[-1].split(" passed")[0].split()[-1])
-    assert passed >= 162, stdout[-500:]  # (12 of them int8 vs float32/float16, warm and cold)
+    assert passed >= 177, stdout[-500:]  # (12 of them int8 vs float32/float16, warm and cold; 15 block-pruned)
 
 
 def test_egru_threshold_calibration_sets_every_layer_to_the_target_activity():

@@ -197,3 +197,14 @@ def test_s5_denoise_iso_accuracy_interpolates_in_log_scale():
     assert mid["macs"]["dense"] == pytest.approx(200e3) and mid["macs"]["ratio"] == pytest.approx(10.0)
     assert mid["bytes"]["dense"] == pytest.approx(800e3) and mid["paced_us"]["dense"] == pytest.approx(math.sqrt(2) * 200)
     assert above["macs"] is None and above["note"].startswith("+0.50 dB vs d2") and "macs 8.00x" in above["note"]
+
+
+def test_block_pruning(capsys):
+    _load("block_pruning").main(["--in-features", "256", "--out-features", "512", "--reps", "3", "--steps", "4",
+                                 "--hidden", "48"])
+    out = capsys.readouterr().out
+    assert "block 16x1: density" in out and "stream == training module" in out
+    for line in out.splitlines():
+        if "max |evsparse - F.linear(masked)|" in line:
+            assert float(line.rsplit(" ", 1)[1]) < 1e-4, line
+    assert float(out.split("max diff ")[1].split(";")[0]) < 1e-4

@@ -129,6 +129,45 @@ inline bool outside16(const I* rows, int64_t o0, int64_t len) {
   }
 }
 
+// The sparse-gather's scatter of one column's entries [k0, k1) times s into the slice [o0, o0 + len) of
+// y: products formed 16 at a time with SIMD, scalar scatter-adds, range-checked (see sparse_gather).
+// Returns the entries it skipped. Shared with the block-gather's unblocked columns, so the two round
+// every entry the same way (the 16-wide products are a multiply, then an add; the tail's expression
+// the compiler may contract into an FMA, in both).
+template <class V, class A, class I, class W, bool kCheck = true>
+inline int64_t scatter_column(A s, const I* __restrict rows, const W* __restrict vals, int64_t k0, int64_t k1,
+                              A* __restrict y, int64_t o0, int64_t len) {
+  constexpr int64_t kBlock = 16;   // nonzeros per SIMD product block (a multiple of every V::W)
+  constexpr int64_t kAhead = 256;  // nonzeros: prefetch distance within a column
+  int64_t bad = 0;
+  const auto vs = V::set1(s);
+  alignas(64) A prod[kBlock];
+  int64_t k = k0;
+  for (; k + kBlock <= k1; k += kBlock) {
+    if (k + kAhead < k1) {
+      __builtin_prefetch(vals + k + kAhead);
+      __builtin_prefetch(rows + k + kAhead);
+    }
+    for (int64_t h = 0; h < kBlock; h += V::W) V::store(prod + h, V::mul(vs, V::loadw(vals + k + h)));
+    const I* r = rows + k;
+    if (kCheck && __builtin_expect(outside16<V>(r, o0, len), 0)) {
+      for (int64_t h = 0; h < kBlock; ++h) {
+        if (uint64_t(int64_t(r[h]) - o0) < uint64_t(len)) y[r[h]] += prod[h]; else ++bad;
+      }
+      continue;
+    }
+    for (int64_t h = 0; h < kBlock; ++h) y[r[h]] += prod[h];
+  }
+  for (; k < k1; ++k) {
+    if (kCheck && __builtin_expect(uint64_t(int64_t(rows[k]) - o0) >= uint64_t(len), 0)) {
+      ++bad;
+      continue;
+    }
+    y[rows[k]] += s * static_cast<A>(widen(vals[k]));
+  }
+  return bad;
+}
+
 // Sparse-gather: for each active input, scatter its stored nonzeros into the output slice [o0, o1)
 // of an output with n_out rows. When the slice is not the whole output, binary-search the column's
 // sorted row indices for the slice (the op layer avoids that at batch 1 by splitting columns, not
@@ -152,8 +191,7 @@ int64_t sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t
                       int64_t o0, int64_t o1, int64_t n_out) {
   init_slice(bias, y, o0, o1);
   const auto less = [](I r, int64_t v) { return int64_t(r) < v; };
-  constexpr int64_t kBlock = 16;   // nonzeros per SIMD product block (a multiple of every V::W)
-  constexpr int64_t kAhead = 256;  // nonzeros: prefetch distance within a column
+  constexpr int64_t kBlock = 16;   // (scatter_column's block of products)
   constexpr int64_t kHeadBytes = 1024;  // bytes of the next column's values (and half that of rows)
   static_assert(kBlock % V::W == 0 && kBlock == 16, "block must hold whole vectors; outside16 checks 16");
   const int64_t len = o1 - o0;
@@ -192,31 +230,7 @@ int64_t sparse_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t
       bad += scatter_nonfinite_column(s, rows, vals, k0, k1, y, o0, o1);
       continue;
     }
-    const auto vs = V::set1(s);
-    alignas(64) A prod[kBlock];
-    int64_t k = k0;
-    for (; k + kBlock <= k1; k += kBlock) {
-      if (k + kAhead < k1) {
-        __builtin_prefetch(vals + k + kAhead);
-        __builtin_prefetch(rows + k + kAhead);
-      }
-      for (int64_t h = 0; h < kBlock; h += V::W) V::store(prod + h, V::mul(vs, V::loadw(vals + k + h)));
-      const I* r = rows + k;
-      if (kCheck && __builtin_expect(outside16<V>(r, o0, len), 0)) {
-        for (int64_t h = 0; h < kBlock; ++h) {
-          if (uint64_t(int64_t(r[h]) - o0) < uint64_t(len)) y[r[h]] += prod[h]; else ++bad;
-        }
-        continue;
-      }
-      for (int64_t h = 0; h < kBlock; ++h) y[r[h]] += prod[h];
-    }
-    for (; k < k1; ++k) {
-      if (kCheck && __builtin_expect(uint64_t(int64_t(rows[k]) - o0) >= uint64_t(len), 0)) {
-        ++bad;
-        continue;
-      }
-      y[rows[k]] += s * static_cast<A>(widen(vals[k]));
-    }
+    bad += scatter_column<V, A, I, W, kCheck>(s, rows, vals, k0, k1, y, o0, len);
   }
   return bad;
 }
@@ -372,6 +386,67 @@ int64_t bitmask_gather(const A* xv, const int32_t* idx, int64_t na, const int64_
           ++bad;
         }
       }
+    }
+  }
+  return bad;
+}
+
+// Block-gather: the sparse layout's product when whole columns of its structure come in 16x1 blocks,
+// runs of 16 consecutive output rows starting at a multiple of 16 (what evsparse.prune's block=16
+// pruning leaves; the last block of an output whose size is not a multiple of 16 ends at n_out). Per
+// block the column's 16 stored values are contiguous in vals (CSC, rows in order), so a block is one
+// vector multiply and add per V::W rows, its start read from the block index (4 bytes per block) rather
+// than an index, a product and a scattered add per value. Columns the index does not mark blocked, and
+// any column with a non-finite input, take the scatter. Writes y[0, n_out) for the active inputs.
+//
+// Bitwise equal to the sparse-gather: per active column, in the same order, both add each entry's
+// product to its row, formed the same way: a whole block is the scatter's 16-wide product group (a
+// multiply, then an add: no FMA, for that reason), the partial last block its tail expression.
+// Bounds: the index is derived data (its starts lie in [0, n_out)); per column the kernel checks that
+// the column still holds the entries the index implies (its col_ptr count) and that its first and last
+// row index are still the ones its blocks imply, so rows or pointers changed since the derivation (a
+// memory-mapped file edited on disk) are skipped and counted, never followed outside y or the column's
+// values. Returns the skipped entries (0 for a valid structure).
+template <class V, class A, class I, class W>
+int64_t block_gather(const A* xv, const int32_t* idx, int64_t na, const int64_t* col_ptr, const I* rows,
+                     const W* vals, const BlockIndex& bx, const A* bias, A* y, int64_t n_out) {
+  static_assert(16 % V::W == 0, "a block must hold whole vectors");
+  init_slice(bias, y, 0, n_out);
+  int64_t bad = 0;
+  for (int64_t a = 0; a < na; ++a) {
+    const int64_t j = idx[a], k0 = col_ptr[j], k1 = col_ptr[j + 1];
+    const A s = xv[a];
+    if (!std::isfinite(s)) {
+      bad += scatter_nonfinite_column(s, rows, vals, k0, k1, y, int64_t(0), n_out);
+      continue;
+    }
+    if (!bx.blocked[j]) {  // the scatter, as sparse_gather forms it
+      bad += scatter_column<V, A, I, W>(s, rows, vals, k0, k1, y, int64_t(0), n_out);
+      continue;
+    }
+    const int32_t* st = bx.starts + bx.ptr[j];
+    const int64_t nb = bx.ptr[j + 1] - bx.ptr[j];
+    if (nb == 0) {
+      bad += k1 - k0;  // (an empty blocked column has no entries)
+      continue;
+    }
+    const int64_t last = st[nb - 1], last_len = std::min<int64_t>(16, n_out - last);
+    if (__builtin_expect(k1 - k0 != 16 * (nb - 1) + last_len || int64_t(rows[k0]) != st[0] ||
+                             int64_t(rows[k1 - 1]) != last + last_len - 1, 0)) {
+      bad += k1 - k0;  // not the structure the index was derived from: the column is skipped
+      continue;
+    }
+    const auto vs = V::set1(s);
+    const W* vb = vals + k0;
+    const int64_t whole = last_len == 16 ? nb : nb - 1;
+    for (int64_t i = 0; i < whole; ++i, vb += 16) {
+      A* yb = y + st[i];
+      for (int h = 0; h < 16; h += V::W) {  // (opaque: the product rounded on its own, as the scatter's)
+        V::store(yb + h, V::add(V::load(yb + h), V::opaque(V::mul(vs, V::loadw(vb + h)))));
+      }
+    }
+    if (whole < nb) {  // the last, partial block (rows last .. n_out - 1)
+      for (int64_t h = 0; h < last_len; ++h) y[last + h] += s * static_cast<A>(widen(vb[h]));
     }
   }
   return bad;

@@ -7,7 +7,9 @@
 //   dense-gather : wt[in, ld] (the transpose of W; ld >= out), row j = input j's weights;
 //   sparse-gather: CSC of W - col_ptr[in + 1], rows[nnz] sorted within each column, vals[nnz];
 //   bitmask-gather: the same CSC values read through a bitmask of the structure (one 16-bit mask per
-//                   16 rows of each column, derived by the op layer), float32, for AVX-512.
+//                   16 rows of each column, derived by the op layer), float32, for AVX-512;
+//   block-gather  : the same CSC where whole columns come in 16x1 blocks of rows (block-pruned
+//                   weights): one vector multiply-add per block, on every ISA.
 // Weights are float32, float16, bfloat16 or int8; int8 ones are quantised per input column, and the
 // caller passes xv[a] already multiplied by input idx[a]'s scale, so the kernels see plain integers.
 // Threads split the outputs, so no reduction is needed; the caller picks the slices.
@@ -44,6 +46,14 @@ template <class I>
 using BitmaskGatherFn = int64_t (*)(const float* xv, const int32_t* idx, int64_t n_active, const int64_t* col_ptr,
                                     const I* rows, const uint16_t* masks, const int64_t* counts, int64_t nb,
                                     const float* vals, const float* bias, float* y, int64_t n_out);
+
+
+// Block-gather (gather_impl.h): the sparse layout's product over columns made of 16x1 blocks of rows;
+// writes y[0, n_out); returns the skipped entries (0 if valid).
+template <class I, class W>
+using BlockGatherFn = int64_t (*)(const float* xv, const int32_t* idx, int64_t n_active, const int64_t* col_ptr,
+                                  const I* rows, const W* vals, const BlockIndex& blocks, const float* bias, float* y,
+                                  int64_t n_out);
 
 // EGRU cell update: gi, gh [3H] pre-activations (gate blocks [z, r, g]) -> c_out, y_out [H].
 using EgruUpdateFn = void (*)(const float* gi, const float* gh, const float* thr, const float* c_prev,
@@ -91,6 +101,14 @@ struct KernelTable {
   DropconnectFn<float> dropconnect;
   BitmaskGatherFn<int16_t> bitmask_i16_f32;
   BitmaskGatherFn<int32_t> bitmask_i32_f32;
+  BlockGatherFn<int16_t, float> block_i16_f32;
+  BlockGatherFn<int16_t, f16> block_i16_f16;
+  BlockGatherFn<int16_t, bf16> block_i16_bf16;
+  BlockGatherFn<int16_t, int8_t> block_i16_i8;
+  BlockGatherFn<int32_t, float> block_i32_f32;
+  BlockGatherFn<int32_t, f16> block_i32_f16;
+  BlockGatherFn<int32_t, bf16> block_i32_bf16;
+  BlockGatherFn<int32_t, int8_t> block_i32_i8;
 
   DenseGatherFn<float, float> dense(const float*) const { return dense_f32; }
   DenseGatherFn<float, f16> dense(const f16*) const { return dense_f16; }
@@ -106,6 +124,14 @@ struct KernelTable {
   SparseGatherFn<float, int32_t, int8_t> sparse(const int32_t*, const int8_t*) const { return sparse_i32_i8; }
   BitmaskGatherFn<int16_t> bitmask(const int16_t*) const { return bitmask_i16_f32; }
   BitmaskGatherFn<int32_t> bitmask(const int32_t*) const { return bitmask_i32_f32; }
+  BlockGatherFn<int16_t, float> block(const int16_t*, const float*) const { return block_i16_f32; }
+  BlockGatherFn<int16_t, f16> block(const int16_t*, const f16*) const { return block_i16_f16; }
+  BlockGatherFn<int16_t, bf16> block(const int16_t*, const bf16*) const { return block_i16_bf16; }
+  BlockGatherFn<int16_t, int8_t> block(const int16_t*, const int8_t*) const { return block_i16_i8; }
+  BlockGatherFn<int32_t, float> block(const int32_t*, const float*) const { return block_i32_f32; }
+  BlockGatherFn<int32_t, f16> block(const int32_t*, const f16*) const { return block_i32_f16; }
+  BlockGatherFn<int32_t, bf16> block(const int32_t*, const bf16*) const { return block_i32_bf16; }
+  BlockGatherFn<int32_t, int8_t> block(const int32_t*, const int8_t*) const { return block_i32_i8; }
 };
 
 // Per-ISA tables, each defined in its own translation unit (gather_<isa>.cpp).

@@ -29,6 +29,12 @@ struct ScalarVec {
   static void store(A* p, reg v) { *p = v; }
   static reg fma(reg a, reg b, reg c) { return a * b + c; }
   static reg mul(reg a, reg b) { return a * b; }
+  static reg add(reg a, reg b) { return a + b; }
+  // Keeps the compiler from fusing a multiply into the next add (-ffp-contract=fast): a value it cannot see.
+  static reg opaque(reg v) {
+    asm volatile("" : "+m"(v));
+    return v;
+  }
 };
 
 #if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
@@ -74,6 +80,11 @@ struct FloatVec {
   static void store(float* p, reg v) { _mm256_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm256_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm256_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm256_add_ps(a, b); }
+  static reg opaque(reg v) {
+    asm volatile("" : "+x"(v));
+    return v;
+  }
   template <class I>
   static bool outside16(const I* r, int64_t o0, int64_t len) { return outside16_x86(r, o0, len); }
 };
@@ -100,6 +111,15 @@ struct FloatVec {
   static void store(float* p, reg v) { _mm512_storeu_ps(p, v); }
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
+  static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  static reg opaque(reg v) {
+#if defined(EVSPARSE_EMULATE_AVX512)
+    asm volatile("" : "+m"(v));
+#else
+    asm volatile("" : "+v"(v));
+#endif
+    return v;
+  }
   template <class I>
   static bool outside16(const I* r, int64_t o0, int64_t len) { return outside16_x86(r, o0, len); }
 };
@@ -128,6 +148,11 @@ struct FloatVec {
   static void store(float* p, reg v) { vst1q_f32(p, v); }
   static reg fma(reg a, reg b, reg c) { return vfmaq_f32(c, a, b); }
   static reg mul(reg a, reg b) { return vmulq_f32(a, b); }
+  static reg add(reg a, reg b) { return vaddq_f32(a, b); }
+  static reg opaque(reg v) {
+    asm volatile("" : "+w"(v));
+    return v;
+  }
   // See outside16_x86: the largest unsigned r - o0 of 16 indices against len - 1.
   static bool outside16(const int16_t* r, int64_t o0, int64_t len) {
     const uint16x8_t off = vdupq_n_u16(static_cast<uint16_t>(o0));

@@ -45,4 +45,13 @@ static inline float to_float(f16 v) { return f16_to_float_portable(v.bits); }
 // that input's value (packed_product.h), so q widens to float exactly.
 static inline float to_float(int8_t v) { return static_cast<float>(v); }
 
+// The block-gather's index of a sparse structure (derived by the op layer from a validated one, never
+// user data): blocked[j] says whether column j is made of 16x1 blocks of rows; if so its blocks start
+// at rows starts[ptr[j] .. ptr[j + 1]) (multiples of 16, ascending, below n_out).
+struct BlockIndex {
+  const uint8_t* blocked;  // [in]
+  const int64_t* ptr;      // [in + 1]
+  const int32_t* starts;   // [ptr[in]]
+};
+
 }  // namespace evsparse::cpu

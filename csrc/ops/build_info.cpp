@@ -83,6 +83,7 @@ std::string build_info() {
   j += ", \"isa_active\": " + quoted(cpu::active_kernels().name);
   j += ", \"cpu_features\": " + quoted_list(cpu::detected_cpu_features());
   j += ", \"bitmask_min_density\": " + std::to_string(bitmask_min_density());
+  j += ", \"block_min_fraction\": " + std::to_string(block_min_fraction());
   j += ", \"parallel_backend\": \"torch\"";  // torch's thread pool (op_utils.h parallel_for)
   return j + "}";
 }
@@ -108,6 +109,8 @@ TORCH_LIBRARY_FRAGMENT(evsparse, m) {
   m.def("set_isa(str name) -> ()", &set_isa);
   m.def("get_bitmask_min_density() -> float", &bitmask_min_density);
   m.def("set_bitmask_min_density(float density) -> ()", &set_bitmask_min_density);
+  m.def("get_block_min_fraction() -> float", &block_min_fraction);
+  m.def("set_block_min_fraction(float fraction) -> ()", &set_block_min_fraction);
 }
 
 }  // namespace evsparse

@@ -143,8 +143,33 @@ struct CscBitmask {
   std::vector<int64_t> counts;  // [in]: the bits set per column (its col_ptr count when derived)
   std::vector<int32_t> first, last;  // [in]: each column's first and last stored row when derived (-1: none)
 };
-std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr,
-                                                   const Tensor& row_idx, int64_t out, bool want_masks = false);
+// With want_blocks, which columns are made of 16x1 blocks of rows (the block-gather's flags,
+// gather_impl.h), derived once and kept with the entry; null when no column with entries is.
+struct CscBlocks {
+  std::vector<uint8_t> blocked;  // [in]: 1 where column j was a run of 16x1 row blocks (or empty)
+  std::vector<int64_t> ptr;      // [in + 1]: the blocked columns' ranges in starts
+  std::vector<int32_t> starts;   // their blocks' first rows
+  int64_t blocked_nnz = 0;       // the entries in the blocked columns
+  cpu::BlockIndex index() const { return cpu::BlockIndex{blocked.data(), ptr.data(), starts.data()}; }
+};
+// The same derivation on raw pointers (a validated structure): fills b; returns b.blocked_nnz.
+int64_t derive_blocks(const int64_t* col_ptr, int64_t in, const void* rows, bool rows32, int64_t out, CscBlocks& b);
+// The block-gather serves a weight whose blocked columns hold at least this fraction of its entries
+// (the rest of its columns take the scatter inside it). EVSPARSE_BLOCK_MIN_FRACTION (at load) and
+// set_block_min_fraction (any time) override it; 2 turns the block path off (for A/B measurements:
+// the two paths give the same bits).
+constexpr double kBlockMinFraction = 0.5;
+double block_min_fraction();
+void set_block_min_fraction(double f);
+inline bool use_blocks(int64_t blocked_nnz, int64_t nnz) {
+  return blocked_nnz > 0 && double(blocked_nnz) >= block_min_fraction() * double(nnz);
+}
+struct CscDerived {
+  std::shared_ptr<const CscBitmask> masks;
+  std::shared_ptr<const CscBlocks> blocks;
+};
+CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx,
+                            int64_t out, bool want_masks = false, bool want_blocks = false);
 
 
 // Per call, O(1) + O(active): col_ptr's two ends (catches a zeroed or truncated col_ptr) and the
@@ -210,6 +235,9 @@ struct PackedArgs {
   const uint16_t* masks = nullptr;
   const int64_t* mask_counts = nullptr;
   std::shared_ptr<const CscBitmask> masks_owner;
+  // The structure's 16x1-block columns (CscBlocks; sparse_args), for the block-gather; null otherwise.
+  const CscBlocks* blocks = nullptr;  // (kept alive by blocks_owner, or by the plan that holds it)
+  std::shared_ptr<const CscBlocks> blocks_owner;
   bool sparse() const { return col_ptr != nullptr; }
 };
 
@@ -241,24 +269,32 @@ inline PackedArgs dense_args(const Tensor& values, int64_t in, int64_t out, cons
 
 // A sparse weight whose tensors check_csc accepted; validates its structure (once per structure, see
 // ensure_valid_csc below).
-// bitmask: whether the product may take the bitmask path (sparse_gather_linear; the recurrent ops keep
-// the scatter, so that their per-layer and plan forms stay bitwise equal).
+// The products a sparse weight may take besides the scatter. The block-gather (any weight dtype but
+// float64, any ISA) when most of the structure is 16x1 blocks: bitwise equal to the scatter, so every
+// op and the plans take it. The bitmask-gather (float32, AVX-512, dense enough) only for
+// sparse_gather_linear: it rounds differently, and the recurrent ops' per-layer and plan forms must
+// stay bitwise equal (plans use the blocks, never the bitmask).
+enum class Derive { blocks, blocks_and_bitmask };
 inline PackedArgs sparse_args(const char* op, const char* name, const Tensor& values, const Tensor& col_ptr,
-                              const Tensor& row_idx, int64_t out, bool bitmask = false) {
+                              const Tensor& row_idx, int64_t out, Derive derive = Derive::blocks) {
   const int64_t in = col_ptr.size(0) - 1, nnz = row_idx.size(0);
-  const bool want_masks = bitmask && values.scalar_type() == ScalarType::Float &&
+  const bool want_blocks = values.scalar_type() != ScalarType::Double && nnz > 0;
+  const bool want_masks = derive == Derive::blocks_and_bitmask && values.scalar_type() == ScalarType::Float &&
                           cpu::active_kernels().isa == cpu::Isa::avx512 && in > 0 && out > 0 &&
                           double(nnz) >= bitmask_min_density() * double(in) * double(out);
-  auto masks = ensure_valid_csc(op, name, col_ptr, row_idx, out, want_masks);
+  auto d = ensure_valid_csc(op, name, col_ptr, row_idx, out, want_masks, want_blocks);
   PackedArgs w{values.const_data_ptr(),     values.scalar_type(),
                col_ptr.const_data_ptr<int64_t>(), row_idx.const_data_ptr(),
                row_idx.scalar_type() == ScalarType::Int, nnz,
                in,                            out,
                name};
-  if (masks) {
-    w.masks = masks->masks.data();
-    w.mask_counts = masks->counts.data();
-    w.masks_owner = std::move(masks);
+  if (d.blocks && use_blocks(d.blocks->blocked_nnz, nnz)) {
+    w.blocks = d.blocks.get();
+    w.blocks_owner = std::move(d.blocks);
+  } else if (d.masks) {
+    w.masks = d.masks->masks.data();
+    w.mask_counts = d.masks->counts.data();
+    w.masks_owner = std::move(d.masks);
   }
   return w;
 }

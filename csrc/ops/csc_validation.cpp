@@ -2,6 +2,7 @@
 // and again whenever it may have changed; otherwise one hash lookup. See packed_product.h. On request
 // it also derives the structure's bitmask (the bitmask-gather's masks, gather_impl.h) and keeps it with
 // the entry, so the masks always describe the structure as it was validated.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <memory>
@@ -24,7 +25,17 @@ struct Seen {
   int64_t col_ptr_numel, row_idx_numel, out;
   uint32_t col_ptr_version, row_idx_version;
   std::shared_ptr<const CscBitmask> masks;  // derived on first request (null until then)
+  std::shared_ptr<const CscBlocks> blocks;  // derived on first request (null if not worth it)
+  bool blocks_derived = false;
 };
+
+std::shared_ptr<const CscBlocks> build_blocks(const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  auto bl = std::make_shared<CscBlocks>();
+  derive_blocks(col_ptr.const_data_ptr<int64_t>(), col_ptr.size(0) - 1, row_idx.const_data_ptr(),
+                row_idx.scalar_type() == ScalarType::Int, out, *bl);
+  if (bl->blocked_nnz == 0) return nullptr;
+  return bl;
+}
 
 // The bitmask of a validated structure (CscBitmask in checks.h), nb = ceil(out / 16) masks per column.
 std::shared_ptr<const CscBitmask> build_masks(const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
@@ -62,6 +73,42 @@ bool same(const Seen& s, const Tensor& cp, const Tensor& ri, int64_t out) {
 
 }  // namespace
 
+// Which columns of a validated structure are runs of 16x1 row blocks, and where their blocks start:
+// each block starts at a row 16 b and holds rows 16 b .. 16 b + 15 (up to out for the last one), so its
+// values are contiguous. Rows are sorted and distinct (validated), so a block is checked by its first
+// and last entry.
+int64_t derive_blocks(const int64_t* cp, int64_t in, const void* rows_ptr, bool rows32, int64_t out, CscBlocks& b) {
+  b.blocked.assign(static_cast<size_t>(in), uint8_t(0));
+  b.ptr.assign(static_cast<size_t>(in + 1), 0);
+  b.starts.clear();
+  b.blocked_nnz = 0;
+  const auto scan = [&](const auto* rows) {
+    for (int64_t j = 0; j < in; ++j) {
+      const size_t mark = b.starts.size();
+      bool ok = true;
+      for (int64_t k = cp[j]; k < cp[j + 1] && ok;) {
+        const int64_t r = rows[k], len = std::min<int64_t>(16, out - r);
+        ok = r % 16 == 0 && k + len <= cp[j + 1] && int64_t(rows[k + len - 1]) == r + len - 1;
+        if (ok) b.starts.push_back(static_cast<int32_t>(r));
+        k += len;
+      }
+      if (ok) {
+        b.blocked[j] = 1;
+        b.blocked_nnz += cp[j + 1] - cp[j];
+      } else {
+        b.starts.resize(mark);  // not blocked: none of its starts
+      }
+      b.ptr[j + 1] = static_cast<int64_t>(b.starts.size());
+    }
+  };
+  if (rows32) {
+    scan(static_cast<const int32_t*>(rows_ptr));
+  } else {
+    scan(static_cast<const int16_t*>(rows_ptr));
+  }
+  return b.blocked_nnz;
+}
+
 void validate_csc(const char* op, const char* name, const int64_t* cp, int64_t in, const void* rows_ptr, bool rows32,
                   int64_t nnz, int64_t out) {
   TORCH_CHECK_VALUE(cp[0] == 0 && cp[in] == nnz, op, ": ", name, " col_ptr must start at 0 and end at nnz=", nnz,
@@ -98,24 +145,35 @@ void validate_csc(const char* op, const char* name, const Tensor& col_ptr, const
                row_idx.scalar_type() == ScalarType::Int, row_idx.size(0), out);
 }
 
-std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr,
-                                                   const Tensor& row_idx, int64_t out, bool want_masks) {
+CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_ptr, const Tensor& row_idx,
+                            int64_t out, bool want_masks, bool want_blocks) {
   static std::mutex mu;
   static std::unordered_map<const c10::TensorImpl*, Seen> seen;  // keyed by the row_idx tensor
   const c10::TensorImpl* key = row_idx.unsafeGetTensorImpl();
-  bool valid = false;
+  bool valid = false, blocks_derived = false;
+  std::shared_ptr<const CscBitmask> masks;
+  std::shared_ptr<const CscBlocks> blocks;
   {
     std::lock_guard<std::mutex> lock(mu);
     const auto it = seen.find(key);
     if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) {
-      if (!want_masks) return nullptr;
-      if (it->second.masks) return it->second.masks;
-      valid = true;  // validated; only the masks are missing
+      const Seen& e = it->second;
+      if ((!want_masks || e.masks) && (!want_blocks || e.blocks_derived)) {
+        return CscDerived{want_masks ? e.masks : nullptr, want_blocks ? e.blocks : nullptr};
+      }
+      valid = true;  // validated; only something derived is missing
+      masks = e.masks;
+      blocks = e.blocks;
+      blocks_derived = e.blocks_derived;
     }
   }
   if (!valid) validate_csc(op, name, col_ptr, row_idx, out);  // outside the lock: O(in + nnz)
-  // (built from the structure just validated, which the entry's versions pin; outside the lock too)
-  std::shared_ptr<const CscBitmask> masks = want_masks ? build_masks(col_ptr, row_idx, out) : nullptr;
+  // (derived from the structure just validated, which the entry's versions pin; outside the lock too)
+  if (want_blocks && !blocks_derived) {
+    blocks = build_blocks(col_ptr, row_idx, out);
+    blocks_derived = true;
+  }
+  if (want_masks && !masks) masks = build_masks(col_ptr, row_idx, out);
   std::lock_guard<std::mutex> lock(mu);
   if (seen.size() >= kSeenSweepAt) {
     for (auto it = seen.begin(); it != seen.end();) {
@@ -127,8 +185,8 @@ std::shared_ptr<const CscBitmask> ensure_valid_csc(const char* op, const char* n
                                   c10::weak_intrusive_ptr<c10::TensorImpl>(row_idx.getIntrusivePtr()),
                                   col_ptr.unsafeGetTensorImpl(), col_ptr.const_data_ptr(), row_idx.const_data_ptr(),
                                   col_ptr.numel(), row_idx.numel(), out, version_of(col_ptr), version_of(row_idx),
-                                  masks});
-  return masks;
+                                  masks, blocks, blocks_derived});
+  return CscDerived{want_masks ? masks : nullptr, want_blocks ? blocks : nullptr};
 }
 
 namespace {
@@ -147,6 +205,27 @@ std::atomic<double>& bitmask_threshold() {
 }  // namespace
 
 double bitmask_min_density() { return bitmask_threshold().load(std::memory_order_relaxed); }
+
+namespace {
+std::atomic<double>& block_threshold() {
+  static std::atomic<double> f{[] {
+    if (const char* env = std::getenv("EVSPARSE_BLOCK_MIN_FRACTION"); env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const double d = std::strtod(env, &end);
+      if (end != env && *end == '\0' && d >= 0.0) return d;
+    }
+    return kBlockMinFraction;
+  }()};
+  return f;
+}
+}  // namespace
+
+double block_min_fraction() { return block_threshold().load(std::memory_order_relaxed); }
+
+void set_block_min_fraction(double f) {
+  TORCH_CHECK_VALUE(f >= 0.0, "evsparse.set_block_min_fraction: the fraction must be >= 0 (2 turns the block path off), got ", f);
+  block_threshold().store(f, std::memory_order_relaxed);
+}
 
 void set_bitmask_min_density(double d) {
   TORCH_CHECK_VALUE(d >= 0.0, "evsparse.set_bitmask_min_density: the density must be >= 0 (2 turns the bitmask off), got ", d);

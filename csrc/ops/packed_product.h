@@ -58,6 +58,9 @@ void packed_product(const char* op, const PackedArgs& w, const A* x, int64_t B, 
           if constexpr (std::is_same_v<A, double>) {
             skipped = cpu::sparse_gather_f64(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
                                              bias_or_null, dst, 0, out, out);
+          } else if (w.blocks != nullptr && use_blocks(w.blocks->blocked_nnz, w.nnz)) {  // (mostly 16x1 blocks)
+            skipped = cpu::active_kernels().block(rows, v)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows, v,
+                                                           w.blocks->index(), bias_or_null, dst, out);
           } else if constexpr (std::is_same_v<W, float>) {
             if (w.masks != nullptr) {  // (float32 on AVX-512, dense enough: sparse_args)
               skipped = cpu::active_kernels().bitmask(rows)(act.xv_row(b) + a0, act.idx_row(b) + a0, a1 - a0, cp, rows,

@@ -232,6 +232,25 @@ void validate_structure(const char* op, const Plan& plan) {
   }
 }
 
+// The block index of every sparse weight with 16x1-block columns (a validated plan).
+void derive_plan_blocks(Plan& plan) {
+  size_t n = 0;
+  for (int64_t k = 0; k < plan.num_layers; ++k) {
+    for (const PackedArgs& w : plan.layers[k].w) n += (w.values != nullptr && w.sparse()) ? 1 : 0;
+  }
+  plan.blocks.reserve(n);  // (pointers into it stay valid: no reallocation below)
+  for (int64_t k = 0; k < plan.num_layers; ++k) {
+    for (PackedArgs& w : plan.layers[k].w) {
+      if (w.values == nullptr || !w.sparse()) continue;
+      CscBlocks b;
+      if (derive_blocks(w.col_ptr, w.in, w.rows, w.rows32, w.out, b) > 0) {
+        plan.blocks.push_back(std::move(b));
+        w.blocks = &plan.blocks.back();
+      }
+    }
+  }
+}
+
 struct Entry {
   Seen seen;
   std::shared_ptr<const Plan> plan;
@@ -268,6 +287,7 @@ const Plan& get_plan(const char* op, const Tensor& arena, const Tensor& meta, Pl
   auto plan = std::make_shared<Plan>();
   parse_plan(op, arena, meta, kind, *plan);
   validate_structure(op, *plan);
+  derive_plan_blocks(*plan);
   Entry entry{Seen{c10::weak_intrusive_ptr<c10::TensorImpl>(arena.getIntrusivePtr()),
                    c10::weak_intrusive_ptr<c10::TensorImpl>(meta.getIntrusivePtr()), arena.unsafeGetTensorImpl(),
                    meta.unsafeGetTensorImpl(), arena.const_data_ptr(), meta.const_data_ptr(), arena.numel(),

@@ -31,6 +31,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "checks.h"
 
@@ -68,6 +69,9 @@ struct Plan {
   int64_t num_layers, input_size, width;
   int64_t num_states;  // state rows: num_layers, or the S5 kind's number of blocks
   PlanLayer layers[kPlanMaxLayers];
+  // The block index of each sparse weight with 16x1-block columns (PackedArgs::blocks points here;
+  // derived once with the validation): reserved up front, so the pointers stay valid.
+  std::vector<CscBlocks> blocks;
 };
 
 // The validated plan of (arena, meta) for an op of this kind, or a ValueError. Valid until this

@@ -49,7 +49,7 @@ Tensor sparse_gather_linear(const Tensor& x, const Tensor& col_ptr, const Tensor
   constexpr const char* op = "evsparse.sparse_gather_linear";
   check_csc(op, x, col_ptr, row_idx, &values, out);
   const PreparedInput p = prepare_input(op, x, col_ptr.size(0) - 1, out, values.scalar_type(), bias);
-  return run_product(op, p, with_scale(op, sparse_args(op, "weight", values, col_ptr, row_idx, out, /*bitmask=*/true),
+  return run_product(op, p, with_scale(op, sparse_args(op, "weight", values, col_ptr, row_idx, out, Derive::blocks_and_bitmask),
                                        scale, x));
 }
 

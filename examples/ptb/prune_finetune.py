@@ -4,7 +4,7 @@
         --sparsity 0.8 --epochs 2 --save runs/small-s80.pt
 
 Global magnitude pruning over the EGRU input and recurrent weights (embedding/decoder/biases/thresholds
-excluded), ramped on a cubic schedule over the first half of fine-tuning, then held; with
+excluded; single weights, or whole 16x1 blocks with --block 16), ramped on a cubic schedule over the first half of fine-tuning, then held; with
 --lr-schedule cosine the learning rate decays per batch from --lr to 0 at the last epoch. The saved
 checkpoint has the masks, which eval.py passes to sparsify().
 """
@@ -32,6 +32,9 @@ def main(argv=None):
     ap.add_argument("--checkpoint", required=True, help="dense model from train.py")
     ap.add_argument("--sparsity", type=float, required=True)
     ap.add_argument("--save", required=True)
+    ap.add_argument("--block", type=int, default=1, choices=prune.BLOCKS,
+                    help="16: prune whole 16x1 blocks (16 output rows of one input column), which the sparse layout "
+                         "multiplies one vector operation per block")
     ap.set_defaults(epochs=2, lr=1e-3)
     args = ap.parse_args(argv)
     _, train_data, valid_data = setup(args)
@@ -44,7 +47,7 @@ def main(argv=None):
     ramp_end = max(1, (args.epochs * steps_per_epoch) // 2)
     schedule = lr_schedule(opt, args, args.epochs * steps_per_epoch)
     pruner = prune.IterativePruner(model, opt, args.sparsity, start_step=0, end_step=ramp_end,
-                                   every=max(1, ramp_end // 20))
+                                   every=max(1, ramp_end // 20), block=args.block)
     counter = {"step": 0}
 
     def on_step():

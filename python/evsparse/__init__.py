@@ -23,7 +23,8 @@ from .packed import PackedWeight
 
 __version__ = "0.1.0"
 __all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "get_isa",
-           "set_bitmask_min_density", "get_bitmask_min_density", "library_path",
+           "set_bitmask_min_density", "get_bitmask_min_density", "set_block_min_fraction", "get_block_min_fraction",
+           "library_path",
            "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8"]
 
 torch.serialization.add_safe_globals([PackedWeight])
@@ -68,6 +69,19 @@ def set_bitmask_min_density(density: float) -> None:
 def get_bitmask_min_density() -> float:
     """The density from which the bitmask path is taken (see set_bitmask_min_density)."""
     return torch.ops.evsparse.get_bitmask_min_density()
+
+
+def set_block_min_fraction(fraction: float) -> None:
+    """A sparse weight whose columns of whole 16x1 blocks (``evsparse.prune``'s ``block=16``) hold at
+    least this fraction of its entries is multiplied one vector operation per block (the block path,
+    docs/guide/sparse-linear.md); default 0.5. The EVSPARSE_BLOCK_MIN_FRACTION environment variable sets
+    it at import; 2 turns the block path off. The block path and the scatter give the same bits."""
+    torch.ops.evsparse.set_block_min_fraction(float(fraction))
+
+
+def get_block_min_fraction() -> float:
+    """The blocked fraction from which the block path is taken (see set_block_min_fraction)."""
+    return torch.ops.evsparse.get_block_min_fraction()
 
 
 def library_path() -> str:

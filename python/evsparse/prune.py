@@ -1,4 +1,4 @@
-"""Unstructured magnitude pruning of recurrent models, with masks that survive training.
+"""Magnitude pruning of recurrent models, unstructured or in 16x1 blocks, with masks that survive training.
 
     masks = prune.global_magnitude(model, 0.85)      # {parameter name: bool mask}, one global threshold
     prune.apply_masks(model, masks)                  # zero the pruned weights
@@ -9,6 +9,11 @@ By default the prunable weights are the input and recurrent weight matrices of r
 (``evsparse.nn.EGRU``, ``torch.nn.LSTM``/``GRU``/``RNN``, ``evsparse.nn.SparseLinearRNN`` when present):
 embeddings, decoders (other ``nn.Linear``), biases and thresholds are excluded. Pass ``include`` to
 choose differently.
+
+``block=16`` prunes whole 16x1 blocks instead of single weights: 16 consecutive output rows of one input
+column (``W[16 b : 16 b + 16, j]`` of a ``[out, in]`` weight; the last block of an ``out`` that is not a
+multiple of 16 is shorter), ranked by their L2 norm. The sparse layout multiplies such a weight with one
+vector operation per block instead of a scattered add per weight (docs/guide/pruning-macs.md).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from torch import nn
 
 from .nn.egru import EGRU
 
-__all__ = ["prunable_parameters", "global_magnitude", "erk_magnitude", "apply_masks", "keep_applied", "masks_for",
+__all__ = ["BLOCKS", "prunable_parameters", "global_magnitude", "erk_magnitude", "apply_masks", "keep_applied", "masks_for",
            "cubic_sparsity", "IterativePruner", "sparsity_of"]
 
 Include = Callable[[str, nn.Module, str, torch.Tensor], bool]
@@ -100,22 +105,81 @@ def prunable_parameters(model: nn.Module, include: Optional[Include] = None) -> 
     return out
 
 
-def _selected(model: nn.Module, sparsity: float, include: Optional[Include], who: str) -> tuple[dict, dict, set]:
+BLOCKS = (1, 16)
+
+
+def _selected(model: nn.Module, sparsity: float, include: Optional[Include], who: str,
+              block: int = 1) -> tuple[dict, dict, set]:
     """A pruner's checked start: (the selected parameters, their magnitude scores, the names scored as
     complex pairs)."""
     if not 0.0 <= sparsity <= 1.0:
         raise ValueError(f"{who}: sparsity must be in [0, 1], got {sparsity}")
+    if block not in BLOCKS:
+        raise ValueError(f"{who}: block must be one of {BLOCKS}, got {block!r}")
     params = prunable_parameters(model, include)
     if not params:
         raise ValueError(f"{who}: no prunable parameters selected")
-    return (params, *_scores(model, params))
+    params, scores, pairs = params, *_scores(model, params)
+    if block > 1:
+        bad = [n for n, p in params.items() if p.dim() != 2 or n in pairs]
+        if bad:
+            raise ValueError(f"{who}: block={block} prunes 2-D [out, in] weights only; {bad[0]!r} has shape "
+                             f"{list(params[bad[0]].shape)}" + (" (a complex pair)" if bad[0] in pairs else "")
+                             + "; pass include= to leave it out")
+    return params, scores, pairs
 
 
-def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None) -> dict[str, torch.Tensor]:
+def _block_scores(score: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A [out, in] magnitude's 16x1 blocks: (their L2 norms [nb, in], their sizes [nb, in])."""
+    out, inp = score.shape
+    nb = -(-out // block)
+    padded = torch.zeros(nb * block, inp, dtype=torch.float64)
+    padded[:out] = score.double()
+    norms = padded.pow(2).view(nb, block, inp).sum(1).sqrt()
+    sizes = torch.full((nb, inp), block, dtype=torch.int64)
+    sizes[-1] = out - (nb - 1) * block
+    return norms, sizes
+
+
+def _expand_blocks(keep: torch.Tensor, out: int, block: int) -> torch.Tensor:
+    """A [nb, in] block keep-mask as the [out, in] weight mask."""
+    return keep.repeat_interleave(block, 0)[:out]
+
+
+def _keep_largest_blocks(norms: torch.Tensor, sizes: torch.Tensor, n_prune: int) -> torch.Tensor:
+    """A flat keep-mask over blocks pruning the smallest norms (ties by position) until the pruned
+    weights come closest to ``n_prune`` (whole blocks: exact only up to a block)."""
+    keep = torch.ones(norms.numel(), dtype=torch.bool)
+    if n_prune > 0:
+        order = torch.argsort(norms, stable=True)
+        cum = torch.cumsum(sizes[order], 0)
+        n = int(torch.searchsorted(cum, torch.tensor([n_prune]), right=True))  # cum[n - 1] <= n_prune
+        if n < cum.numel() and (n == 0 or int(cum[n]) - n_prune < n_prune - int(cum[n - 1])):
+            n += 1  # one block more comes closer
+        keep[order[:n]] = False
+    return keep
+
+
+def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None,
+                     block: int = 1) -> dict[str, torch.Tensor]:
     """Masks keeping the ``1 - sparsity`` fraction of largest-magnitude weights across all selected
     parameters together (one global threshold). Ties at the threshold are broken by position, so
-    exactly ``round(sparsity * total)`` weights are pruned."""
-    params, scores, pairs = _selected(model, sparsity, include, "global_magnitude")
+    exactly ``round(sparsity * total)`` weights are pruned. ``block=16``: whole 16x1 blocks by their
+    L2 norm (module docstring), as close to that count as whole blocks allow."""
+    params, scores, pairs = _selected(model, sparsity, include, "global_magnitude", block)
+    total = sum(p.numel() for p in params.values())
+    if block > 1:
+        blocks = {n: _block_scores(sc, block) for n, sc in scores.items()}
+        flat = torch.cat([b[0].flatten() for b in blocks.values()])
+        sizes = torch.cat([b[1].flatten() for b in blocks.values()])
+        keep = _keep_largest_blocks(flat, sizes, int(round(sparsity * total)))
+        masks, offset = {}, 0
+        for name, p in params.items():
+            nb = blocks[name][0].numel()
+            k = keep[offset:offset + nb].view_as(blocks[name][0])
+            masks[name] = _expand_blocks(k, p.shape[0], block).contiguous().to(p.device)
+            offset += nb
+        return masks
     flat = torch.cat([sc.flatten() for sc in scores.values()])
     keep = _keep_largest(flat, int(round(sparsity * flat.numel())))
     masks, offset = {}, 0
@@ -126,13 +190,15 @@ def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Includ
     return masks
 
 
-def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None) -> dict[str, torch.Tensor]:
+def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] = None,
+                  block: int = 1) -> dict[str, torch.Tensor]:
     """Masks with a per-layer sparsity allocated by Erdos-Renyi-Kernel (Evci et al., 2020; what the
     sparse linear RNN paper uses): a matrix of shape ``(n_out, n_in)`` gets density proportional to
     ``(n_out + n_in) / (n_out n_in)`` (capped at 1, the rest redistributed), scaled so that
     ``sparsity`` of all selected weights is pruned; within each, the smallest magnitudes go (complex
-    pairs by their complex magnitude, as :func:`global_magnitude`)."""
-    params, scores, pairs = _selected(model, sparsity, include, "erk_magnitude")
+    pairs by their complex magnitude, as :func:`global_magnitude`). ``block=16``: whole 16x1 blocks
+    by their L2 norm within each matrix."""
+    params, scores, pairs = _selected(model, sparsity, include, "erk_magnitude", block)
     sizes = {n: p.numel() for n, p in params.items()}
     raw = {}
     for n, p in params.items():
@@ -153,6 +219,11 @@ def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] 
     masks = {}
     for n, p in params.items():
         density = 1.0 if n in dense else max(0.0, min(1.0, eps * raw[n]))
+        if block > 1:
+            norms, bsizes = _block_scores(scores[n], block)
+            keep = _keep_largest_blocks(norms.flatten(), bsizes.flatten(), int(round((1.0 - density) * p.numel())))
+            masks[n] = _expand_blocks(keep.view_as(norms), p.shape[0], block).contiguous().to(p.device)
+            continue
         flat = scores[n].flatten()
         keep = _keep_largest(flat, int(round((1.0 - density) * flat.numel())))
         if n in pairs:
@@ -226,11 +297,12 @@ class IterativePruner:
     ``start_step`` and ``end_step`` it recomputes global magnitude masks at the scheduled sparsity
     (already pruned weights are zero, so they stay pruned) and keeps them applied through the
     optimizer. ``pruner.masks`` is what ``sparsify()`` takes. ``allocation``: ``"global"`` (one
-    threshold, :func:`global_magnitude`) or ``"erk"`` (per-layer, :func:`erk_magnitude`)."""
+    threshold, :func:`global_magnitude`) or ``"erk"`` (per-layer, :func:`erk_magnitude`); ``block``: 1 or
+    16 (16x1 blocks, as the pruners take it)."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, final_sparsity: float,
                  start_step: int, end_step: int, every: int = 1, include: Optional[Include] = None,
-                 allocation: str = "global"):
+                 allocation: str = "global", block: int = 1):
         if every < 1:
             raise ValueError("IterativePruner: every must be >= 1")
         if allocation not in ("global", "erk"):
@@ -238,6 +310,9 @@ class IterativePruner:
         self._prune = global_magnitude if allocation == "global" else erk_magnitude
         self.model, self.optimizer, self.include = model, optimizer, include
         self.final_sparsity, self.start_step, self.end_step, self.every = final_sparsity, start_step, end_step, every
+        if block not in BLOCKS:
+            raise ValueError(f"IterativePruner: block must be one of {BLOCKS}, got {block!r}")
+        self.block = block
         self.masks: dict = {}
         self.sparsity = 0.0
         self._handle = None
@@ -247,7 +322,7 @@ class IterativePruner:
         due = self.start_step <= step and ((step - self.start_step) % self.every == 0 or step >= self.end_step)
         target = cubic_sparsity(step, self.final_sparsity, self.start_step, self.end_step)
         if due and target > self.sparsity:
-            self.masks = self._prune(self.model, target, self.include)
+            self.masks = self._prune(self.model, target, self.include, block=self.block)
             if self._handle is not None:
                 self._handle.remove()
             self._handle = keep_applied(self.optimizer, self.model, self.masks)

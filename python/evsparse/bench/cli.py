@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 import evsparse
 
+from . import block as block_section
 from . import cold as cold_section
 from . import layout as layout_section, linear_rnn as linear_rnn_section, paced as paced_section, s5 as s5_section
 from . import egru_train as egru_train_section, stack as stack_section
@@ -357,6 +358,8 @@ def to_markdown(report: dict) -> str:
         lines += paced_section.to_markdown(report["paced"])
     if report.get("cold"):
         lines += cold_section.to_markdown_lines(report["cold"], report["cold_evict_MB"])
+    if report.get("block"):
+        lines += block_section.to_markdown_lines(report["block"])
     lines += ["", "## Fixed cost of one call (us)", "", "| call | us |", "|---|---|"]
     for k, v in report["overhead_us"].items():
         lines.append(f"| {k} | {v:.2f} |")
@@ -451,6 +454,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--train-cases", nargs="*", type=egru_train_section.parse_case,
                     default=egru_train_section.DEFAULT_CASES[:2],
                     help="EGRU training-step cases IN:H:B:T (default: PTB-small's two layers; none to skip)")
+    ap.add_argument("--block-points", nargs="*", default=block_section.DEFAULT_POINTS,
+                    help="in x out @ activity @ density points of the block-pruned section (none to skip)")
     ap.add_argument("--out", type=Path, default=Path("bench-out"), help="directory for report.{md,json,png}")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
@@ -477,6 +482,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                   if args.train_cases else [])
     cold_rows = (cold_section.cold_section(args.cold_points, args.cold_calls, args.reps)
                  if args.cold_points else [])
+    block_rows = (block_section.block_section(args.block_points, args.cold_calls, args.reps)
+                  if args.block_points else [])
     info = evsparse.build_info()
     report = {
         "meta": {"date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_name(), "arch": platform.machine(),
@@ -492,6 +499,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "stack_step": stack_rows,
         "paced": paced_rows,
         "cold": cold_rows,
+        "block": block_rows,
         "egru_train": train_rows,
         "cold_evict_MB": cold_section.evict_bytes() / 2**20,
         "overhead_us": overhead_section(),

@@ -1,0 +1,275 @@
+"""The block-gather: sparse weights whose columns are runs of 16x1 blocks of rows (what
+``evsparse.prune``'s ``block=16`` leaves) multiply with one vector operation per block. The op layer
+derives which columns are blocked when it validates the structure; the result must equal the dense
+reference, and bit for bit the scatter's (both round s * w, then add), on every ISA, for the product op,
+the recurrent ops and the plans; a structure edited without a version bump is refused."""
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import evsparse
+from evsparse import prune
+from evsparse.nn import EGRU, SparseLinear
+
+
+def block_mask(out, inp, density, gen, partial_cols=0):
+    """A [out, in] mask of whole 16x1 blocks (the last one shorter when out % 16 != 0); partial_cols
+    columns get one extra unstructured entry, so they are not blocked."""
+    nb = -(-out // 16)
+    keep = torch.rand(nb, inp, generator=gen) < density
+    mask = keep.repeat_interleave(16, 0)[:out].clone()
+    for j in range(min(partial_cols, inp)):
+        free = (~mask[:, j]).nonzero().flatten()
+        if free.numel():
+            mask[free[0], j] = True
+    return mask
+
+
+@pytest.fixture
+def block_path():
+    """Turns the block path on (the default fraction) or off (2) for one test, restoring it after."""
+    default = evsparse.get_block_min_fraction()
+
+    def set_path(on: bool):
+        evsparse.set_block_min_fraction(default if on else 2.0)
+
+    yield set_path
+    evsparse.set_block_min_fraction(default)
+
+
+@settings(max_examples=40, deadline=None)
+@given(out=st.sampled_from([1, 15, 16, 17, 33, 100, 256, 1000]), inp=st.sampled_from([1, 7, 64, 300]),
+       density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), activity=st.sampled_from([0.05, 0.3, 1.0]),
+       batch=st.sampled_from([1, 2, 7]), dtype=st.sampled_from([torch.float32, torch.float16, torch.bfloat16]),
+       partial=st.sampled_from([0, 2]), with_bias=st.booleans(), seed=st.integers(0, 10**6))
+def test_matches_the_dense_reference(isa, threads, out, inp, density, activity, batch, dtype, partial, with_bias, seed):
+    threads(2)
+    gen = torch.Generator().manual_seed(seed)
+    w = torch.randn(out, inp, generator=gen).to(dtype).float()  # representable in dtype
+    mask = block_mask(out, inp, density, gen, partial)
+    x = torch.randn(batch, inp, generator=gen) * (torch.rand(batch, inp, generator=gen) < activity)
+    bias = torch.randn(out, generator=gen) if with_bias else None
+    pw = evsparse.pack(w, mask, layout="sparse", weight_dtype=dtype)
+    ref = torch.nn.functional.linear(x, w * mask, bias)
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw, bias), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("out", [16, 40, 300])
+def test_bitwise_equal_to_the_scatter(isa, threads, block_path, out):
+    """The same weights with the block path on and off (the scatter): the same bits, for blocked
+    columns, unblocked ones, the partial last block and every weight dtype, one thread and two; and
+    the block path does serve them: an edit it checks (a block's last row) is refused only with it on."""
+    gen = torch.Generator().manual_seed(out)
+    w = torch.randn(out, 90, generator=gen)
+    mask = block_mask(out, 90, 0.4, gen, partial_cols=10)
+    x = torch.randn(3, 90, generator=gen) * (torch.rand(3, 90, generator=gen) < 0.5)
+    bias = torch.randn(out, generator=gen)
+    bitmask = evsparse.get_bitmask_min_density()
+    evsparse.set_bitmask_min_density(2.0)  # off: the scatter, not the bitmask (which rounds otherwise)
+    try:
+        _compare_on_off(x, w, mask, bias, threads, block_path)
+    finally:
+        evsparse.set_bitmask_min_density(bitmask)
+
+
+def _compare_on_off(x, w, mask, bias, threads, block_path):
+    for n in (1, 2):
+        threads(n)
+        for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.int8):
+            pw = evsparse.pack(w, mask, layout="sparse", weight_dtype=dtype)
+            block_path(True)
+            on = evsparse.sparse_linear(x, pw, bias)
+            block_path(False)
+            off = evsparse.sparse_linear(x, pw, bias)
+            assert torch.equal(on, off), (n, dtype)
+
+
+def test_knob():
+    default = evsparse.get_block_min_fraction()
+    assert default == pytest.approx(0.5) and evsparse.build_info()["block_min_fraction"] == pytest.approx(0.5)
+    try:
+        evsparse.set_block_min_fraction(0.9)
+        assert evsparse.get_block_min_fraction() == pytest.approx(0.9)
+        for bad in (-1.0, float("nan")):
+            with pytest.raises(ValueError, match="must be >= 0"):
+                evsparse.set_block_min_fraction(bad)
+    finally:
+        evsparse.set_block_min_fraction(default)
+
+
+def test_int8_weights(isa):
+    gen = torch.Generator().manual_seed(1)
+    w = torch.randn(200, 64, generator=gen)
+    mask = block_mask(200, 64, 0.3, gen)
+    x = torch.randn(2, 64, generator=gen) * (torch.rand(2, 64, generator=gen) < 0.5)
+    pw = evsparse.pack(w, mask, layout="sparse", weight_dtype=torch.int8)
+    deq = pw.to_dense()  # the dequantised matrix the int8 product must equal to rounding
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), x @ deq.T, rtol=1e-5, atol=1e-4)
+
+
+def test_nan_and_inf_inputs_as_f_linear(isa):
+    """A non-finite input multiplies its column's implicit zeros too (NaN there), as F.linear does on
+    the dense matrix: its column takes the scatter's non-finite path."""
+    gen = torch.Generator().manual_seed(2)
+    w = torch.randn(70, 20, generator=gen)
+    mask = block_mask(70, 20, 0.5, gen)
+    x = torch.randn(2, 20, generator=gen)
+    x[0, 3], x[1, 7] = float("nan"), float("inf")
+    pw = evsparse.pack(w, mask, layout="sparse")
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), torch.nn.functional.linear(x, w * mask), equal_nan=True)
+
+
+def test_autograd_through_a_blocked_weight():
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(48, 30, generator=gen)
+    mask = block_mask(48, 30, 0.5, gen)
+    x = (torch.randn(2, 30, generator=gen) * (torch.rand(2, 30, generator=gen) < 0.5)).requires_grad_()
+    pw = evsparse.pack(w, mask, layout="sparse")
+    pw.values.requires_grad_()
+    evsparse.sparse_linear(x, pw).pow(2).sum().backward()
+    wd = (w * mask).requires_grad_()
+    xd = x.detach().clone().requires_grad_()
+    torch.nn.functional.linear(xd, wd).pow(2).sum().backward()
+    torch.testing.assert_close(x.grad, xd.grad)
+    torch.testing.assert_close(pw.values.grad, wd.grad.T[mask.T])  # CSC order: by column, then row
+
+
+@pytest.mark.parametrize("where", ["column end", "column start"])
+def test_structure_edited_without_a_version_bump_is_refused(block_path, where):
+    """Inference tensors have no version counter (like a memory-mapped file edited on disk): the
+    derived block index would describe the old structure, so per active column the kernel checks its
+    entry count and its first and last row against the index, and refuses changed data with a
+    ValueError (as the bitmask path checks each column's ends)."""
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(64, 10, generator=gen)
+    mask = torch.zeros(64, 10, dtype=torch.bool)
+    mask[16:48, :] = True  # two whole blocks per column
+    with torch.inference_mode():
+        pw = evsparse.pack(w, mask, layout="sparse")
+        x = torch.ones(1, 10)
+        torch.testing.assert_close(evsparse.sparse_linear(x, pw), x @ (w * mask).T)
+        k0, k1 = int(pw.col_ptr[2]), int(pw.col_ptr[3])
+        if where == "column end":
+            pw.row_idx[k1 - 1] = 46  # still in range: a range check alone would not object
+        else:
+            pw.row_idx[k0] = 17  # misaligned, in range
+        with pytest.raises(ValueError, match="corrupted packed weight"):
+            evsparse.sparse_linear(x, pw)
+        # The scatter range-checks each index it scatters through; this edit stays in range, so with the
+        # block path off the call runs: the refusal above came from the block path's own checks.
+        # (the bitmask, which AVX-512 would take at this density, checks each column's first and last row)
+        block_path(False)
+        bitmask = evsparse.get_bitmask_min_density()
+        evsparse.set_bitmask_min_density(2.0)
+        try:
+            evsparse.sparse_linear(x, pw)
+        finally:
+            evsparse.set_bitmask_min_density(bitmask)
+
+
+def test_edit_with_a_version_bump_rederives():
+    """An in-place edit that moves the version re-validates and derives again: a weight that stops
+    being blocked takes the scatter and is still right."""
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(64, 12, generator=gen)
+    mask = block_mask(64, 12, 0.6, gen)
+    pw = evsparse.pack(w, mask, layout="sparse")
+    x = torch.randn(1, 12, generator=gen)
+    evsparse.sparse_linear(x, pw)
+    counts = pw.col_ptr[1:] - pw.col_ptr[:-1]
+    j = int(((counts > 0) & (counts < 64)).nonzero()[0])  # a column with stored rows and a free one
+    k0, k1 = int(pw.col_ptr[j]), int(pw.col_ptr[j + 1])
+    rows = pw.row_idx[k0:k1].tolist()
+    free = sorted(set(range(64)) - set(rows))
+    new = sorted(rows[1:] + [free[0]])  # its first block loses a row: the column is no longer blocked
+    with torch.no_grad():
+        pw.row_idx[k0:k1] = torch.tensor(new, dtype=pw.row_idx.dtype)
+    dense = torch.zeros(64, 12)
+    cp, ri = pw.col_ptr.tolist(), pw.row_idx.tolist()
+    for c in range(12):
+        for k in range(cp[c], cp[c + 1]):
+            dense[ri[k], c] = pw.values[k]
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), x @ dense.T, rtol=1e-5, atol=1e-5)
+
+
+def test_block_pruned_egru_plan_and_per_layer_ops_agree(isa):
+    """A block-pruned EGRU on the kernels: its plan step equals the dense masked model's step, and the
+    plan and the per-layer ops (both on the block-gather) agree bit for bit."""
+    torch.manual_seed(0)
+    m = EGRU(48, 64, num_layers=2).eval()
+    with torch.no_grad():
+        for k in range(2):
+            getattr(m, f"thr_l{k}").fill_(0.3)
+    masks = prune.global_magnitude(m, 0.7, block=16)
+    prune.apply_masks(m, masks)
+    s = m.sparsify(masks, layout="sparse")
+    xs = torch.randn(6, 1, 48) * (torch.rand(6, 1, 48) < 0.5)
+    with torch.no_grad():
+        ref, _ = m(xs)
+        out_plan, _ = s(xs)
+        st = None
+        steps = []
+        for t in range(6):
+            y, st = s.step(xs[t], st)
+            steps.append(y)
+    torch.testing.assert_close(out_plan, ref, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(torch.stack(steps), out_plan, rtol=0, atol=0)
+
+
+def test_sparse_linear_module_with_block_pruned_weights():
+    gen = torch.Generator().manual_seed(6)
+    lin = torch.nn.Linear(40, 100)
+    mask = block_mask(100, 40, 0.3, gen)
+    m = SparseLinear.from_module(lin, mask, layout="sparse")
+    x = torch.randn(3, 40, generator=gen) * (torch.rand(3, 40, generator=gen) < 0.4)
+    torch.testing.assert_close(m(x), torch.nn.functional.linear(x, lin.weight.detach() * mask, lin.bias.detach()))
+
+
+class TestBlockPruning:
+    def model(self):
+        torch.manual_seed(0)
+        return EGRU(40, 50, num_layers=2)
+
+    @pytest.mark.parametrize("pruner", [prune.global_magnitude, prune.erk_magnitude])
+    def test_masks_are_whole_16x1_blocks_at_the_sparsity(self, pruner):
+        masks = pruner(self.model(), 0.8, block=16)
+        total = sum(v.numel() for v in masks.values())
+        kept = sum(int(v.sum()) for v in masks.values())
+        assert abs((1 - kept / total) - 0.8) < 16 / total * len(masks)  # whole blocks: within a block per matrix
+        for name, v in masks.items():
+            for b in range(0, v.shape[0], 16):
+                blk = v[b:b + 16]
+                assert bool((blk.all(0) | (~blk).all(0)).all()), (name, b)
+
+    def test_blocks_ranked_by_l2_norm(self):
+        m = torch.nn.Module()
+        w = torch.zeros(32, 2)
+        w[:16, 0] = 1.0    # norm 4
+        w[16:, 0] = 0.5    # norm 2
+        w[:16, 1] = 3.0    # norm 12 (one big block)
+        w[16:, 1] = 0.9    # norm 3.6
+        m.weight = torch.nn.Parameter(w)
+        masks = prune.global_magnitude(m, 0.5, include=lambda *a: a[2] == "weight", block=16)
+        kept = masks["weight"]
+        assert kept[:16, 0].all() and kept[:16, 1].all() and not kept[16:].any()
+
+    def test_refuses_other_blocks_and_non_matrices(self):
+        with pytest.raises(ValueError, match="block must be one of"):
+            prune.global_magnitude(self.model(), 0.5, block=8)
+        m = torch.nn.Module()
+        m.weight = torch.nn.Parameter(torch.randn(4, 4, 4))
+        with pytest.raises(ValueError, match="2-D"):
+            prune.global_magnitude(m, 0.5, include=lambda *a: True, block=16)
+
+    def test_iterative_pruner_keeps_blocks(self):
+        model = self.model()
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        pr = prune.IterativePruner(model, opt, 0.75, start_step=0, end_step=2, block=16)
+        for step in range(3):
+            pr.step(step)
+        for v in pr.masks.values():
+            for b in range(0, v.shape[0], 16):
+                blk = v[b:b + 16]
+                assert bool((blk.all(0) | (~blk).all(0)).all())
