@@ -14,13 +14,19 @@ from evsparse.nn import EGRU, PackedEGRU, SparseLinearRNN
 OPS = torch.ops.evsparse
 
 
-def _egru(layout, n_layers=2, H=24, n_in=16, thr=0.05, seed=0):
+def _egru(layout, n_layers=2, H=24, n_in=16, thr=0.05, seed=0, block=False):
     torch.manual_seed(seed)
     e = EGRU(n_in, H, num_layers=n_layers).eval()
     with torch.no_grad():
         for k in range(n_layers):
             getattr(e, f"thr_l{k}").fill_(thr)
-    masks = {f"weight_{w}_l{k}": torch.rand(3 * H, n_in if (k == 0 and w == "ih") else H) < 0.3
+
+    def mask(rows, cols):  # unstructured, or whole 16x1 blocks (the block path)
+        if not block:
+            return torch.rand(rows, cols) < 0.3
+        return (torch.rand(-(-rows // 16), cols) < 0.3).repeat_interleave(16, 0)[:rows]
+
+    masks = {f"weight_{w}_l{k}": mask(3 * H, n_in if (k == 0 and w == "ih") else H)
              for k in range(n_layers) for w in ("ih", "hh")}
     with torch.no_grad():  # the training module holds the pruned weights too (the dense reference)
         for name, m in masks.items():
@@ -42,10 +48,11 @@ def _state(p, B):
     return torch.randn(shape), torch.randn(shape).relu()
 
 
-@pytest.mark.parametrize("layout", ["dense", "sparse", MIXED])
+@pytest.mark.parametrize("layout", ["dense", "sparse", MIXED, "sparse, 16x1 blocks"])
 @pytest.mark.parametrize("B", [1, 3])
 def test_egru_plan_step_equals_the_stack_op(layout, B):
-    _, p = _egru(layout)
+    block = layout == "sparse, 16x1 blocks"  # (the plan and the stack op both take the block path)
+    _, p = _egru("sparse" if block else layout, block=block)
     x = torch.randn(B, 16).relu()
     c, y = _state(p, B)
     want = OPS.egru_stack_step(x, c, y, *p._stack_args())
