@@ -72,6 +72,10 @@ struct Plan {
   // The block index of each sparse weight with 16x1-block columns (PackedArgs::blocks points here;
   // derived once with the validation): reserved up front, so the pointers stay valid.
   std::vector<CscBlocks> blocks;
+
+  Plan() = default;
+  Plan(const Plan&) = delete;  // a copy's PackedArgs::blocks would point into this plan's index
+  Plan& operator=(const Plan&) = delete;
 };
 
 // The validated plan of (arena, meta) for an op of this kind, or a ValueError. Valid until this
