@@ -273,3 +273,25 @@ class TestBlockPruning:
             for b in range(0, v.shape[0], 16):
                 blk = v[b:b + 16]
                 assert bool((blk.all(0) | (~blk).all(0)).all())
+
+
+def test_auto_layout_knows_block_structure():
+    """layout="auto" keeps block-pruned float weights sparse up to AUTO_SPARSE_MAX_DENSITY_BLOCKS (the
+    block path's measured crossover), unstructured ones up to AUTO_SPARSE_MAX_DENSITY; int8 keeps its own."""
+    from evsparse.layout import auto_layout, block_fraction
+
+    gen = torch.Generator().manual_seed(7)
+    d = (evsparse.AUTO_SPARSE_MAX_DENSITY + evsparse.AUTO_SPARSE_MAX_DENSITY_BLOCKS) / 2
+    blocked = torch.randn(300, 50, generator=gen) * block_mask(300, 50, d, gen)
+    unstructured = torch.randn(300, 50, generator=gen) * (torch.rand(300, 50, generator=gen) < d)
+    assert block_fraction(blocked) == 1.0 and block_fraction(unstructured) < 0.1
+    assert block_fraction(torch.zeros(40, 3)) == 0.0
+    assert auto_layout(blocked) == "sparse" and auto_layout(unstructured) == "dense"
+    assert evsparse.pack(blocked, blocked != 0).layout == "sparse"
+    assert auto_layout(blocked, torch.int8) == "dense"
+    dense_blocked = torch.randn(300, 50, generator=gen) * block_mask(300, 50, 0.9, gen)
+    assert auto_layout(dense_blocked) == "dense"
+    # half the entries in blocked columns is the op layer's threshold too
+    mixed = blocked.clone()
+    mixed[:, :30] = unstructured[:, :30]
+    assert (block_fraction(mixed) >= 0.5) == (auto_layout(mixed) == "sparse")

@@ -24,7 +24,7 @@ from .packed import PACKED_DTYPES, VALUE_DTYPES, PackedWeight
 from .timing import time_interleaved
 
 __all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
-           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8"]
+           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS", "block_fraction"]
 
 LAYOUTS = ("dense", "sparse", "auto", "timed")
 
@@ -36,6 +36,13 @@ AUTO_SPARSE_MAX_DENSITY = 0.2
 # nonzero (int16 index + value) with the same scalar scatter, so dense wins down to lower densities
 # (docs, "Choosing a layout": int8 sparse won at <= 10% on 1024x3072 and 2048x6144, lost at >= 15%).
 AUTO_SPARSE_MAX_DENSITY_INT8 = 0.1
+# The same for float weights pruned in whole 16x1 blocks (evsparse.prune's block=16), which the sparse
+# layout multiplies one vector operation per block: it beat the dense layout up to 40% density on
+# 1024x3072 and 2048x6144 at 10% activity (1.11x, 1.32x; 0.96x, 0.89x at 50%) and beyond 50% with every
+# input active (AMD EPYC Zen 4, 2026-12-03, benchmarks/ab/block_pruned.py; docs, "Choosing a layout").
+# On 256x768 at 10% activity the dense layout won at every density, as it does for unstructured weights.
+# int8 block-pruned weights keep AUTO_SPARSE_MAX_DENSITY_INT8 (their crossover is not measured).
+AUTO_SPARSE_MAX_DENSITY_BLOCKS = 0.4
 
 
 def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
@@ -68,12 +75,38 @@ def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str 
     return PackedWeight.from_masked(w, auto_layout(w, weight_dtype) if layout == "auto" else layout, weight_dtype)
 
 
+def block_fraction(w: torch.Tensor) -> float:
+    """The fraction of ``w``'s nonzeros in columns made of whole 16x1 blocks (16 consecutive rows from a
+    multiple of 16, the last block up to ``out``): what the op layer's block path serves (see
+    :data:`AUTO_SPARSE_MAX_DENSITY_BLOCKS`)."""
+    nz = w != 0
+    out, inp = nz.shape
+    total = int(nz.sum())
+    if total == 0:
+        return 0.0
+    nb = -(-out // 16)
+    pad = torch.zeros(nb * 16, inp, dtype=torch.int32)
+    pad[:out] = nz.to(torch.int32)
+    per_block = pad.view(nb, 16, inp).sum(1)  # [nb, in]: stored rows per block
+    full = torch.full((nb, 1), 16, dtype=torch.int32)
+    full[-1] = out - (nb - 1) * 16
+    whole = (per_block == 0) | (per_block == full)
+    blocked_cols = whole.all(0)
+    return float(nz[:, blocked_cols].sum()) / total
+
+
 def auto_layout(w: torch.Tensor, weight_dtype: Optional[torch.dtype] = None) -> str:
     """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold
-    (:data:`AUTO_SPARSE_MAX_DENSITY`, or :data:`AUTO_SPARSE_MAX_DENSITY_INT8` for int8 values)."""
+    (:data:`AUTO_SPARSE_MAX_DENSITY`, or :data:`AUTO_SPARSE_MAX_DENSITY_INT8` for int8 values, or
+    :data:`AUTO_SPARSE_MAX_DENSITY_BLOCKS` for float weights mostly made of 16x1 blocks)."""
     total = w.numel()
     density = int(torch.count_nonzero(w)) / total if total else 1.0
-    limit = AUTO_SPARSE_MAX_DENSITY_INT8 if weight_dtype == torch.int8 else AUTO_SPARSE_MAX_DENSITY
+    if weight_dtype == torch.int8:
+        limit = AUTO_SPARSE_MAX_DENSITY_INT8
+    elif AUTO_SPARSE_MAX_DENSITY < density <= AUTO_SPARSE_MAX_DENSITY_BLOCKS and block_fraction(w) >= 0.5:
+        limit = AUTO_SPARSE_MAX_DENSITY_BLOCKS  # (the op layer's block path takes it from half, too)
+    else:
+        limit = AUTO_SPARSE_MAX_DENSITY
     return "sparse" if density <= limit else "dense"
 
 
