@@ -24,7 +24,7 @@
 // blocks of 6144 x 2048 at 10%: ~3 core cycles per block, the expand's port), the CSC ~1.4 cycles per
 // nonzero (load ports: index, product, y); at 15% a block holds 2.4 nonzeros, so the two tie warm and
 // the bitmask wins by its fewer bytes only when the data comes from further away. At 30% it is 2x.
-// Build and run:  bash benchmarks/cpp/run_bitmask512_ab.sh [out in density activity]
+// Build and run:  bash benchmarks/cpp/run_avx512_ab.sh bitmask512 [out in density activity]   (default 6144 2048 0.15 0.1)
 #define EVSPARSE_ISA_AVX512 1
 #include <algorithm>
 #include <chrono>

@@ -7,7 +7,7 @@
 //   6144 x 2048, 10% x 15%:  csc 78.4 (0.41 ns per nonzero)  blk16 20.9 (0.11 ns per stored weight)  3.8x
 //     8 copies:              csc 104.3                       blk16 39.4                              2.6x
 //   3072 x 1024, 10% x 15%:  3.5x;  768 x 256: 3.5x (10% active), 6.2x (all active); 384 x 192, 10%, all: 5.5x
-// Build and run:  bash benchmarks/cpp/run_block16_ab.sh out in density activity [copies]
+// Build and run:  bash benchmarks/cpp/run_avx512_ab.sh block16 out in density activity [copies]
 #define EVSPARSE_ISA_AVX512 1
 #include <algorithm>
 #include <chrono>

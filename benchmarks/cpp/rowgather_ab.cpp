@@ -16,7 +16,7 @@
 // So the scatter already runs at ~1.5-2.5 cycles per nonzero on this core and a gather of x costs about
 // as much per element; a CSR copy would gain 1.2x (once 1.8x) at full activity only, for twice the
 // stored weight. Not adopted. See docs/benchmarks/results.md (the Zen 4 section).
-// Build and run:  bash benchmarks/cpp/run_rowgather_ab.sh out in density [activity]
+// Build and run:  bash benchmarks/cpp/run_avx512_ab.sh rowgather out in density [activity]
 #define EVSPARSE_ISA_AVX512 1
 #include <algorithm>
 #include <chrono>

@@ -25,7 +25,7 @@ struct Seen {
   int64_t col_ptr_numel, row_idx_numel, out;
   uint32_t col_ptr_version, row_idx_version;
   std::shared_ptr<const CscBitmask> masks;  // derived on first request (null until then)
-  std::shared_ptr<const CscBlocks> blocks;  // derived on first request (null if not worth it)
+  std::shared_ptr<const CscBlocks> blocks;  // derived on first request (null if no column is blocked)
   bool blocks_derived = false;
 };
 
@@ -190,46 +190,38 @@ CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_
 }
 
 namespace {
-double default_bitmask_min_density() {
-  if (const char* env = std::getenv("EVSPARSE_BITMASK_MIN_DENSITY"); env != nullptr && *env != '\0') {
+// A run-time threshold: the environment variable's value if it parses as a number >= 0 (an unusable
+// value falls back to the default, as EVSPARSE_ISA does), else the default.
+double env_threshold(const char* name, double fallback) {
+  if (const char* env = std::getenv(name); env != nullptr && *env != '\0') {
     char* end = nullptr;
     const double d = std::strtod(env, &end);
-    if (end != env && *end == '\0' && d >= 0.0) return d;  // (an unusable value falls back, as EVSPARSE_ISA)
+    if (end != env && *end == '\0' && d >= 0.0) return d;
   }
-  return kBitmaskMinDensity;
+  return fallback;
 }
 std::atomic<double>& bitmask_threshold() {
-  static std::atomic<double> d{default_bitmask_min_density()};
+  static std::atomic<double> d{env_threshold("EVSPARSE_BITMASK_MIN_DENSITY", kBitmaskMinDensity)};
   return d;
+}
+std::atomic<double>& block_threshold() {
+  static std::atomic<double> f{env_threshold("EVSPARSE_BLOCK_MIN_FRACTION", kBlockMinFraction)};
+  return f;
 }
 }  // namespace
 
 double bitmask_min_density() { return bitmask_threshold().load(std::memory_order_relaxed); }
 
-namespace {
-std::atomic<double>& block_threshold() {
-  static std::atomic<double> f{[] {
-    if (const char* env = std::getenv("EVSPARSE_BLOCK_MIN_FRACTION"); env != nullptr && *env != '\0') {
-      char* end = nullptr;
-      const double d = std::strtod(env, &end);
-      if (end != env && *end == '\0' && d >= 0.0) return d;
-    }
-    return kBlockMinFraction;
-  }()};
-  return f;
+void set_bitmask_min_density(double d) {
+  TORCH_CHECK_VALUE(d >= 0.0, "evsparse.set_bitmask_min_density: the density must be >= 0 (2 turns the bitmask off), got ", d);
+  bitmask_threshold().store(d, std::memory_order_relaxed);
 }
-}  // namespace
 
 double block_min_fraction() { return block_threshold().load(std::memory_order_relaxed); }
 
 void set_block_min_fraction(double f) {
   TORCH_CHECK_VALUE(f >= 0.0, "evsparse.set_block_min_fraction: the fraction must be >= 0 (2 turns the block path off), got ", f);
   block_threshold().store(f, std::memory_order_relaxed);
-}
-
-void set_bitmask_min_density(double d) {
-  TORCH_CHECK_VALUE(d >= 0.0, "evsparse.set_bitmask_min_density: the density must be >= 0 (2 turns the bitmask off), got ", d);
-  bitmask_threshold().store(d, std::memory_order_relaxed);
 }
 
 }  // namespace evsparse

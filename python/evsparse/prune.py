@@ -119,7 +119,7 @@ def _selected(model: nn.Module, sparsity: float, include: Optional[Include], who
     params = prunable_parameters(model, include)
     if not params:
         raise ValueError(f"{who}: no prunable parameters selected")
-    params, scores, pairs = params, *_scores(model, params)
+    scores, pairs = _scores(model, params)
     if block > 1:
         bad = [n for n, p in params.items() if p.dim() != 2 or n in pairs]
         if bad:

@@ -252,6 +252,24 @@ void run_egru_train_trials(const KernelTable& table) {
   check(compared >= 30, "egru_train: too many borderline trials skipped", table.name, compared);
 }
 
+// A random input of in features at the given activity (a NaN in every tenth trial), compacted as the op
+// layer compacts it, and a bias of out: what the bitmask and block trials feed both kernels they compare.
+struct ActiveInput {
+  std::vector<float> bias, xv;
+  std::vector<int32_t> idx;
+  int64_t na;
+};
+ActiveInput make_active_input(int64_t in, int64_t out, float activity, int trial) {
+  std::vector<float> x(static_cast<size_t>(in));
+  ActiveInput r{std::vector<float>(static_cast<size_t>(out)), std::vector<float>(static_cast<size_t>(in)),
+                std::vector<int32_t>(static_cast<size_t>(in)), 0};
+  for (auto& v : x) v = uniform() < activity ? uniform() * 2 - 1 : 0.f;
+  if (trial % 10 == 3) x[next_u32() % in] = NAN;
+  for (auto& v : r.bias) v = uniform();
+  r.na = compact_active(x.data(), in, r.idx.data(), r.xv.data());
+  return r;
+}
+
 // Bitmask-gather (float32 values) against the CSC sparse-gather on the same structure: random sizes
 // with 16-row tails, densities and activities, a non-finite input now and then (the CSC path per
 // column); and col_ptr changed after the masks were derived (a column whose count disagrees is
@@ -276,13 +294,11 @@ void run_bitmask_trials(const KernelTable& table) {
       col_ptr[j + 1] = static_cast<int64_t>(rows.size());
       counts[j] = col_ptr[j + 1] - col_ptr[j];
     }
-    std::vector<float> x(static_cast<size_t>(in)), bias(static_cast<size_t>(out));
-    for (auto& v : x) v = uniform() < activity ? uniform() * 2 - 1 : 0.f;
-    if (trial % 10 == 3) x[next_u32() % in] = NAN;
-    for (auto& v : bias) v = uniform();
-    std::vector<int32_t> idx(static_cast<size_t>(in));
-    std::vector<float> xv(static_cast<size_t>(in));
-    const int64_t na = compact_active(x.data(), in, idx.data(), xv.data());
+    const ActiveInput inp = make_active_input(in, out, activity, trial);
+    const std::vector<float>& bias = inp.bias;
+    const std::vector<int32_t>& idx = inp.idx;
+    const std::vector<float>& xv = inp.xv;
+    const int64_t na = inp.na;
     std::vector<float> ys(static_cast<size_t>(out)), yb(static_cast<size_t>(out + 16), -7.f);
     const auto run = [&](const std::vector<int64_t>& cp, const std::vector<uint16_t>& m) {
       std::fill(yb.begin(), yb.end(), -7.f);
@@ -362,13 +378,11 @@ void run_block_trials(const KernelTable& table) {
       bptr[j + 1] = static_cast<int64_t>(starts.size());
     }
     const BlockIndex bx{blocked.data(), bptr.data(), starts.data()};
-    std::vector<float> x(static_cast<size_t>(in)), bias(static_cast<size_t>(out));
-    for (auto& v : x) v = uniform() < activity ? uniform() * 2 - 1 : 0.f;
-    if (trial % 10 == 3) x[next_u32() % in] = NAN;
-    for (auto& v : bias) v = uniform();
-    std::vector<int32_t> idx(static_cast<size_t>(in));
-    std::vector<float> xv(static_cast<size_t>(in));
-    const int64_t na = compact_active(x.data(), in, idx.data(), xv.data());
+    const ActiveInput inp = make_active_input(in, out, activity, trial);
+    const std::vector<float>& bias = inp.bias;
+    const std::vector<int32_t>& idx = inp.idx;
+    const std::vector<float>& xv = inp.xv;
+    const int64_t na = inp.na;
     std::vector<float> ys(static_cast<size_t>(out)), yb(static_cast<size_t>(out + 16), -7.f);
     const auto run = [&](const std::vector<I>& r, const std::vector<int64_t>& cp) {
       std::fill(yb.begin(), yb.end(), -7.f);
