@@ -277,7 +277,8 @@ class TestBlockPruning:
 
 def test_auto_layout_knows_block_structure():
     """layout="auto" keeps block-pruned float weights sparse up to AUTO_SPARSE_MAX_DENSITY_BLOCKS (the
-    block path's measured crossover), unstructured ones up to AUTO_SPARSE_MAX_DENSITY; int8 keeps its own."""
+    block path's measured crossover), unstructured ones up to AUTO_SPARSE_MAX_DENSITY; int8 weights have
+    their own pair of thresholds (AUTO_SPARSE_MAX_DENSITY_INT8, AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8)."""
     from evsparse.layout import auto_layout, block_fraction
 
     gen = torch.Generator().manual_seed(7)
@@ -288,7 +289,12 @@ def test_auto_layout_knows_block_structure():
     assert block_fraction(torch.zeros(40, 3)) == 0.0
     assert auto_layout(blocked) == "sparse" and auto_layout(unstructured) == "dense"
     assert evsparse.pack(blocked, blocked != 0).layout == "sparse"
-    assert auto_layout(blocked, torch.int8) == "dense"
+    assert auto_layout(blocked, torch.int8) == "dense"  # (d is above the int8 block threshold)
+    d8 = (evsparse.AUTO_SPARSE_MAX_DENSITY_INT8 + evsparse.AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8) / 2
+    blocked8 = torch.randn(300, 50, generator=gen) * block_mask(300, 50, d8, gen)
+    unstructured8 = torch.randn(300, 50, generator=gen) * (torch.rand(300, 50, generator=gen) < d8)
+    assert auto_layout(blocked8, torch.int8) == "sparse" and auto_layout(unstructured8, torch.int8) == "dense"
+    assert evsparse.pack(blocked8, weight_dtype=torch.int8).layout == "sparse"
     dense_blocked = torch.randn(300, 50, generator=gen) * block_mask(300, 50, 0.9, gen)
     assert auto_layout(dense_blocked) == "dense"
     # half the entries in blocked columns is the op layer's threshold too

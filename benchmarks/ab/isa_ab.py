@@ -3,7 +3,9 @@
 Every point packs the weight once (layout ``auto`` for its dtype, as ``pack`` chooses) and times
 ``sparse_linear`` at batch 1 with ``evsparse.set_isa`` switched between blocks of ~2 ms, so both ISAs
 see the same weights, inputs and machine minute. Prints one line per point: the medians and their
-ratio. Run on an AVX-512 machine:  python benchmarks/ab/isa_ab.py [--rounds N]
+ratio. ``--block 16`` draws the mask in 16x1 blocks (what ``evsparse.prune``'s ``block=16`` leaves, so
+the sparse layout's block path runs) instead of element by element.
+Run on an AVX-512 machine:  python benchmarks/ab/isa_ab.py [--rounds N] [--block 16]
 """
 import argparse
 import platform
@@ -15,10 +17,12 @@ from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--rounds", type=int, default=15)
+ap.add_argument("--block", type=int, default=1, choices=(1, 16), help="mask granularity in output rows")
 args = ap.parse_args()
 torch.manual_seed(0)
 cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds")
+print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds; "
+      f"mask in {args.block}x1 blocks")
 current = [None]
 with torch.inference_mode():
     for inp, out in [(1024, 3072), (2048, 6144)]:
@@ -26,7 +30,8 @@ with torch.inference_mode():
             for act in (0.1, 1.0):
                 for wd in (None, torch.int8):
                     w = torch.randn(out, inp)
-                    pw = evsparse.pack(w, torch.rand(out, inp) < dens, weight_dtype=wd)
+                    mask = (torch.rand(-(-out // args.block), inp) < dens).repeat_interleave(args.block, 0)[:out]
+                    pw = evsparse.pack(w, mask, weight_dtype=wd)
                     xs = [torch.randn(1, inp) * (torch.rand(1, inp) < act) for _ in range(16)]
 
                     def method(isa):

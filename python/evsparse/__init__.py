@@ -18,14 +18,16 @@ from . import _fakes  # noqa: F401  (fake kernels for torch.compile / torch.expo
 from . import nn
 from . import macs, prune
 from .functional import sparse_linear
-from .layout import AUTO_SPARSE_MAX_DENSITY, AUTO_SPARSE_MAX_DENSITY_BLOCKS, AUTO_SPARSE_MAX_DENSITY_INT8, pack
+from .layout import (AUTO_SPARSE_MAX_DENSITY, AUTO_SPARSE_MAX_DENSITY_BLOCKS, AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8,
+                     AUTO_SPARSE_MAX_DENSITY_INT8, pack)
 from .packed import PackedWeight
 
 __version__ = "0.1.0"
 __all__ = ["PackedWeight", "pack", "sparse_linear", "nn", "prune", "macs", "build_info", "set_isa", "get_isa",
            "set_bitmask_min_density", "get_bitmask_min_density", "set_block_min_fraction", "get_block_min_fraction",
            "library_path",
-           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS"]
+           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS",
+           "AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8"]
 
 torch.serialization.add_safe_globals([PackedWeight])
 

@@ -24,7 +24,8 @@ from .packed import PACKED_DTYPES, VALUE_DTYPES, PackedWeight
 from .timing import time_interleaved
 
 __all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
-           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS", "block_fraction"]
+           "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS",
+           "AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8", "block_fraction"]
 
 LAYOUTS = ("dense", "sparse", "auto", "timed")
 
@@ -41,8 +42,12 @@ AUTO_SPARSE_MAX_DENSITY_INT8 = 0.1
 # 1024x3072 and 2048x6144 at 10% activity (1.11x, 1.32x; 0.96x, 0.89x at 50%) and beyond 50% with every
 # input active (AMD EPYC Zen 4, 2026-12-03, benchmarks/ab/block_pruned.py; docs, "Choosing a layout").
 # On 256x768 at 10% activity the dense layout won at every density, as it does for unstructured weights.
-# int8 block-pruned weights keep AUTO_SPARSE_MAX_DENSITY_INT8 (their crossover is not measured).
 AUTO_SPARSE_MAX_DENSITY_BLOCKS = 0.4
+# The same for int8 block-pruned weights, against the int8 dense layout (1 byte per weight): the block
+# path beat it at 20% density by 1.17x and 1.30x (1024x3072, 2048x6144, 10% activity) and 1.79x, 2.38x
+# with every input active; at 30% it lost on 1024x3072 (0.85x) (AMD EPYC Zen 4, 2026-12-03,
+# benchmarks/ab/int8_block_crossover.py). On 256x768 at 10% activity the dense layout won at every density.
+AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8 = 0.2
 
 
 def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
@@ -98,15 +103,16 @@ def block_fraction(w: torch.Tensor) -> float:
 def auto_layout(w: torch.Tensor, weight_dtype: Optional[torch.dtype] = None) -> str:
     """``layout="auto"``'s choice for a masked weight: sparse at or below the density threshold
     (:data:`AUTO_SPARSE_MAX_DENSITY`, or :data:`AUTO_SPARSE_MAX_DENSITY_INT8` for int8 values, or
-    :data:`AUTO_SPARSE_MAX_DENSITY_BLOCKS` for float weights mostly made of 16x1 blocks)."""
+    :data:`AUTO_SPARSE_MAX_DENSITY_BLOCKS` / :data:`AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8` for weights
+    mostly made of 16x1 blocks)."""
     total = w.numel()
     density = int(torch.count_nonzero(w)) / total if total else 1.0
-    if weight_dtype == torch.int8:
-        limit = AUTO_SPARSE_MAX_DENSITY_INT8
-    elif AUTO_SPARSE_MAX_DENSITY < density <= AUTO_SPARSE_MAX_DENSITY_BLOCKS and block_fraction(w) >= 0.5:
-        limit = AUTO_SPARSE_MAX_DENSITY_BLOCKS  # (the op layer's block path takes it from half, too)
-    else:
-        limit = AUTO_SPARSE_MAX_DENSITY
+    int8 = weight_dtype == torch.int8
+    limit = AUTO_SPARSE_MAX_DENSITY_INT8 if int8 else AUTO_SPARSE_MAX_DENSITY
+    block_limit = AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8 if int8 else AUTO_SPARSE_MAX_DENSITY_BLOCKS
+    # (block_fraction only where it can change the answer: it costs a pass over w)
+    if limit < density <= block_limit and block_fraction(w) >= 0.5:  # (the op layer's block path takes it from half, too)
+        limit = block_limit
     return "sparse" if density <= limit else "dense"
 
 
