@@ -68,9 +68,10 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
         assert len(r["activity"]) == r["layers"] and all(0 <= a <= 1 for a in r["activity"])
     assert "## Whole-model step, batch 1" in md
     paced = report["paced"]
-    assert [(r["case"], r["method"]) for r in paced][:3] == [("sparse_linear 1024x3072, 10% x 15%", m)
-                                                          for m in ("evsparse", "F.linear", "x @ W^T")]
-    assert len(paced) == 6 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
+    assert [(r["case"], r["method"]) for r in paced][:4] == [("sparse_linear 1024x3072, 10% x 15%", m)
+                                                          for m in ("evsparse", "evsparse, 16x1 block-pruned",
+                                                                    "F.linear", "x @ W^T")]
+    assert len(paced) == 7 and all(0 < r["paced_median_us"] <= r["paced_p99_us"] and r["hot_us"] > 0 for r in paced)
     assert "## Paced streaming (latency per call)" in md
     cold = report["cold"]
     assert [r["method"] for r in cold] == ["evsparse float32", "evsparse float16", "evsparse int8", "evsparse, x = 0",
