@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import evsparse
+from evsparse.bench.common import random_block_mask
 
 SIZES = ["256x768", "1024x3072", "2048x6144"]
 POINTS = ["0.1:0.15", "1.0:0.15", "0.1:0.05"]  # activity:density
@@ -23,8 +24,7 @@ def _case(size, point):
     act, dens = map(float, point.split(":"))
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(out, inp, generator=gen)
-    blocks = torch.rand(-(-out // 16), inp, generator=gen) < dens
-    m_block = blocks.repeat_interleave(16, 0)[:out]
+    m_block = random_block_mask(out, inp, dens, gen)
     m_unstr = torch.rand(out, inp, generator=gen) < dens
     pb = evsparse.pack(w, m_block, layout="sparse")
     pu = evsparse.pack(w, m_unstr, layout="sparse")

@@ -12,6 +12,7 @@ import argparse
 import torch
 
 import evsparse
+from evsparse.bench.common import cpu_name, random_block_mask
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -21,8 +22,7 @@ ap.add_argument("--points", nargs="+", default=["0.1:0.15", "1.0:0.15", "0.1:0.0
                 help="activity:density pairs")
 args = ap.parse_args()
 torch.manual_seed(0)
-cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, kernels {evsparse.get_isa()}; "
+print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, kernels {evsparse.get_isa()}; "
       f"medians over {args.rounds} rounds of interleaved blocks, us")
 default_fraction = evsparse.get_block_min_fraction()
 current = [None]
@@ -33,8 +33,7 @@ with torch.inference_mode():
         wt = w.t().contiguous()
         for point in args.points:
             act, dens = map(float, point.split(":"))
-            blocks = torch.rand(-(-out // 16), inp) < dens
-            m_block = blocks.repeat_interleave(16, 0)[:out]
+            m_block = random_block_mask(out, inp, dens)
             m_unstr = torch.rand(out, inp) < dens
             packed = {"block": evsparse.pack(w, m_block, layout="sparse"),
                       "unstructured": evsparse.pack(w, m_unstr, layout="sparse"),

@@ -9,6 +9,7 @@ import argparse
 import torch
 
 import evsparse
+from evsparse.bench.common import cpu_name, random_block_mask
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -17,15 +18,14 @@ ap.add_argument("--sizes", nargs="+", default=["256x768", "1024x3072", "2048x614
 ap.add_argument("--densities", nargs="+", type=float, default=[0.1, 0.2, 0.3, 0.4, 0.5])
 args = ap.parse_args()
 torch.manual_seed(0)
-cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, kernels {evsparse.get_isa()}; "
+print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, kernels {evsparse.get_isa()}; "
       f"medians over {args.rounds} rounds of interleaved blocks, us")
 with torch.inference_mode():
     for size in args.sizes:
         inp, out = map(int, size.split("x"))
         w = torch.randn(out, inp)
         for dens in args.densities:
-            mask = (torch.rand(-(-out // 16), inp) < dens).repeat_interleave(16, 0)[:out]
+            mask = random_block_mask(out, inp, dens)
             packed = {"int8 sparse": evsparse.pack(w, mask, "sparse", weight_dtype=torch.int8),
                       "int8 dense": evsparse.pack(w, mask, "dense", weight_dtype=torch.int8),
                       "fp32 sparse": evsparse.pack(w, mask, "sparse")}

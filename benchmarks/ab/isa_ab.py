@@ -8,11 +8,11 @@ the sparse layout's block path runs) instead of element by element.
 Run on an AVX-512 machine:  python benchmarks/ab/isa_ab.py [--rounds N] [--block 16]
 """
 import argparse
-import platform
 
 import torch
 
 import evsparse
+from evsparse.bench.common import cpu_name, random_block_mask
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -20,8 +20,7 @@ ap.add_argument("--rounds", type=int, default=15)
 ap.add_argument("--block", type=int, default=1, choices=(1, 16), help="mask granularity in output rows")
 args = ap.parse_args()
 torch.manual_seed(0)
-cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), platform.processor())
-print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds; "
+print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds; "
       f"mask in {args.block}x1 blocks")
 current = [None]
 with torch.inference_mode():
@@ -30,7 +29,7 @@ with torch.inference_mode():
             for act in (0.1, 1.0):
                 for wd in (None, torch.int8):
                     w = torch.randn(out, inp)
-                    mask = (torch.rand(-(-out // args.block), inp) < dens).repeat_interleave(args.block, 0)[:out]
+                    mask = random_block_mask(out, inp, dens, block=args.block)
                     pw = evsparse.pack(w, mask, weight_dtype=wd)
                     xs = [torch.randn(1, inp) * (torch.rand(1, inp) < act) for _ in range(16)]
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 import evsparse
 
 from .cold import bytes_read, evict_bytes, parse_point, time_cold
-from .common import markdown_section, section_parser, sparse_inputs, time_interleaved, write_section_report
+from .common import markdown_section, random_block_mask, section_parser, sparse_inputs, time_interleaved, write_section_report
 
 DEFAULT_POINTS = ["2048x6144@0.1@0.15", "1024x3072@0.1@0.15", "1024x3072@1.0@0.15", "256x768@0.1@0.15"]
 DEFAULT_CALLS = 15
@@ -34,8 +34,7 @@ def block_section(points: list[str], calls: int = DEFAULT_CALLS, reps: int = 9,
         n_in, n_out, activity, density = parse_point(text)
         g = torch.Generator().manual_seed(0)
         w = torch.randn(n_out, n_in, generator=g)
-        blocks = torch.rand(-(-n_out // 16), n_in, generator=g) < density
-        m_block = blocks.repeat_interleave(16, 0)[:n_out]
+        m_block = random_block_mask(n_out, n_in, density, g)
         m_unstr = torch.rand(n_out, n_in, generator=g) < density
         xs = sparse_inputs(n_in, activity, g, POOL)
         packed = {"block-pruned, sparse": evsparse.pack(w, m_block, layout="sparse"),

@@ -65,6 +65,15 @@ def calibrate_egru_thresholds_(egru: nn.Module, xs: torch.Tensor, activity: floa
         thr.fill_(hi)
 
 
+def random_block_mask(n_out: int, n_in: int, density: float, generator: Optional[torch.Generator] = None,
+                      block: int = 16) -> torch.Tensor:
+    """A ``[n_out, n_in]`` bool mask of whole ``block``x1 blocks, each kept with probability ``density``
+    (the last block of a column shorter when ``block`` does not divide ``n_out``): the structure
+    ``evsparse.prune``'s ``block=16`` leaves, drawn at random."""
+    keep = torch.rand(-(-n_out // block), n_in, generator=generator) < density
+    return keep.repeat_interleave(block, 0)[:n_out]
+
+
 def sparse_inputs(n_in: int, activity: float, generator: torch.Generator, count: int) -> list[torch.Tensor]:
     """``count`` inputs of ``n_in`` features with exactly ``round(activity * n_in)`` (at least one)
     nonzero Gaussian entries at random places: a product's input pool, whose active set changes from
