@@ -56,6 +56,26 @@ def test_matches_the_dense_reference(isa, threads, out, inp, density, activity, 
     torch.testing.assert_close(evsparse.sparse_linear(x, pw, bias), ref, rtol=1e-4, atol=1e-4)
 
 
+def test_path_switch_after_blocks_served(isa, block_path):
+    """Where the block path serves, the bitmask is not derived; turning the block path off afterwards
+    (the same weight, a validated structure already cached) derives it then, and every path still
+    gives the dense reference. Dense enough (30%) for the bitmask on AVX-512."""
+    gen = torch.Generator().manual_seed(12)
+    w = torch.randn(200, 64, generator=gen)
+    mask = block_mask(200, 64, 0.3, gen)
+    x = torch.randn(3, 64, generator=gen) * (torch.rand(3, 64, generator=gen) < 0.5)
+    ref = torch.nn.functional.linear(x, w * mask)
+    pw = evsparse.pack(w, mask, layout="sparse")
+    blocks = evsparse.sparse_linear(x, pw)  # blocks serve: validated, blocks derived, no bitmask
+    block_path(False)
+    other = evsparse.sparse_linear(x, pw)  # the bitmask (AVX-512) or the scatter: derived on this call
+    block_path(True)
+    again = evsparse.sparse_linear(x, pw)
+    for y in (blocks, other, again):
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4)
+    assert torch.equal(blocks, again)
+
+
 @pytest.mark.parametrize("out", [16, 40, 300])
 def test_bitwise_equal_to_the_scatter(isa, threads, block_path, out):
     """The same weights with the block path on and off (the scatter): the same bits, for blocked
@@ -259,9 +279,45 @@ class TestBlockPruning:
         with pytest.raises(ValueError, match="block must be one of"):
             prune.global_magnitude(self.model(), 0.5, block=8)
         m = torch.nn.Module()
-        m.weight = torch.nn.Parameter(torch.randn(4, 4, 4))
+        m.weight = torch.nn.Parameter(torch.randn(4, 4, 4))  # 3-D and not an S5 complex pair
         with pytest.raises(ValueError, match="2-D"):
             prune.global_magnitude(m, 0.5, include=lambda *a: True, block=16)
+
+    @pytest.mark.parametrize("pruner", [prune.global_magnitude, prune.erk_magnitude])
+    def test_s5_complex_pairs_prune_in_blocks_and_pack_as_blocks(self, pruner):
+        """An S5 stack's B and C ([out, in, 2] complex pairs) are blocked over their complex magnitudes,
+        both parts alike; packed, every product's weight (B's real and imaginary rows, C's columns, the
+        GLU, encoder and decoder) is all 16x1 blocks, and the plan equals the masked module."""
+        from evsparse.layout import block_fraction
+        from evsparse.nn.s5 import S5Stack
+
+        torch.manual_seed(0)
+        m = S5Stack(40, d_model=32, state_size=64, num_layers=2, output_size=24, relufied=True, blocks=2).eval()
+        masks = pruner(m, 0.85, block=16)
+        total = sum(v.numel() for v in masks.values())
+        kept = sum(int(v.sum()) for v in masks.values())
+        assert abs((1 - kept / total) - 0.85) < 32 / total * len(masks)  # (a pair's block holds 32 weights)
+        pairs = [n for n in masks if masks[n].dim() == 3]
+        assert pairs and all(n.endswith((".B", ".C")) for n in pairs)
+        for name, v in masks.items():
+            if v.dim() == 3:
+                assert bool((v[..., 0] == v[..., 1]).all()), name
+                v = v[..., 0]
+            for b in range(0, v.shape[0], 16):
+                blk = v[b:b + 16]
+                assert bool((blk.all(0) | (~blk).all(0)).all()), (name, b)
+        prune.apply_masks(m, masks)
+        packed = m.sparsify(masks, layout="sparse")
+        dense = [w.to_dense() for v in packed._layer_views() for w in v.weights if w is not None]
+        assert len(dense) == 1 + 3 * 2 + 1  # encoder, B, C and GLU per block, decoder
+        # (global_magnitude may prune a whole matrix away: nothing left to block)
+        assert all(block_fraction(d) == 1.0 or not d.any() for d in dense), [block_fraction(d) for d in dense]
+        x = torch.rand(8, 1, 40)
+        with torch.inference_mode():
+            ref, _ = m(x)
+            s = packed.stream(batch_size=1)
+            out = torch.stack([s.step(x[t]).clone() for t in range(8)])
+        torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
     def test_iterative_pruner_keeps_blocks(self):
         model = self.model()

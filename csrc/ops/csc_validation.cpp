@@ -150,6 +150,12 @@ CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_
   static std::mutex mu;
   static std::unordered_map<const c10::TensorImpl*, Seen> seen;  // keyed by the row_idx tensor
   const c10::TensorImpl* key = row_idx.unsafeGetTensorImpl();
+  // The bitmask is not derived where the block path will serve the weight instead (sparse_args takes
+  // the blocks first): it would be memory and a pass over the structure for nothing. (Checked per
+  // call, as set_block_min_fraction may change which path serves.)
+  const auto blocks_serve = [&](const std::shared_ptr<const CscBlocks>& b) {
+    return b != nullptr && use_blocks(b->blocked_nnz, row_idx.numel());
+  };
   bool valid = false, blocks_derived = false;
   std::shared_ptr<const CscBitmask> masks;
   std::shared_ptr<const CscBlocks> blocks;
@@ -158,7 +164,7 @@ CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_
     const auto it = seen.find(key);
     if (it != seen.end() && same(it->second, col_ptr, row_idx, out)) {
       const Seen& e = it->second;
-      if ((!want_masks || e.masks) && (!want_blocks || e.blocks_derived)) {
+      if ((!want_masks || e.masks || blocks_serve(e.blocks)) && (!want_blocks || e.blocks_derived)) {
         return CscDerived{want_masks ? e.masks : nullptr, want_blocks ? e.blocks : nullptr};
       }
       valid = true;  // validated; only something derived is missing
@@ -173,7 +179,7 @@ CscDerived ensure_valid_csc(const char* op, const char* name, const Tensor& col_
     blocks = build_blocks(col_ptr, row_idx, out);
     blocks_derived = true;
   }
-  if (want_masks && !masks) masks = build_masks(col_ptr, row_idx, out);
+  if (want_masks && !masks && !blocks_serve(blocks)) masks = build_masks(col_ptr, row_idx, out);
   std::lock_guard<std::mutex> lock(mu);
   if (seen.size() >= kSeenSweepAt) {
     for (auto it = seen.begin(); it != seen.end();) {
