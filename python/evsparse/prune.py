@@ -13,7 +13,9 @@ choose differently.
 ``block=16`` prunes whole 16x1 blocks instead of single weights: 16 consecutive output rows of one input
 column (``W[16 b : 16 b + 16, j]`` of a ``[out, in]`` weight; the last block of an ``out`` that is not a
 multiple of 16 is shorter), ranked by their L2 norm. The sparse layout multiplies such a weight with one
-vector operation per block instead of a scattered add per weight (docs/guide/pruning-macs.md).
+vector operation per block instead of a scattered add per weight (docs/guide/pruning-macs.md). An S5
+layer's complex ``B``/``C`` pairs (``[out, in, 2]``) are blocked over their complex magnitudes, both
+parts together, so their packed real and imaginary parts carry the same blocks.
 """
 
 from __future__ import annotations
@@ -121,12 +123,29 @@ def _selected(model: nn.Module, sparsity: float, include: Optional[Include], who
         raise ValueError(f"{who}: no prunable parameters selected")
     scores, pairs = _scores(model, params)
     if block > 1:
-        bad = [n for n, p in params.items() if p.dim() != 2 or n in pairs]
+        bad = [n for n, p in params.items() if not (p.dim() == 2 or (n in pairs and p.dim() == 3))]
         if bad:
-            raise ValueError(f"{who}: block={block} prunes 2-D [out, in] weights only; {bad[0]!r} has shape "
-                             f"{list(params[bad[0]].shape)}" + (" (a complex pair)" if bad[0] in pairs else "")
-                             + "; pass include= to leave it out")
+            raise ValueError(f"{who}: block={block} prunes 2-D [out, in] weights (and S5's [out, in, 2] complex "
+                             f"pairs) only; {bad[0]!r} has shape {list(params[bad[0]].shape)}; pass include= to "
+                             "leave it out")
     return params, scores, pairs
+
+
+def _pair_block_scores(score: torch.Tensor, pair: bool, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_block_scores` of a selected parameter's score; an S5 complex pair ([out, in, 2], both
+    parts scored by the complex magnitude) is blocked over its [out, in] magnitudes, and each block
+    counts both parts' weights. Packed, the pair's real and imaginary rows (B) or columns (C) then
+    carry the same 16x1 blocks."""
+    if not pair:
+        return _block_scores(score, block)
+    norms, sizes = _block_scores(score[..., 0], block)
+    return norms, 2 * sizes
+
+
+def _block_mask(keep: torch.Tensor, p: torch.Tensor, pair: bool, block: int) -> torch.Tensor:
+    """A [nb, in] block keep-mask as ``p``'s mask (a pair's two parts alike)."""
+    m = _expand_blocks(keep, p.shape[0], block)
+    return (m.unsqueeze(-1).expand(*m.shape, 2) if pair else m).contiguous().to(p.device)
 
 
 def _block_scores(score: torch.Tensor, block: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,7 +188,7 @@ def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Includ
     params, scores, pairs = _selected(model, sparsity, include, "global_magnitude", block)
     total = sum(p.numel() for p in params.values())
     if block > 1:
-        blocks = {n: _block_scores(sc, block) for n, sc in scores.items()}
+        blocks = {n: _pair_block_scores(sc, n in pairs, block) for n, sc in scores.items()}
         flat = torch.cat([b[0].flatten() for b in blocks.values()])
         sizes = torch.cat([b[1].flatten() for b in blocks.values()])
         keep = _keep_largest_blocks(flat, sizes, int(round(sparsity * total)))
@@ -177,7 +196,7 @@ def global_magnitude(model: nn.Module, sparsity: float, include: Optional[Includ
         for name, p in params.items():
             nb = blocks[name][0].numel()
             k = keep[offset:offset + nb].view_as(blocks[name][0])
-            masks[name] = _expand_blocks(k, p.shape[0], block).contiguous().to(p.device)
+            masks[name] = _block_mask(k, p, name in pairs, block)
             offset += nb
         return masks
     flat = torch.cat([sc.flatten() for sc in scores.values()])
@@ -220,9 +239,9 @@ def erk_magnitude(model: nn.Module, sparsity: float, include: Optional[Include] 
     for n, p in params.items():
         density = 1.0 if n in dense else max(0.0, min(1.0, eps * raw[n]))
         if block > 1:
-            norms, bsizes = _block_scores(scores[n], block)
+            norms, bsizes = _pair_block_scores(scores[n], n in pairs, block)
             keep = _keep_largest_blocks(norms.flatten(), bsizes.flatten(), int(round((1.0 - density) * p.numel())))
-            masks[n] = _expand_blocks(keep.view_as(norms), p.shape[0], block).contiguous().to(p.device)
+            masks[n] = _block_mask(keep.view_as(norms), p, n in pairs, block)
             continue
         flat = scores[n].flatten()
         keep = _keep_largest(flat, int(round((1.0 - density) * flat.numel())))
