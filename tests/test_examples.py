@@ -154,24 +154,41 @@ def test_s5_denoise_speech_is_deterministic_and_held_out(tmp_path):
 
 def test_s5_denoise_pipeline(tmp_path):
     """Tiny settings end to end: dense, dense retrained and sparse training, evaluation on the kernels
-    (equal to the module), int8, MACs, memory, latency (all models side by side), table and JSON."""
+    (equal to the module), int8, MACs, memory, latency (all models side by side), table and JSON; the
+    sparse family unstructured and in 16x1 blocks (--block 1 16)."""
     import json
+
+    import torch
 
     speech = _s5_denoise_module("speech")
     if speech.available():
         pytest.skip(speech.available())
     run = _s5_denoise_module("s5_run")
     run.main(["--out", str(tmp_path), "--ptb", str(PTB), "--config", "tiny", "--dense-k", "0.125", "--sparse-k",
-              "0.125", "--test-per-speaker", "1", "--test-seconds", "1", "--reps", "2", "--paced-samples", "3"])
+              "0.125", "--test-per-speaker", "1", "--test-seconds", "1", "--reps", "2", "--paced-samples", "3",
+              "--block", "1", "16"])
     rows = json.loads((tmp_path / "results.json").read_text())["rows"]
-    assert [(r["family"], r["k"]) for r in rows] == [("dense", 0.125), ("dense, retrained", 0.125), ("sparse", 0.125)]
+    assert [(r["model"], r["family"], r["k"]) for r in rows] == [
+        ("dense-k0.125", "dense", 0.125), ("dense-x2-k0.125", "dense, retrained", 0.125),
+        ("sparse-k0.125", "sparse", 0.125), ("sparse-b16-k0.125", "sparse", 0.125)]
+    assert [r["block"] for r in rows] == [1, 1, 1, 16]
+    blocked = torch.load(tmp_path / "ckpt" / "sparse-b16-k0.125.pt", weights_only=True)
+    assert blocked["block"] == 16 and blocked["masks"]
+    for name, m in blocked["masks"].items():  # whole 16x1 blocks: every 16-row group of a column is all or nothing
+        if m.dim() == 2:
+            out = m.shape[0]
+            groups = torch.nn.functional.pad(m.float(), (0, 0, 0, -out % 16)).view(-1, 16, m.shape[1])
+            full = groups.sum(1)
+            sizes = torch.full_like(full, 16.0)
+            sizes[-1] = out - 16 * (full.shape[0] - 1)
+            assert bool(((full == 0) | (full == sizes)).all()), name
     for r in rows:
         assert abs(r["si_snri_kernels_dB"] - r["si_snri_dB"]) < 1e-3 and r["max_abs_diff_kernels_vs_module"] < 1e-3
         assert abs(r["si_snri_int8_dB"] - r["si_snri_kernels_dB"]) < 1.0
         m = r["macs_per_frame"]
         assert 0 < m["effective"] <= m["dense"]
         assert all(v["hot_us"] > 0 and v["paced_us"] > 0 for v in r["latency"].values())
-    dense, sparse = rows[0], rows[-1]
+    dense, sparse = rows[0], rows[2]
     assert abs(sparse["weight_sparsity"] - 0.9) < 0.02 and dense["weight_sparsity"] == 0
     assert sparse["macs_per_frame"]["effective"] < 0.2 * dense["macs_per_frame"]["effective"]
     assert sparse["memory_bytes"]["kernels fp32 (stored)"] < 0.4 * dense["memory_bytes"]["kernels fp32 (stored)"]

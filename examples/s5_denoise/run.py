@@ -49,9 +49,10 @@ def optimizer(model: D.Denoiser, lr: float) -> torch.optim.Optimizer:
 
 
 def train(model: D.Denoiser, corpus: speech.Corpus, steps: int, args, seed: int, pruner_sparsity: float = 0.0,
-          log=print) -> dict:
+          log=print, block: int = 1) -> dict:
     """Warmup (5%) + cosine; with ``pruner_sparsity`` an ERK IterativePruner on the cubic schedule from 5%
-    to 75% of the steps (masks every ``steps // 24`` steps), the rest at the final sparsity."""
+    to 75% of the steps (masks every ``steps // 24`` steps), the rest at the final sparsity; ``block=16``
+    prunes whole 16x1 blocks (the kernels' block path)."""
     batch, seconds = CONFIGS[args.config][2:4]
     opt = optimizer(model, args.lr)
     base = [g["lr"] for g in opt.param_groups]
@@ -60,7 +61,7 @@ def train(model: D.Denoiser, corpus: speech.Corpus, steps: int, args, seed: int,
     if pruner_sparsity:
         pruner = prune.IterativePruner(model.net, opt, pruner_sparsity, start_step=max(1, steps // 20),
                                        end_step=max(2, int(0.75 * steps)), every=max(1, steps // 24),
-                                       allocation="erk")
+                                       allocation="erk", block=block)
     rng = np.random.default_rng(seed)
     samples = int(seconds * speech.SAMPLE_RATE)
     model.train()
@@ -92,11 +93,22 @@ FAMILIES = ("dense", "dense, retrained", "sparse")  # the iso-accuracy reference
 
 def models_to_train(args) -> list[tuple[str, float, str]]:
     """(name, k, family): "dense" (GELU, trained from scratch), "dense, retrained" (the same checkpoint
-    trained as long again without pruning: the sparse models' training budget) and "sparse" (relufied and
-    pruned to 90% ERK while retrained from the dense checkpoint, the paper's recipe)."""
-    return ([(f"dense-k{k:g}", k, "dense") for k in args.dense_k]
-            + [(f"dense-x2-k{k:g}", k, "dense, retrained") for k in args.dense_k]
-            + [(f"sparse-k{k:g}", k, "sparse") for k in args.sparse_k])
+    trained as long again without pruning: the sparse models' training budget; skipped with
+    ``--no-retrained-dense``) and "sparse" (relufied and pruned to 90% ERK while retrained from the dense
+    checkpoint, the paper's recipe; one per ``--block``: ``sparse-k2`` unstructured, ``sparse-b16-k2`` in
+    16x1 blocks)."""
+    retrained = [] if args.no_retrained_dense else [(f"dense-x2-k{k:g}", k, "dense, retrained") for k in args.dense_k]
+    return ([(f"dense-k{k:g}", k, "dense") for k in args.dense_k] + retrained
+            + [(sparse_name(k, b), k, "sparse") for b in args.block for k in args.sparse_k])
+
+
+def sparse_name(k: float, block: int) -> str:
+    return f"sparse-k{k:g}" if block == 1 else f"sparse-b{block}-k{k:g}"
+
+
+def block_of(name: str) -> int:
+    """The pruning block of a sparse model's name (sparse_name's inverse): 1 or 16."""
+    return int(name.split("-")[1][1:]) if name.startswith("sparse-b") else 1
 
 
 def train_phase(args, log) -> None:
@@ -120,13 +132,15 @@ def train_phase(args, log) -> None:
             continue
         corpus = corpus or speech.Corpus("train", args.ptb, per_speaker, args.seed, args.cache)
         sparse = family == "sparse"
-        log(f"retrain {'relufied + 90% ERK pruned' if sparse else 'dense (GELU), no pruning'} k={k:g} "
-            f"from dense-k{k:g}")
+        block = block_of(name)
+        log(f"retrain {'relufied + 90% ERK pruned' if sparse else 'dense (GELU), no pruning'}"
+            f"{' in 16x1 blocks' if block > 1 else ''} k={k:g} from dense-k{k:g}")
         model = D.Denoiser(k, relufied=sparse)
         model.load_state_dict(torch.load(ckpt / f"dense-k{k:g}.pt", weights_only=True)["state"])
         info = train(model, corpus, resteps, args, args.seed + 20, pruner_sparsity=args.sparsity if sparse else 0.0,
-                     log=log)
-        torch.save({"state": model.state_dict(), "k": k, "relufied": sparse, **info}, ckpt / f"{name}.pt")
+                     log=log, block=block)
+        torch.save({"state": model.state_dict(), "k": k, "relufied": sparse, "block": block, **info},
+                   ckpt / f"{name}.pt")
 
 
 def load(path: Path) -> tuple[D.Denoiser, dict, dict]:
@@ -203,7 +217,7 @@ def eval_phase(args, log) -> None:
         report = macs.count(net, feats[:8].contiguous(), masks or None)
         tot = report.totals
         methods[name] = latency_methods(model, {"kernels fp32": fp32, "kernels int8": int8}, feats)
-        row = {"model": name, "family": family, "k": k, "d_model": net.d_model,
+        row = {"model": name, "family": family, "k": k, "block": block_of(name), "d_model": net.d_model,
                "state_size": net.state_size, "relufied": net.relufied,
                "weight_sparsity": prune.sparsity_of(net) if sparse else 0.0,
                "si_snr_dB": s_mod, "si_snri_dB": s_mod - base, "si_snri_kernels_dB": s_ker - base,
@@ -370,6 +384,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dense-k", type=float, nargs="*", default=[0.25, 0.5, 1.0, 2.0])
     ap.add_argument("--sparse-k", type=float, nargs="*", default=[0.5, 1.0, 2.0])
     ap.add_argument("--sparsity", type=float, default=0.9)
+    ap.add_argument("--block", type=int, nargs="+", choices=[1, 16], default=[1],
+                    help="pruning block(s) of the sparse family: 1 (unstructured), 16 (16x1 blocks); one model each")
+    ap.add_argument("--no-retrained-dense", action="store_true",
+                    help="skip the 'dense, retrained' family (iso-accuracy then uses the dense family)")
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--test-per-speaker", type=int, default=12)
     ap.add_argument("--test-seconds", type=float, default=4.0)
