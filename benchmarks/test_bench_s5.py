@@ -1,6 +1,6 @@
 """The S5 stack (evsparse.nn.S5Stack, the paper's denoiser shape: 257 -> H blocks -> 257) per 8 ms
 frame at batch 1 (pytest-benchmark): one ``s5_plan_step`` call on the plan (dense and 90%-ERK-pruned,
-float32 and int8) against a lean dense PyTorch step of the same folded model
+float32 and int8, and pruned in 16x1 blocks) against a lean dense PyTorch step of the same folded model
 (``evsparse.bench.s5.torch_dense_step``) and the training module's step. The paced (one call per 8 ms)
 figures are in ``python -m evsparse.bench.s5`` and the report.
 
@@ -28,8 +28,12 @@ def _case(k):
     pruned = S5Stack(257, num_layers=3, output_size=257, **width_scale(k)).eval()
     pruned.load_state_dict(m.state_dict())
     prune.apply_masks(pruned, masks)
+    block_masks = prune.erk_magnitude(m, 0.9, block=16)
+    blocked = S5Stack(257, num_layers=3, output_size=257, **width_scale(k)).eval()
+    blocked.load_state_dict(m.state_dict())
+    prune.apply_masks(blocked, block_masks)
     frames = [torch.rand(257) for _ in range(16)]  # magnitudes: dense input
-    return m, pruned, masks, frames
+    return m, pruned, masks, frames, blocked.sparsify(block_masks)
 
 
 def _step_loop(step, frames, state):
@@ -42,10 +46,11 @@ def _step_loop(step, frames, state):
     return run
 
 
-@pytest.mark.parametrize("method", ["pytorch-module", "pytorch-lean", "plan-dense", "plan-90%", "plan-90%-int8"])
+@pytest.mark.parametrize("method", ["pytorch-module", "pytorch-lean", "plan-dense", "plan-90%", "plan-90%-int8",
+                                    "plan-90%-blocks"])
 @pytest.mark.parametrize("k", WIDTHS)
 def test_s5_stack_step(benchmark, k, method):
-    m, pruned, masks, frames = _case(k)
+    m, pruned, masks, frames, blocked = _case(k)
     if method == "pytorch-module":
         step, state = m.step, torch.zeros(3, m.state_size)
     elif method == "pytorch-lean":
@@ -55,6 +60,8 @@ def test_s5_stack_step(benchmark, k, method):
             y, h = lean(x[None], s[:, None])
             return y[0], h[:, 0]
         state = torch.zeros(3, m.state_size)
+    elif method == "plan-90%-blocks":
+        step, state = blocked.step, torch.zeros(3, m.state_size)
     else:
         model = m.sparsify(layout="dense") if method == "plan-dense" else pruned.sparsify(
             masks, weight_dtype=torch.int8 if method.endswith("int8") else None)

@@ -42,6 +42,8 @@ def test_report_command_tiny_sweep(tmp_path, capsys):
     assert (s5["k"], s5["d_model"], s5["state_size"]) == (0.125, 24, 32)
     assert s5["effective_macs_sparse_model"] < s5["effective_macs_dense_model"] <= s5["dense_macs"]
     assert s5["weight_bytes"]["plan, 90% ERK, int8"] < s5["weight_bytes"]["plan, 90% ERK"] < s5["weight_bytes"]["plan, dense"]
+    assert s5["weight_bytes"]["plan, 90% ERK, 16x1 blocks"] < s5["weight_bytes"]["plan, dense"]
+    assert s5["effective_macs_block_model"] < s5["effective_macs_dense_model"]
     assert all(v > 0 for v in s5["hot_us"].values()) and set(s5["paced_us"]) == set(s5["hot_us"])
     assert "## S5 denoiser step" in md
     (tr,) = report["egru_train"]

@@ -1,7 +1,7 @@
 """The S5 section of ``evsparse-bench``: the sparse linear RNN paper's denoiser shape (257 STFT bins ->
 ``S5Stack`` of 3 blocks at width scale k -> 257) per 8 ms frame at batch 1, hot loop and paced at one
 call per 8 ms, side by side: the plan on the kernels (dense layout; 90% ERK-pruned in the automatic
-layout, float32 and int8 weights) against a lean dense PyTorch step of the same folded model (what a
+layout, float32 and int8 weights, and pruned in 16x1 blocks, which the block path multiplies) against a lean dense PyTorch step of the same folded model (what a
 user would write without evsparse) and the training module's ``step``. Effective MACs per frame
 (:mod:`evsparse.macs`, measured on the stream) and stored weight bytes beside each.
 
@@ -24,6 +24,7 @@ from .paced import DEFAULT_INTERVAL_MS, time_paced
 DEFAULT_K = [0.5, 1.0]
 STREAM = 32  # recorded (frame, state) pairs the timed calls rotate through
 PLAN_DENSE, PLAN_SPARSE, PLAN_INT8 = "plan, dense", "plan, 90% ERK", "plan, 90% ERK, int8"
+PLAN_BLOCKS = "plan, 90% ERK, 16x1 blocks"
 TORCH_LEAN, TORCH_MODULE = "PyTorch dense (lean)", "PyTorch S5Stack.step"
 
 
@@ -84,8 +85,12 @@ def build_s5_methods(k: float, sparsity: float = 0.9, seed: int = 0):
     pruned = S5Stack(257, num_layers=3, output_size=257, relufied=True, **width(k)).eval()
     pruned.load_state_dict(model.state_dict())
     prune.apply_masks(pruned, masks)
+    block_masks = prune.erk_magnitude(model, sparsity, block=16)
+    blocked = S5Stack(257, num_layers=3, output_size=257, relufied=True, **width(k)).eval()
+    blocked.load_state_dict(model.state_dict())
+    prune.apply_masks(blocked, block_masks)
     plans = {PLAN_DENSE: model.sparsify(layout="dense"), PLAN_SPARSE: pruned.sparsify(masks),
-             PLAN_INT8: pruned.sparsify(masks, weight_dtype=torch.int8)}
+             PLAN_INT8: pruned.sparsify(masks, weight_dtype=torch.int8), PLAN_BLOCKS: blocked.sparsify(block_masks)}
     pool = record_stream(plans[PLAN_SPARSE], xs[:STREAM])
     lean = torch_dense_step(model)
     methods = {name: (lambda a, p=p: p.step(a[0], a[1]), pool) for name, p in plans.items()}
@@ -93,10 +98,12 @@ def build_s5_methods(k: float, sparsity: float = 0.9, seed: int = 0):
     methods[TORCH_MODULE] = (lambda a: model.step(a[0], a[1]), pool)
     dense_report = macs.count(model, xs[:STREAM * 4])
     sparse_report = macs.count(pruned, xs[:STREAM * 4], masks)
+    block_report = macs.count(blocked, xs[:STREAM * 4], block_masks)
     info = {"k": k, "d_model": model.d_model, "state_size": model.state_size,
             "activity": pruned.activity(), "dense_macs": dense_report.totals["dense"],
             "effective_macs_dense_model": dense_report.totals["combined"],
             "effective_macs_sparse_model": sparse_report.totals["combined"],
+            "effective_macs_block_model": block_report.totals["combined"],
             "weight_bytes": {name: p.weight_bytes() for name, p in plans.items()}}
     return methods, info
 
@@ -121,10 +128,11 @@ def to_markdown(rows: list[dict]) -> list[str]:
     lines = markdown_section(
         "S5 denoiser step, batch 1 (257 -> 3 relufied blocks -> 257; us per 8 ms frame)",
         "Untrained models (random init); activity: the fraction of nonzero outputs of each block. Effective MACs = nonzero input x nonzero "
-        "weight per product, measured on the stream (`evsparse.macs`), for the dense and the 90% ERK-pruned model; "
+        "weight per product, measured on the stream (`evsparse.macs`), for the dense, the 90% ERK-pruned and the "
+        "16x1-block-pruned model; "
         "KB: stored weights. Hot: interleaved loop; paced: one call per "
         f"{rows[0]['interval_ms']:g} ms, median (p99).",
-        ["k (H, P)", "activity", "dense MACs", "effective: dense / 90%", "KB: dense / 90% / int8"]
+        ["k (H, P)", "activity", "dense MACs", "effective: dense / 90% / blocks", "KB: dense / 90% / int8"]
         + [f"{n}: hot" for n in names] + [f"{n}: paced" for n in names])
     for r in rows:
         wb = r["weight_bytes"]
@@ -132,7 +140,8 @@ def to_markdown(rows: list[dict]) -> list[str]:
         paced = [f"{r['paced_us'][n][0]:.0f} ({r['paced_us'][n][1]:.0f})" if n in r["paced_us"] else "-"
                  for n in names]
         lines.append(f"| {r['k']:g} ({r['d_model']}, {r['state_size']}) | {acts} | {r['dense_macs'] / 1e3:.0f}K | "
-                     f"{r['effective_macs_dense_model'] / 1e3:.0f}K / {r['effective_macs_sparse_model'] / 1e3:.0f}K | "
+                     f"{r['effective_macs_dense_model'] / 1e3:.0f}K / {r['effective_macs_sparse_model'] / 1e3:.0f}K / "
+                     f"{r['effective_macs_block_model'] / 1e3:.0f}K | "
                      f"{wb[PLAN_DENSE] / 1e3:.0f} / {wb[PLAN_SPARSE] / 1e3:.0f} / {wb[PLAN_INT8] / 1e3:.0f} | "
                      + " | ".join(f"{r['hot_us'][n]:.1f}" for n in names) + " | " + " | ".join(paced) + " |")
     return lines
