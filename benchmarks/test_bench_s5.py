@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from evsparse import prune
-from evsparse.bench.s5 import torch_dense_step
+from evsparse.bench.s5 import masked_copy, torch_dense_step
 from evsparse.nn import S5Stack
 from evsparse.nn.s5 import width_scale
 
@@ -25,13 +25,9 @@ def _case(k):
     torch.manual_seed(0)
     m = S5Stack(257, num_layers=3, output_size=257, **width_scale(k)).eval()
     masks = prune.erk_magnitude(m, 0.9)
-    pruned = S5Stack(257, num_layers=3, output_size=257, **width_scale(k)).eval()
-    pruned.load_state_dict(m.state_dict())
-    prune.apply_masks(pruned, masks)
+    pruned = masked_copy(m, masks, k)
     block_masks = prune.erk_magnitude(m, 0.9, block=16)
-    blocked = S5Stack(257, num_layers=3, output_size=257, **width_scale(k)).eval()
-    blocked.load_state_dict(m.state_dict())
-    prune.apply_masks(blocked, block_masks)
+    blocked = masked_copy(m, block_masks, k)
     frames = [torch.rand(257) for _ in range(16)]  # magnitudes: dense input
     return m, pruned, masks, frames, blocked.sparsify(block_masks)
 

@@ -27,6 +27,13 @@ def block_mask(out, inp, density, gen, partial_cols=0):
     return mask
 
 
+def assert_whole_blocks(mask, label=None):
+    """Every 16-row group of every column of a [out, in] mask is all kept or all pruned."""
+    for b in range(0, mask.shape[0], 16):
+        blk = mask[b:b + 16]
+        assert bool((blk.all(0) | (~blk).all(0)).all()), (label, b)
+
+
 @pytest.fixture
 def block_path():
     """Turns the block path on (the default fraction) or off (2) for one test, restoring it after."""
@@ -259,9 +266,7 @@ class TestBlockPruning:
         kept = sum(int(v.sum()) for v in masks.values())
         assert abs((1 - kept / total) - 0.8) < 16 / total * len(masks)  # whole blocks: within a block per matrix
         for name, v in masks.items():
-            for b in range(0, v.shape[0], 16):
-                blk = v[b:b + 16]
-                assert bool((blk.all(0) | (~blk).all(0)).all()), (name, b)
+            assert_whole_blocks(v, name)
 
     def test_blocks_ranked_by_l2_norm(self):
         m = torch.nn.Module()
@@ -303,9 +308,7 @@ class TestBlockPruning:
             if v.dim() == 3:
                 assert bool((v[..., 0] == v[..., 1]).all()), name
                 v = v[..., 0]
-            for b in range(0, v.shape[0], 16):
-                blk = v[b:b + 16]
-                assert bool((blk.all(0) | (~blk).all(0)).all()), (name, b)
+            assert_whole_blocks(v, name)
         prune.apply_masks(m, masks)
         packed = m.sparsify(masks, layout="sparse")
         dense = [w.to_dense() for v in packed._layer_views() for w in v.weights if w is not None]
@@ -325,10 +328,8 @@ class TestBlockPruning:
         pr = prune.IterativePruner(model, opt, 0.75, start_step=0, end_step=2, block=16)
         for step in range(3):
             pr.step(step)
-        for v in pr.masks.values():
-            for b in range(0, v.shape[0], 16):
-                blk = v[b:b + 16]
-                assert bool((blk.all(0) | (~blk).all(0)).all())
+        for name, v in pr.masks.items():
+            assert_whole_blocks(v, name)
 
 
 def test_auto_layout_knows_block_structure():

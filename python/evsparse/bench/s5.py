@@ -1,8 +1,9 @@
 """The S5 section of ``evsparse-bench``: the sparse linear RNN paper's denoiser shape (257 STFT bins ->
 ``S5Stack`` of 3 blocks at width scale k -> 257) per 8 ms frame at batch 1, hot loop and paced at one
 call per 8 ms, side by side: the plan on the kernels (dense layout; 90% ERK-pruned in the automatic
-layout, float32 and int8 weights, and pruned in 16x1 blocks, which the block path multiplies) against a lean dense PyTorch step of the same folded model (what a
-user would write without evsparse) and the training module's ``step``. Effective MACs per frame
+layout, float32 and int8 weights, and pruned in 16x1 blocks, which the block path multiplies) against
+a lean dense PyTorch step of the same folded model (what a user would write without evsparse) and the
+training module's ``step``. Effective MACs per frame
 (:mod:`evsparse.macs`, measured on the stream) and stored weight bytes beside each.
 
 The models are randomly initialised (relufied, their BatchNorm statistics taken on the stream), not
@@ -63,6 +64,15 @@ def torch_dense_step(model: S5Stack) -> Callable:
     return step
 
 
+def masked_copy(model: S5Stack, masks: dict, k: float) -> S5Stack:
+    """A copy of the report's ``model`` (257 -> 3 blocks at width ``k`` -> 257, eval mode, relufied as it
+    is) with ``masks`` applied."""
+    copy = S5Stack(257, num_layers=3, output_size=257, relufied=model.relufied, **width(k)).eval()
+    copy.load_state_dict(model.state_dict())
+    prune.apply_masks(copy, masks)
+    return copy
+
+
 def s5_stream(steps: int, generator: torch.Generator) -> torch.Tensor:
     """[steps, 1, 257] magnitude-like frames (dense, non-negative, slowly varying)."""
     base = torch.rand(1, 1, 257, generator=generator)
@@ -82,13 +92,9 @@ def build_s5_methods(k: float, sparsity: float = 0.9, seed: int = 0):
         model(xs)
     model.eval()
     masks = prune.erk_magnitude(model, sparsity)
-    pruned = S5Stack(257, num_layers=3, output_size=257, relufied=True, **width(k)).eval()
-    pruned.load_state_dict(model.state_dict())
-    prune.apply_masks(pruned, masks)
+    pruned = masked_copy(model, masks, k)
     block_masks = prune.erk_magnitude(model, sparsity, block=16)
-    blocked = S5Stack(257, num_layers=3, output_size=257, relufied=True, **width(k)).eval()
-    blocked.load_state_dict(model.state_dict())
-    prune.apply_masks(blocked, block_masks)
+    blocked = masked_copy(model, block_masks, k)
     plans = {PLAN_DENSE: model.sparsify(layout="dense"), PLAN_SPARSE: pruned.sparsify(masks),
              PLAN_INT8: pruned.sparsify(masks, weight_dtype=torch.int8), PLAN_BLOCKS: blocked.sparsify(block_masks)}
     pool = record_stream(plans[PLAN_SPARSE], xs[:STREAM])
