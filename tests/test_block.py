@@ -358,3 +358,33 @@ def test_auto_layout_knows_block_structure():
     mixed = blocked.clone()
     mixed[:, :30] = unstructured[:, :30]
     assert (block_fraction(mixed) >= 0.5) == (auto_layout(mixed) == "sparse")
+
+
+@settings(max_examples=60, deadline=None)
+@given(out=st.sampled_from([1, 15, 16, 17, 33, 100, 257]), inp=st.sampled_from([1, 7, 64]),
+       density=st.sampled_from([0.0, 0.1, 0.5, 1.0]), partial=st.sampled_from([0, 1, 5, 64]),
+       unstructured=st.booleans(), seed=st.integers(0, 2**16))
+def test_block_fraction_agrees_with_the_op_layer(out, inp, density, partial, unstructured, seed):
+    """evsparse.layout.block_fraction (a dense matrix, before packing: what layout="auto" decides by)
+    equals the fraction the op layer derives from the packed structure (torch.ops.evsparse.csc_block_fraction,
+    the derivation that decides whether the block path serves)."""
+    from evsparse.layout import block_fraction
+
+    gen = torch.Generator().manual_seed(seed)
+    mask = (torch.rand(out, inp, generator=gen) < density) if unstructured else block_mask(out, inp, density, gen, partial)
+    w = mask.float()
+    pw = evsparse.pack(w, mask, layout="sparse")
+    assert torch.ops.evsparse.csc_block_fraction(pw.col_ptr, pw.row_idx, out) == pytest.approx(block_fraction(w), abs=1e-12)
+
+
+def test_csc_block_fraction_refuses_bad_structures():
+    pw = evsparse.pack(torch.ones(32, 3), layout="sparse")
+    assert torch.ops.evsparse.csc_block_fraction(pw.col_ptr, pw.row_idx, 32) == 1.0
+    bad = pw.row_idx.clone()
+    bad[3] = 40
+    with pytest.raises(ValueError, match="out of range"):
+        torch.ops.evsparse.csc_block_fraction(pw.col_ptr, bad, 32)
+    with pytest.raises(ValueError, match="int16 or int32"):
+        torch.ops.evsparse.csc_block_fraction(pw.col_ptr, pw.row_idx.long(), 32)
+    with pytest.raises(ValueError, match="int64"):
+        torch.ops.evsparse.csc_block_fraction(pw.col_ptr.int(), pw.row_idx, 32)

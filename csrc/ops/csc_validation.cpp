@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <torch/library.h>
+
 #include "checks.h"
 
 namespace evsparse {
@@ -229,5 +231,35 @@ void set_block_min_fraction(double f) {
   TORCH_CHECK_VALUE(f >= 0.0, "evsparse.set_block_min_fraction: the fraction must be >= 0 (2 turns the block path off), got ", f);
   block_threshold().store(f, std::memory_order_relaxed);
 }
+
+namespace {
+
+// csc_block_fraction(col_ptr, row_idx, out) -> float: the fraction of a structure's entries in columns
+// of whole 16x1 blocks, as the op layer derives them (derive_blocks): what decides whether the block path
+// serves a weight. evsparse.layout.block_fraction computes the same from a dense matrix before packing;
+// the tests hold the two to agreement.
+double csc_block_fraction(const Tensor& col_ptr, const Tensor& row_idx, int64_t out) {
+  constexpr const char* op = "evsparse.csc_block_fraction";
+  TORCH_CHECK_VALUE(col_ptr.device().is_cpu() && row_idx.device().is_cpu(), op, ": col_ptr and row_idx must be CPU tensors");
+  TORCH_CHECK_VALUE(col_ptr.dim() == 1 && col_ptr.numel() >= 1 && col_ptr.scalar_type() == ScalarType::Long &&
+                        col_ptr.is_contiguous(),
+                    op, ": col_ptr must be a contiguous 1-D int64 tensor of in + 1 entries");
+  TORCH_CHECK_VALUE(row_idx.dim() == 1 && row_idx.is_contiguous() &&
+                        (row_idx.scalar_type() == ScalarType::Short || row_idx.scalar_type() == ScalarType::Int),
+                    op, ": row_idx must be a contiguous 1-D int16 or int32 tensor");
+  TORCH_CHECK_VALUE(out >= 0, op, ": out must be >= 0, got ", out);
+  validate_csc(op, "weight", col_ptr, row_idx, out);
+  if (row_idx.numel() == 0) return 0.0;
+  CscBlocks b;
+  const int64_t blocked = derive_blocks(col_ptr.const_data_ptr<int64_t>(), col_ptr.numel() - 1, row_idx.const_data_ptr(),
+                                        row_idx.scalar_type() == ScalarType::Int, out, b);
+  return double(blocked) / double(row_idx.numel());
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(evsparse, m) { m.def("csc_block_fraction(Tensor col_ptr, Tensor row_idx, int out) -> float"); }
+
+TORCH_LIBRARY_IMPL(evsparse, CPU, m) { m.impl("csc_block_fraction", &csc_block_fraction); }
 
 }  // namespace evsparse
