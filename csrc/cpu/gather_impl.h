@@ -116,6 +116,12 @@ int64_t scatter_nonfinite_column(A s, const I* rows, const W* vals, int64_t k0, 
   return k1 - k;
 }
 
+// The vector for SIMD work among scalar float adds: V::Narrow where the ISA has one (simd.h), else V.
+template <class V, class = void>
+struct narrow_of { using type = V; };
+template <class V>
+struct narrow_of<V, std::void_t<typename V::Narrow>> { using type = typename V::Narrow; };
+
 // True if any of the 16 indices rows[0, 16) lies outside [o0, o0 + len) (len >= 1): with SIMD where
 // the ISA has it (simd.h: ~5 instructions per 16 indices), else one unsigned compare per index.
 template <class V, class I>
@@ -131,16 +137,18 @@ inline bool outside16(const I* rows, int64_t o0, int64_t len) {
 
 // The sparse-gather's scatter of one column's entries [k0, k1) times s into the slice [o0, o0 + len) of
 // y: products formed 16 at a time with SIMD, scalar scatter-adds, range-checked (see sparse_gather).
-// Returns the entries it skipped. Shared with the block-gather's unblocked columns, so the two round
-// every entry the same way (the 16-wide products are a multiply, then an add; the tail's expression
-// the compiler may contract into an FMA, in both).
+// Returns the entries it skipped. The products are narrow_of<V> vectors (256-bit on AVX-512). Shared
+// with the block-gather's unblocked columns, so the two round every entry the same way (the 16-wide
+// products are a multiply, then an add; the tail's expression the compiler may contract into an FMA,
+// in both).
 template <class V, class A, class I, class W, bool kCheck = true>
 inline int64_t scatter_column(A s, const I* __restrict rows, const W* __restrict vals, int64_t k0, int64_t k1,
                               A* __restrict y, int64_t o0, int64_t len) {
   constexpr int64_t kBlock = 16;   // nonzeros per SIMD product block (a multiple of every V::W)
   constexpr int64_t kAhead = 256;  // nonzeros: prefetch distance within a column
   int64_t bad = 0;
-  const auto vs = V::set1(s);
+  using P = typename narrow_of<V>::type;
+  const auto vs = P::set1(s);
   alignas(64) A prod[kBlock];
   int64_t k = k0;
   for (; k + kBlock <= k1; k += kBlock) {
@@ -148,7 +156,7 @@ inline int64_t scatter_column(A s, const I* __restrict rows, const W* __restrict
       __builtin_prefetch(vals + k + kAhead);
       __builtin_prefetch(rows + k + kAhead);
     }
-    for (int64_t h = 0; h < kBlock; h += V::W) V::store(prod + h, V::mul(vs, V::loadw(vals + k + h)));
+    for (int64_t h = 0; h < kBlock; h += P::W) P::store(prod + h, P::mul(vs, P::loadw(vals + k + h)));
     const I* r = rows + k;
     if (kCheck && __builtin_expect(outside16<V>(r, o0, len), 0)) {
       for (int64_t h = 0; h < kBlock; ++h) {

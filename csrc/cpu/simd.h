@@ -59,8 +59,10 @@ inline bool outside16_x86(const int32_t* r, int64_t o0, int64_t len) {
 }
 #endif
 
-#if defined(EVSPARSE_ISA_AVX2)
-struct FloatVec {
+#if defined(EVSPARSE_ISA_AVX2) || defined(EVSPARSE_ISA_AVX512)
+// 8 floats in a 256-bit register: the AVX2 build's vector, and the AVX-512 build's where vector work
+// sits among scalar float adds (FloatVec::Narrow below).
+struct Vec256 {
   using reg = __m256;
   static constexpr int W = 8;
   static reg zero() { return _mm256_setzero_ps(); }
@@ -88,6 +90,10 @@ struct FloatVec {
   template <class I>
   static bool outside16(const I* r, int64_t o0, int64_t len) { return outside16_x86(r, o0, len); }
 };
+#endif
+
+#if defined(EVSPARSE_ISA_AVX2)
+using FloatVec = Vec256;
 inline float widen(f16 v) { return _cvtsh_ss(v.bits); }
 
 #elif defined(EVSPARSE_ISA_AVX512)
@@ -112,6 +118,11 @@ struct FloatVec {
   static reg fma(reg a, reg b, reg c) { return _mm512_fmadd_ps(a, b, c); }
   static reg mul(reg a, reg b) { return _mm512_mul_ps(a, b); }
   static reg add(reg a, reg b) { return _mm512_add_ps(a, b); }
+  // While 512-bit instructions are in flight, Intel cores shut port 1's vector unit, which also runs
+  // scalar float adds: the sparse-gather's scatter (a SIMD product per 16 scalar adds) ran at 0.85-0.96x
+  // of the AVX2 build on the Xeon, and at 0.96-1.06x once its products used 256-bit vectors
+  // (benchmarks/results/cpu-2026-12-04-xeon/isa_ab*.txt).
+  using Narrow = Vec256;
   static reg opaque(reg v) {
 #if defined(EVSPARSE_EMULATE_AVX512)
     asm volatile("" : "+m"(v));
