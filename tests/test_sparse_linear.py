@@ -183,8 +183,9 @@ def test_leading_dimensions_like_f_linear(layout, lead):
 
 @pytest.mark.parametrize("layout", ["dense", "sparse"])
 def test_paced_and_hot_calls_agree_bitwise(layout, threads):
-    """The streaming thread policy runs a call that follows an idle gap on the calling thread and
-    back-to-back calls on the workers, over the same pieces of work: results never depend on timing."""
+    """The streaming thread policy runs a call that follows an idle gap on the calling thread and a run
+    of back-to-back calls (from the 32nd, csrc/cpu/threading_policy.h) on the workers, over the same
+    pieces of work: results never depend on timing."""
     import time
 
     threads(2)
@@ -193,7 +194,7 @@ def test_paced_and_hot_calls_agree_bitwise(layout, threads):
     pw = evsparse.pack(w, layout=layout)
     # ~31% active: above the work the ops split across threads (op_utils.h), in both layouts.
     for x in (torch.relu(torch.randn(1024, generator=gen) - 0.5), torch.randn(2, 1024, generator=gen)):
-        hot = [evsparse.sparse_linear(x, pw) for _ in range(3)]  # back to back: workers
+        hot = [evsparse.sparse_linear(x, pw) for _ in range(40)]  # back to back: the last on the workers
         time.sleep(0.002)
         paced = evsparse.sparse_linear(x, pw)                   # after a gap: calling thread
         for y in hot:

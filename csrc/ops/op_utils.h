@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "../cpu/kernels.h"
+#include "../cpu/threading_policy.h"
 
 namespace evsparse {
 
@@ -99,41 +100,26 @@ ActiveSet<A>& scratch_active_set() {
   return set;
 }
 
-// Streaming threading policy. Idle worker threads fall asleep (OpenMP spins for a while, then
-// blocks), and waking them costs more than a small step; a worker the OS has descheduled can stall a
-// step for milliseconds. Measured on the 2-core EPYC VM before this policy, paced at one call per
-// 8 ms (evsparse-bench "Paced streaming", 1024x3072 at 10% x 15%, 100 calls): two threads 348 us
-// median and 14.1 ms p99 per call, one thread 235 us and 0.39 ms. So a call that comes more than
-// kIdleGapNs after the previous call big enough to thread has finished (a stream, not a loop) runs its
-// work on the calling thread unless the work, >= kWakeWorthMacs, pays for the wake-up; back-to-back calls (a hot loop, a sequence op's steps)
-// use the workers. Either way the work is cut into the same pieces (run_pieces), so the result is
+// The streaming threading policy (csrc/cpu/threading_policy.h): whether a threadable call's pieces
+// go to the workers. Either way the work is cut into the same pieces (run_pieces), so the result is
 // bitwise the same whichever thread runs them: it depends on the data and torch.get_num_threads(),
 // never on timing.
-constexpr int64_t kIdleGapNs = 500'000;
-constexpr int64_t kWakeWorthMacs = int64_t(1) << 22;
-
 inline int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
 
-// When the last call big enough to thread finished: the workers have been idle since. (From the end,
-// not the start: a call that itself takes longer than kIdleGapNs must not make the next, back-to-back
-// one look like a stream.)
-inline std::atomic<int64_t>& last_threaded_work_end() {
-  static std::atomic<int64_t> t{0};
-  return t;
+inline cpu::ThreadingClock& threading_clock() {
+  static cpu::ThreadingClock clock;
+  return clock;
 }
 
-// Whether this call's pieces go to the workers; the returned guard records the call's end.
+// The decision for one call; the guard records the call's end.
 struct WorkerChoice {
   bool on_workers;
-  ~WorkerChoice() { last_threaded_work_end().store(now_ns(), std::memory_order_relaxed); }
+  ~WorkerChoice() { threading_clock().record(now_ns(), on_workers); }
 };
-inline WorkerChoice choose_workers(int64_t macs) {
-  return {macs >= kWakeWorthMacs ||
-          now_ns() - last_threaded_work_end().load(std::memory_order_relaxed) < kIdleGapNs};
-}
+inline WorkerChoice choose_workers(int64_t macs) { return {threading_clock().decide(now_ns(), macs)}; }
 
 // at::parallel_for, run by libtorch itself through its C entry point (torch_parallel_for, torch >=
 // 2.10). at::parallel_for is a header template that instantiates the OpenMP runtime in the caller, so

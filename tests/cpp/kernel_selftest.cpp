@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cpu/kernels.h"
+#include "cpu/threading_policy.h"
 
 using namespace evsparse::cpu;
 
@@ -451,6 +452,45 @@ void run_dropconnect_trials(const KernelTable& table) {
 
 }  // namespace
 
+// The streaming threading policy on synthetic clocks (ns): a paced step never wakes the workers; a
+// hot loop does after kWakeAfterCalls back-to-back calls; awake workers are used; big work always.
+void run_threading_policy_trials() {
+  constexpr int64_t us = 1000, ms = 1000 * us;
+  ThreadingClock c;
+  int64_t t = 1000 * ms;
+  // A paced stream: one step of 4 threadable products (20 us each) every 8 ms.
+  bool woke = false;
+  for (int step = 0; step < 50; ++step, t += 8 * ms) {
+    int64_t u = t;
+    for (int k = 0; k < 4; ++k, u += 25 * us) {
+      const bool w = c.decide(u, 300'000);
+      woke |= w;
+      c.record(u + 20 * us, w);
+    }
+  }
+  check(!woke, "threading: a paced 4-product step woke the workers", "-", 0);
+  // A hot loop: back-to-back calls switch to the workers at the kWakeAfterCalls-th and stay there.
+  int first = -1;
+  for (int i = 0; i < 3 * kWakeAfterCalls; ++i, t += 25 * us) {
+    const bool w = c.decide(t, 300'000);
+    if (w && first < 0) first = i;
+    check(first < 0 || w, "threading: a hot loop left the workers", "-", i);
+    c.record(t + 20 * us, w);
+  }
+  check(first == kWakeAfterCalls, "threading: a hot loop woke the workers at the wrong call", "-", first);
+  // Right after the workers ran they are awake: the next call uses them even after a short pause...
+  t += 300 * us;
+  check(c.decide(t, 300'000), "threading: awake workers not used", "-", 0);
+  c.record(t + 20 * us, true);
+  // ... but not after a gap: a stream's next step starts on the calling thread, streak reset.
+  t += 8 * ms;
+  check(!c.decide(t, 300'000), "threading: slept workers woken after a gap", "-", 0);
+  c.record(t + 20 * us, false);
+  // Work big enough to pay for a wake-up always goes to the workers.
+  t += 8 * ms;
+  check(c.decide(t, kWakeWorthMacs), "threading: big work not threaded", "-", 0);
+}
+
 int main() {
   int passed = 0, failed = 0;
   const auto group = [&](void (*fn)(const KernelTable&), const KernelTable& t, const char* what) {
@@ -480,6 +520,13 @@ int main() {
     group(&run_block_trials<f16, int32_t>, t, "block f16/i32");
     group(&run_block_trials<bf16, int16_t>, t, "block bf16/i16");
     group(&run_block_trials<int8_t, int32_t>, t, "block i8/i32");
+  }
+  {
+    const int before = failures;
+    run_threading_policy_trials();
+    const bool ok = failures == before;
+    std::printf("%-7s %-12s %s\n", "-", "threading", ok ? "ok" : "FAILED");
+    (ok ? passed : failed) += 1;
   }
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;
