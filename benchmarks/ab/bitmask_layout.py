@@ -11,6 +11,7 @@ import argparse
 import torch
 
 import evsparse
+from evsparse.bench.common import KnobSwitch
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -19,7 +20,7 @@ args = ap.parse_args()
 torch.manual_seed(0)
 cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
 print(f"# {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds, us")
-current = [None]
+knobs = KnobSwitch(lambda k: (evsparse.set_isa(k[0]), evsparse.set_bitmask_min_density(k[1])))
 default_threshold = evsparse.get_bitmask_min_density()
 print(f"# default bitmask threshold here: {default_threshold}")
 with torch.inference_mode():
@@ -31,13 +32,7 @@ with torch.inference_mode():
             xs = [torch.randn(1, inp) * (torch.rand(1, inp) < 0.1) for _ in range(16)]
 
             def method(isa, layout, threshold):
-                def call(x):
-                    if current[0] != (isa, threshold):
-                        evsparse.set_isa(isa)
-                        evsparse.set_bitmask_min_density(threshold)
-                        current[0] = (isa, threshold)
-                    evsparse.sparse_linear(x, packed[layout])
-                return call, xs
+                return knobs.wrap((isa, threshold), lambda x: evsparse.sparse_linear(x, packed[layout])), xs
 
             names = {"scatter avx2": ("avx2", "sparse", 2.0), "scatter avx512": ("avx512", "sparse", 2.0),
                      "bitmask avx512": ("avx512", "sparse", 0.0), "dense avx2": ("avx2", "dense", 2.0),

@@ -12,7 +12,7 @@ import argparse
 import torch
 
 import evsparse
-from evsparse.bench.common import cpu_name, random_block_mask
+from evsparse.bench.common import KnobSwitch, cpu_name, random_block_mask
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -25,7 +25,7 @@ torch.manual_seed(0)
 print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}, kernels {evsparse.get_isa()}; "
       f"medians over {args.rounds} rounds of interleaved blocks, us")
 default_fraction = evsparse.get_block_min_fraction()
-current = [None]
+fraction_switch = KnobSwitch(evsparse.set_block_min_fraction)
 with torch.inference_mode():
     for size in args.sizes:
         inp, out = map(int, size.split("x"))
@@ -41,12 +41,7 @@ with torch.inference_mode():
             xs = [torch.randn(1, inp) * (torch.rand(1, inp) < act) for _ in range(16)]
 
             def method(name, fraction):
-                def call(x):
-                    if current[0] != fraction:
-                        evsparse.set_block_min_fraction(fraction)
-                        current[0] = fraction
-                    evsparse.sparse_linear(x, packed[name])
-                return call, xs
+                return fraction_switch.wrap(fraction, lambda x: evsparse.sparse_linear(x, packed[name])), xs
 
             methods = {"block path": method("block", default_fraction),
                        "path off, same blocks": method("block", 2.0),

@@ -12,7 +12,7 @@ import argparse
 import torch
 
 import evsparse
-from evsparse.bench.common import cpu_name, random_block_mask
+from evsparse.bench.common import KnobSwitch, cpu_name, random_block_mask
 from evsparse.timing import time_interleaved
 
 ap = argparse.ArgumentParser()
@@ -22,7 +22,7 @@ args = ap.parse_args()
 torch.manual_seed(0)
 print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians over {args.rounds} rounds; "
       f"mask in {args.block}x1 blocks")
-current = [None]
+isa_switch = KnobSwitch(evsparse.set_isa)
 with torch.inference_mode():
     for inp, out in [(1024, 3072), (2048, 6144)]:
         for dens in (0.1, 0.15, 0.2, 1.0):
@@ -33,15 +33,9 @@ with torch.inference_mode():
                     pw = evsparse.pack(w, mask, weight_dtype=wd)
                     xs = [torch.randn(1, inp) * (torch.rand(1, inp) < act) for _ in range(16)]
 
-                    def method(isa):
-                        def call(x):
-                            if current[0] != isa:  # once per block: set_isa is an op call itself
-                                evsparse.set_isa(isa)
-                                current[0] = isa
-                            evsparse.sparse_linear(x, pw)
-                        return call, xs
-
-                    med = time_interleaved({isa: method(isa) for isa in ("avx2", "avx512")}, args.rounds)
+                    product = lambda x, pw=pw: evsparse.sparse_linear(x, pw)  # noqa: E731
+                    med = time_interleaved({isa: (isa_switch.wrap(isa, product), xs) for isa in ("avx2", "avx512")},
+                                           args.rounds)
                     a2, a5 = med["avx2"] * 1e6, med["avx512"] * 1e6
                     print(f"{inp}x{out} dens {dens:.2f} act {act:.1f} {'int8' if wd else 'fp32'} {pw.layout:6s}: "
                           f"avx2 {a2:7.1f} us  avx512 {a5:7.1f} us  avx512 faster by {a2 / a5:.2f}x")

@@ -10,7 +10,7 @@ import argparse
 import torch
 
 import evsparse
-from evsparse.bench.common import calibrate_egru_thresholds_, cpu_name
+from evsparse.bench.common import KnobSwitch, calibrate_egru_thresholds_, cpu_name
 from evsparse.bench.s5 import build_s5_methods
 from evsparse.nn import EGRU
 from evsparse.timing import time_interleaved
@@ -21,18 +21,7 @@ ap.add_argument("--k", type=float, default=1.0)
 args = ap.parse_args()
 if "avx512" not in evsparse.build_info()["isa_supported"]:
     raise SystemExit("this CPU has no AVX-512")
-current = [evsparse.get_isa()]
-
-
-def on(isa, fn):
-    def call(a):
-        if current[0] != isa:  # once per timing block: the blocks alternate methods
-            evsparse.set_isa(isa)
-            current[0] = isa
-        return fn(a)
-    return call
-
-
+isa_switch = KnobSwitch(evsparse.set_isa)
 base = {}
 s5, _ = build_s5_methods(args.k)
 for name, m in s5.items():
@@ -51,7 +40,7 @@ for H in (64, 256):
 methods = {}
 for name, (fn, pool) in base.items():
     for isa in ("avx2", "avx512"):
-        methods[f"{name} @{isa}"] = (on(isa, fn), pool)
+        methods[f"{name} @{isa}"] = (isa_switch.wrap(isa, fn), pool)
 print(f"# {cpu_name()}, {torch.get_num_threads()} threads, torch {torch.__version__}; medians of {args.rounds} "
       "interleaved rounds, us")
 with torch.inference_mode():

@@ -74,6 +74,26 @@ def random_block_mask(n_out: int, n_in: int, density: float, generator: Optional
     return keep.repeat_interleave(block, 0)[:n_out]
 
 
+class KnobSwitch:
+    """Lets methods timed side by side (``time_interleaved``) each run under its own setting of a
+    process-wide knob (the ISA, a path threshold): ``sw = KnobSwitch(evsparse.set_isa)``, then
+    ``sw.wrap("avx2", fn)``. The knob is applied only when the setting changes, once per timing block,
+    since setting it is an op call itself."""
+
+    def __init__(self, apply: Callable[[object], None]):
+        self.apply = apply
+        self.current = object()
+
+    def wrap(self, setting, fn: Callable) -> Callable:
+        def call(x):
+            if self.current != setting:
+                self.apply(setting)
+                self.current = setting
+            return fn(x)
+
+        return call
+
+
 def sparse_inputs(n_in: int, activity: float, generator: torch.Generator, count: int) -> list[torch.Tensor]:
     """``count`` inputs of ``n_in`` features with exactly ``round(activity * n_in)`` (at least one)
     nonzero Gaussian entries at random places: a product's input pool, whose active set changes from
