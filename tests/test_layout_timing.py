@@ -268,3 +268,43 @@ def test_s5_timed_on_this_machine_and_its_errors():
         m.sparsify(layout="auto", example_input=x)
     with pytest.raises(ValueError, match="float32"):
         m.sparsify(layout="timed", example_input=x.double())
+
+
+def test_pace_ms_times_the_candidates_paced(monkeypatch):
+    """With pace_ms, pack's timed choice comes from the paced timer (at that interval), not the hot one;
+    the weight it returns is correct."""
+    calls = []
+
+    def fake_time_paced(methods, interval_s, samples):
+        calls.append((interval_s, samples))
+        for fn, pool in methods.values():
+            fn(pool[0])
+        return {combo: ((1e-6, 2e-6) if combo == ("sparse",) else (5e-6, 6e-6)) for combo in methods}
+
+    def no_hot(*args, **kwargs):
+        raise AssertionError("the hot timer ran although pace_ms was given")
+
+    monkeypatch.setattr(layout_timing, "time_paced", fake_time_paced)
+    monkeypatch.setattr(layout_timing, "time_interleaved", no_hot)
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(96, 40, generator=gen)
+    mask = torch.rand(96, 40, generator=gen) < 0.9  # auto would keep it dense
+    x = torch.randn(40, generator=gen)
+    pw = evsparse.pack(w, mask, "timed", example_input=x, pace_ms=8)
+    assert calls == [(8e-3, layout_timing.PACED_SAMPLES)] and pw.layout == "sparse"
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), torch.nn.functional.linear(x, w * mask))
+    lin = SparseLinear.from_module(torch.nn.Linear(40, 96), mask, layout="timed", example_input=x, pace_ms=2)
+    assert calls[-1][0] == pytest.approx(2e-3) and lin.packed.layout == "sparse"
+
+
+def test_pace_ms_on_this_machine_and_its_errors():
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(64, 32, generator=gen)
+    x = torch.randn(2, 32, generator=gen)
+    pw = evsparse.pack(w, layout="timed", example_input=x, pace_ms=0.2)
+    torch.testing.assert_close(evsparse.sparse_linear(x, pw), torch.nn.functional.linear(x, w))
+    for bad in (0, -1.0, float("nan"), float("inf"), "8"):
+        with pytest.raises(ValueError, match="pace_ms"):
+            evsparse.pack(w, layout="timed", example_input=x, pace_ms=bad)
+    with pytest.raises(ValueError, match="pace_ms"):
+        evsparse.pack(w, layout="auto", pace_ms=8)

@@ -14,6 +14,7 @@ module does that, per weight matrix of a layer, on an example input (so at its r
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -21,7 +22,7 @@ import torch
 
 from .functional import sparse_linear
 from .packed import PACKED_DTYPES, VALUE_DTYPES, PackedWeight
-from .timing import time_interleaved
+from .timing import time_interleaved, time_paced
 
 __all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
            "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS",
@@ -51,7 +52,8 @@ AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8 = 0.2
 
 
 def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str = "auto",
-         example_input: Optional[torch.Tensor] = None, weight_dtype: Optional[torch.dtype] = None) -> PackedWeight:
+         example_input: Optional[torch.Tensor] = None, weight_dtype: Optional[torch.dtype] = None,
+         pace_ms: Optional[float] = None) -> PackedWeight:
     """Packs ``weight`` (``[out, in]``, as in ``nn.Linear``) for the gather kernels.
 
     ``mask`` (same shape, bool or 0/1) zeroes pruned weights: the result equals ``weight * mask``.
@@ -63,8 +65,11 @@ def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str 
     activity). ``weight_dtype``: the packed values' dtype (default: ``weight``'s): float32, float16,
     bfloat16, float64, or ``torch.int8``, quantised symmetrically with one float32 scale per input
     column (:meth:`PackedWeight.quantized`; the layout is chosen from the mask, as for float weights,
-    and ``"timed"`` times the int8 candidates). Non-finite weights are rejected. The packed values are
-    a detached copy; call ``.requires_grad_()`` on the result to train them.
+    and ``"timed"`` times the int8 candidates). ``pace_ms`` (with ``"timed"`` only): time the candidates
+    as a stream calls them, one call every ``pace_ms`` milliseconds (median of :data:`PACED_SAMPLES`
+    calls each), instead of in a hot loop; the two can pick differently (docs, "Choosing a layout").
+    Non-finite weights are rejected. The packed values are a detached copy; call ``.requires_grad_()``
+    on the result to train them.
     """
     if layout not in LAYOUTS:
         raise ValueError(f"evsparse.pack: layout must be one of {LAYOUTS}, got {layout!r}")
@@ -73,9 +78,14 @@ def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str 
                          "and example_input is used only with layout='timed'")
     if weight_dtype is not None and weight_dtype not in PACKED_DTYPES:
         raise ValueError(f"evsparse.pack: weight_dtype must be one of {PACKED_DTYPES}, got {weight_dtype}")
+    if pace_ms is not None and (layout != "timed" or not isinstance(pace_ms, (int, float))
+                                or not math.isfinite(pace_ms) or pace_ms <= 0):
+        raise ValueError(f"evsparse.pack: pace_ms must be a positive number of milliseconds and is used only "
+                         f"with layout='timed', got {pace_ms!r} with layout={layout!r}")
     w = masked_weight(weight, mask, "evsparse.pack")
     if layout == "timed":
-        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p), weight_dtype)
+        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p), weight_dtype,
+                                  pace_s=None if pace_ms is None else pace_ms * 1e-3)
         return pw
     return PackedWeight.from_masked(w, auto_layout(w, weight_dtype) if layout == "auto" else layout, weight_dtype)
 
@@ -143,6 +153,7 @@ def masked_weight(weight: torch.Tensor, mask: Optional[torch.Tensor], who: str) 
 
 CANDIDATES = ("dense", "sparse")
 ROUNDS = 7  # interleaved ~2 ms blocks per candidate: medians that survive a noisy machine
+PACED_SAMPLES = 40  # paced calls per candidate (pace_ms): 40 x 8 ms x 2 layouts is 0.64 s per weight
 # Auto's layouts stay unless another combination is this much faster. Near the crossover the layouts
 # differ by less than repeated choices disagree on this machine (+-10% on the 2-core VM): a switch
 # there would as often cost as gain, where keeping auto's layouts costs at most the margin.
@@ -166,21 +177,29 @@ class LayoutChoice:
 
 
 def choose_layouts(weights: Sequence[torch.Tensor], run: Callable[..., object],
-                   weight_dtype: Optional[torch.dtype] = None) -> tuple[list, LayoutChoice]:
+                   weight_dtype: Optional[torch.dtype] = None,
+                   pace_s: Optional[float] = None) -> tuple[list, LayoutChoice]:
     """Packs every weight (``[out, in]``, masked already) in both layouts, times ``run(*packed)`` for
     every combination of layouts (interleaved blocks, medians) and keeps the fastest, unless
     ``"auto"``'s combination is within :data:`MARGIN` of it (then auto's).
 
     ``run`` is the call the packed weights will serve, on representative input: one product for a
     single matrix, a layer's whole sequence op for a recurrent layer (its products share the cache, so
-    they are timed together). ``weight_dtype``: as in :func:`pack`. Returns (the chosen PackedWeights,
-    the :class:`LayoutChoice`)."""
+    they are timed together). ``weight_dtype``: as in :func:`pack`. ``pace_s``: time each combination
+    paced, one call per ``pace_s`` seconds (combinations taking turns, :data:`PACED_SAMPLES` calls each,
+    medians), instead of in interleaved hot blocks. Returns (the chosen PackedWeights, the
+    :class:`LayoutChoice`)."""
     packed = [{layout: PackedWeight.from_masked(w, layout, weight_dtype) for layout in CANDIDATES} for w in weights]
     combos = list(itertools.product(CANDIDATES, repeat=len(weights)))
     methods = {combo: (lambda _, combo=combo: run(*(p[lay] for p, lay in zip(packed, combo))), [None])
                for combo in combos}
     cuda = any(w.is_cuda for w in weights)
-    seconds = time_interleaved(methods, ROUNDS, sync=torch.cuda.synchronize if cuda else None)
+    if pace_s is not None and cuda:
+        raise ValueError("layout timing: paced timing (pace_ms) is for CPU weights")
+    if pace_s is None:
+        seconds = time_interleaved(methods, ROUNDS, sync=torch.cuda.synchronize if cuda else None)
+    else:
+        seconds = {c: med for c, (med, _p99) in time_paced(methods, pace_s, PACED_SAMPLES).items()}
     best = min(combos, key=seconds.__getitem__)
     auto = tuple(auto_layout(w, weight_dtype) for w in weights)
     if seconds[auto] <= seconds[best] * (1 + MARGIN):

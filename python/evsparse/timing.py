@@ -1,4 +1,5 @@
-"""Interleaved timing: the measurement ``layout="timed"`` makes, and the benchmark harness reuses."""
+"""Interleaved and paced timing: the measurements ``layout="timed"`` makes, and the benchmark harness
+reuses."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Callable, Optional
 
 import torch
 
-__all__ = ["time_interleaved"]
+__all__ = ["time_interleaved", "time_paced"]
 
 
 def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3,
@@ -48,3 +49,31 @@ def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, blo
                 sync()
                 samples[name].append((time.perf_counter_ns() - t0) / n)
     return {n: statistics.median(v) * 1e-9 for n, v in samples.items()}
+
+
+def time_paced(methods: dict[str, tuple[Callable, list]], interval_s: float, samples: int) -> dict:
+    """Per method, the latency of ``samples`` calls made one per tick of ``interval_s`` (methods take
+    turns tick by tick, inputs rotating): ``{name: (median_s, p99_s)}``."""
+    names = list(methods)
+    latencies: dict[str, list[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for fn, pool in methods.values():  # warm-up (first-call costs are not a stream's)
+            for a in pool[:4]:
+                fn(a)
+        tick = time.perf_counter()
+        for i in range(samples * len(names)):
+            name = names[i % len(names)]
+            fn, pool = methods[name]
+            arg = pool[(i // len(names)) % len(pool)]
+            tick += interval_s
+            delay = tick - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            t0 = time.perf_counter_ns()
+            fn(arg)
+            latencies[name].append((time.perf_counter_ns() - t0) * 1e-9)
+    out = {}
+    for name, v in latencies.items():
+        v.sort()
+        out[name] = (statistics.median(v), v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))])
+    return out

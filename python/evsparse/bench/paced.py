@@ -11,48 +11,18 @@ their ratios to the hot median.
 
 from __future__ import annotations
 
-import statistics
-import time
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 import evsparse
 
+from ..timing import time_paced  # noqa: F401  (the section's timer; re-exported for the A/B scripts)
 from .common import markdown_section, section_parser, time_interleaved, write_section_report
 from .stack import DENSE, STACK, STREAMED, build_stack_methods
 
 DEFAULT_INTERVAL_MS = 8.0
 DEFAULT_SAMPLES = 200
-
-
-def time_paced(methods: dict[str, tuple[Callable, list]], interval_s: float, samples: int) -> dict:
-    """Per method, the latency of ``samples`` calls made one per tick of ``interval_s`` (methods take
-    turns tick by tick, inputs rotating): ``{name: (median_s, p99_s)}``."""
-    names = list(methods)
-    latencies: dict[str, list[float]] = {n: [] for n in names}
-    with torch.inference_mode():
-        for fn, pool in methods.values():  # warm-up (first-call costs are not a stream's)
-            for a in pool[:4]:
-                fn(a)
-        tick = time.perf_counter()
-        for i in range(samples * len(names)):
-            name = names[i % len(names)]
-            fn, pool = methods[name]
-            arg = pool[(i // len(names)) % len(pool)]
-            tick += interval_s
-            delay = tick - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            t0 = time.perf_counter_ns()
-            fn(arg)
-            latencies[name].append((time.perf_counter_ns() - t0) * 1e-9)
-    out = {}
-    for name, v in latencies.items():
-        v.sort()
-        out[name] = (statistics.median(v), v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))])
-    return out
 
 
 def _linear_case(out_f: int, in_f: int, activity: float, density: float, seed: int):

@@ -44,14 +44,15 @@ class SparseLinear(PackedModule):
     @classmethod
     def from_module(cls, linear: nn.Linear, mask: Optional[torch.Tensor] = None, layout: str = "auto",
                     example_input: Optional[torch.Tensor] = None,
-                    weight_dtype: Optional[torch.dtype] = None) -> "SparseLinear":
+                    weight_dtype: Optional[torch.dtype] = None,
+                    pace_ms: Optional[float] = None) -> "SparseLinear":
         """Packs ``linear.weight * mask`` (see :func:`evsparse.pack`, also for ``layout="timed"``,
-        ``example_input`` and ``weight_dtype``, e.g. ``torch.int8``) and copies the bias."""
+        ``example_input``, ``pace_ms`` and ``weight_dtype``, e.g. ``torch.int8``) and copies the bias."""
         if not isinstance(linear, nn.Linear):
             raise ValueError(f"SparseLinear.from_module: expected nn.Linear, got {type(linear).__name__}")
         bias = None if linear.bias is None else linear.bias.detach().clone()
         return cls(pack(linear.weight, mask=mask, layout=layout, example_input=example_input,
-                        weight_dtype=weight_dtype), bias)
+                        weight_dtype=weight_dtype, pace_ms=pace_ms), bias)
 
     from_linear = alias_classmethod("from_module", "SparseLinear.from_linear", "SparseLinear.from_module")
 
