@@ -308,3 +308,48 @@ def test_pace_ms_on_this_machine_and_its_errors():
             evsparse.pack(w, layout="timed", example_input=x, pace_ms=bad)
     with pytest.raises(ValueError, match="pace_ms"):
         evsparse.pack(w, layout="auto", pace_ms=8)
+
+
+@pytest.mark.parametrize("weight_dtype", [None, torch.int8])
+def test_egru_pace_ms_times_one_step_per_call(monkeypatch, weight_dtype):
+    """EGRU.sparsify(layout="timed", pace_ms=...) times each layer with the paced timer, each call one step
+    (a frame of the example, in turn), and keeps the rigged winner; the module equals the one built
+    with those layouts."""
+    seen = []
+    winners = [("sparse", "dense"), ("dense", "sparse")]
+
+    def fake_time_paced(methods, interval_s, samples):
+        assert interval_s == pytest.approx(5e-3)
+        for fn, pool in methods.values():
+            for _ in range(3):
+                out = fn(pool[0])
+                seen.append(out[0].shape[0])  # the op's output steps
+        win = winners.pop(0)
+        return {combo: ((1e-6, 1e-6) if combo == win else (9e-6, 9e-6)) for combo in methods}
+
+    def no_hot(*args, **kwargs):
+        raise AssertionError("the hot timer ran although pace_ms was given")
+
+    monkeypatch.setattr(layout_timing, "time_paced", fake_time_paced)
+    monkeypatch.setattr(layout_timing, "time_interleaved", no_hot)
+    egru = EGRU(12, 16, num_layers=2, thr_mean=0.05).eval()
+    masks = prune.global_magnitude(egru, sparsity=0.7)
+    xs = torch.randn(7, 2, 12)
+    timed = egru.sparsify(masks, layout="timed", example_input=xs, weight_dtype=weight_dtype, pace_ms=5)
+    assert timed.layouts == [("sparse", "dense"), ("dense", "sparse")]
+    assert seen and set(seen) == {1}  # every timed call ran one step
+    again = egru.sparsify(masks, layout=timed.layouts, weight_dtype=weight_dtype)
+    with torch.inference_mode():
+        torch.testing.assert_close(timed(xs)[0], again(xs)[0], rtol=0, atol=0)
+
+
+def test_egru_pace_ms_on_this_machine_and_its_errors():
+    egru = EGRU(8, 8, num_layers=1).eval()
+    xs = torch.randn(5, 1, 8)
+    packed = egru.sparsify(layout="timed", example_input=xs, pace_ms=0.2)
+    with torch.inference_mode():
+        torch.testing.assert_close(packed(xs)[0], egru(xs)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pace_ms"):
+        egru.sparsify(pace_ms=8)
+    with pytest.raises(ValueError, match="pace_ms"):
+        egru.sparsify(layout="timed", example_input=xs, pace_ms=0)

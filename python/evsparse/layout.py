@@ -78,16 +78,24 @@ def pack(weight: torch.Tensor, mask: Optional[torch.Tensor] = None, layout: str 
                          "and example_input is used only with layout='timed'")
     if weight_dtype is not None and weight_dtype not in PACKED_DTYPES:
         raise ValueError(f"evsparse.pack: weight_dtype must be one of {PACKED_DTYPES}, got {weight_dtype}")
-    if pace_ms is not None and (layout != "timed" or not isinstance(pace_ms, (int, float))
-                                or not math.isfinite(pace_ms) or pace_ms <= 0):
-        raise ValueError(f"evsparse.pack: pace_ms must be a positive number of milliseconds and is used only "
-                         f"with layout='timed', got {pace_ms!r} with layout={layout!r}")
+    pace_s = pace_seconds(pace_ms, layout == "timed", "evsparse.pack")
     w = masked_weight(weight, mask, "evsparse.pack")
     if layout == "timed":
-        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p), weight_dtype,
-                                  pace_s=None if pace_ms is None else pace_ms * 1e-3)
+        (pw,), _ = choose_layouts([w], lambda p: sparse_linear(example_input, p), weight_dtype, pace_s=pace_s)
         return pw
     return PackedWeight.from_masked(w, auto_layout(w, weight_dtype) if layout == "auto" else layout, weight_dtype)
+
+
+def pace_seconds(pace_ms, timed: bool, who: str) -> Optional[float]:
+    """A ``pace_ms`` argument checked (a positive, finite number of milliseconds, only with
+    ``layout="timed"``) and in seconds; None stays None."""
+    if pace_ms is None:
+        return None
+    if not timed or isinstance(pace_ms, bool) or not isinstance(pace_ms, (int, float)) or not math.isfinite(pace_ms) \
+            or pace_ms <= 0:
+        raise ValueError(f"{who}: pace_ms must be a positive number of milliseconds and is used only with "
+                         f"layout='timed', got {pace_ms!r}" + ("" if timed else " without layout='timed'"))
+    return float(pace_ms) * 1e-3
 
 
 def block_fraction(w: torch.Tensor) -> float:

@@ -137,6 +137,18 @@ def per_layer_layouts(layout, num_layers: int, who: str) -> list:
     return [tuple(p) for p in layout]
 
 
+class FrameCycle:
+    """The frames of a [T, B, in] sequence as one-step sequences [1, B, in], one per call, in turn: what a
+    paced layout timing (``pace_ms``) runs a layer on, a stream's step at a time."""
+
+    def __init__(self, seq: torch.Tensor):
+        self.seq, self.t = seq, -1
+
+    def __call__(self) -> torch.Tensor:
+        self.t = (self.t + 1) % self.seq.shape[0]
+        return self.seq[self.t:self.t + 1]
+
+
 def plan_runner(kind: int, input_size: int, width: int, make_layer: Callable[..., "plan.PlanLayer"],
                 call: Callable[[torch.Tensor, torch.Tensor], tuple]) -> Callable[..., tuple]:
     """A ``run(*packed)`` for layout timing through a one-layer plan and its sequence op, ``call(arena,
@@ -155,13 +167,14 @@ def plan_runner(kind: int, input_size: int, width: int, make_layer: Callable[...
 
 
 def pack_layer(weights: list, layout, run: Optional[Callable[..., tuple]], who: str,
-               weight_dtype: Optional[torch.dtype] = None) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
+               weight_dtype: Optional[torch.dtype] = None,
+               pace_s: Optional[float] = None) -> tuple[list[PackedWeight], Optional[LayoutChoice]]:
     """One layer's ``(weight, mask)`` pairs packed with ``layout`` (a name, or one per weight) and
     values of ``weight_dtype`` (see :func:`evsparse.pack`); with ``"timed"``, in the combination of
     layouts with which ``run(*packed)`` (the layer's sequence op on its example input, on candidates of
-    ``weight_dtype``) was fastest."""
+    ``weight_dtype``) was fastest (paced, one call per ``pace_s`` seconds, if given)."""
     if layout == "timed":
-        return choose_layouts([masked_weight(w, m, who) for w, m in weights], run, weight_dtype)
+        return choose_layouts([masked_weight(w, m, who) for w, m in weights], run, weight_dtype, pace_s=pace_s)
     names = (layout,) * len(weights) if isinstance(layout, str) else layout
     return [pack(w, m, name, weight_dtype=weight_dtype) for (w, m), name in zip(weights, names)], None
 

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import functional, plan
+from ..layout import pace_seconds
 from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
-from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
+from ._recurrent import (ActivityLog, FrameCycle, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
 
@@ -221,7 +222,7 @@ class EGRU(nn.Module):
 
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
                  example_input: Optional[torch.Tensor] = None,
-                 weight_dtype: Optional[torch.dtype] = None) -> "PackedEGRU":
+                 weight_dtype: Optional[torch.dtype] = None, pace_ms: Optional[float] = None) -> "PackedEGRU":
         """The inference module on the fused sparse kernels, with the same outputs (float32).
 
         ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
@@ -231,8 +232,10 @@ class EGRU(nn.Module):
         ``PackedEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
         pairs per layer (``.layouts`` of an earlier result) reproduces a choice. ``weight_dtype``: the
         packed weights' dtype (default float32; ``torch.int8`` quantises them per input column, see
-        :func:`evsparse.pack`; biases and thresholds stay float32)."""
-        return PackedEGRU.from_module(self, weight_masks, layout, example_input, weight_dtype)
+        :func:`evsparse.pack`; biases and thresholds stay float32). ``pace_ms`` (with ``"timed"``): time
+        each layer as a stream runs it, one step (a frame of ``example_input``, in turn) every ``pace_ms``
+        milliseconds, instead of its whole sequence in a hot loop."""
+        return PackedEGRU.from_module(self, weight_masks, layout, example_input, weight_dtype, pace_ms)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
         """Loads EvNN ``EGRU`` weights: ``kernel`` [in, 3H], ``recurrent_kernel`` [H, 3H], ``bias``,
@@ -332,9 +335,10 @@ class PackedEGRU(PlanModule):
     @torch.no_grad()
     def from_module(cls, egru: EGRU, weight_masks: Optional[dict] = None, layout: Union[str, Sequence] = "auto",
                     example_input: Optional[torch.Tensor] = None,
-                    weight_dtype: Optional[torch.dtype] = None) -> "PackedEGRU":
+                    weight_dtype: Optional[torch.dtype] = None, pace_ms: Optional[float] = None) -> "PackedEGRU":
         masks = checked_weight_masks(weight_masks, egru.num_layers, ("weight_ih", "weight_hh"))
         inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
+        pace_s = pace_seconds(pace_ms, inp is not None, "EGRU.sparsify")
         layouts = per_layer_layouts(layout, egru.num_layers, "EGRU.sparsify")
         layers, choices = [], []
         for k in range(egru.num_layers):
@@ -349,17 +353,22 @@ class PackedEGRU(PlanModule):
                 return torch.ops.evsparse.egru_sequence(inp, state, state, *op_args(p_ih), *op_args(p_hh),
                                                         b_ih, b_hh, thr)
 
+            frames = FrameCycle(inp) if pace_s is not None else None  # paced: one step per timed call
+            timing_run = run if frames is None else (lambda p_ih, p_hh, run=run: run(p_ih, p_hh, inp=frames()))
             if weight_dtype == torch.int8 and inp is not None:  # int8 runs on plans only: time it there
                 H, n_in = egru.hidden_size, (egru.input_size if k == 0 else egru.hidden_size)
-                run = plan_runner(
-                    plan.EGRU, n_in, H,
-                    lambda p_ih, p_hh, vec=(b_ih, b_hh, thr), n_in=n_in, H=H: plan.PlanLayer(
-                        n_in, H, H, 0, (p_ih, p_hh), vec),
-                    lambda arena, meta, inp=inp, H=H: torch.ops.evsparse.egru_plan_sequence(
-                        inp, *(inp.new_zeros(1, inp.shape[1], H),) * 2, arena, meta)[:1])
+
+                def plan_run(next_input, n_in=n_in, H=H, vec=(b_ih, b_hh, thr)):
+                    return plan_runner(
+                        plan.EGRU, n_in, H, lambda p_ih, p_hh: plan.PlanLayer(n_in, H, H, 0, (p_ih, p_hh), vec),
+                        lambda arena, meta: torch.ops.evsparse.egru_plan_sequence(
+                            (x := next_input()), *(x.new_zeros(1, x.shape[1], H),) * 2, arena, meta)[:1])
+
+                run = plan_run(lambda inp=inp: inp)
+                timing_run = run if frames is None else plan_run(frames)
 
             weights = [(w_ih.float(), masks.get(f"weight_ih_l{k}")), (w_hh.float(), masks.get(f"weight_hh_l{k}"))]
-            (p_ih, p_hh), choice = pack_layer(weights, layouts[k], run, "EGRU.sparsify", weight_dtype)
+            (p_ih, p_hh), choice = pack_layer(weights, layouts[k], timing_run, "EGRU.sparsify", weight_dtype, pace_s)
             if choice is not None:  # the next layer's timing input
                 inp = run(p_ih, p_hh)[0]
             layers.append((p_ih, p_hh, b_ih, b_hh, thr))
