@@ -12,9 +12,8 @@ import torch
 
 import evsparse
 from evsparse.bench.common import calibrate_egru_thresholds_, cpu_name, sparse_inputs
-from evsparse.bench.paced import time_paced
 from evsparse.nn import EGRU
-from evsparse.timing import time_interleaved
+from evsparse.timing import time_interleaved, time_paced
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--samples", type=int, default=150)

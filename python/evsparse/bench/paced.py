@@ -11,13 +11,12 @@ their ratios to the hot median.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 
 import evsparse
 
-from ..timing import time_paced  # noqa: F401  (the section's timer; re-exported for the A/B scripts)
+from ..timing import time_paced
 from .common import markdown_section, section_parser, time_interleaved, write_section_report
 from .stack import DENSE, STACK, STREAMED, build_stack_methods
 

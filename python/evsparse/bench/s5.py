@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from .. import macs, prune
 from ..nn.s5 import S5Stack, fold_block, width_scale as width
+from ..timing import time_paced
 from .common import markdown_section, record_stream, section_parser, time_interleaved, write_section_report
-from .paced import DEFAULT_INTERVAL_MS, time_paced
+from .paced import DEFAULT_INTERVAL_MS
 
 DEFAULT_K = [0.5, 1.0]
 STREAM = 32  # recorded (frame, state) pairs the timed calls rotate through

@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import functional, plan
-from ..layout import pace_seconds
 from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
+from ..layout import pace_seconds
 from ._recurrent import (ActivityLog, FrameCycle, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
@@ -354,7 +354,7 @@ class PackedEGRU(PlanModule):
                                                         b_ih, b_hh, thr)
 
             frames = FrameCycle(inp) if pace_s is not None else None  # paced: one step per timed call
-            timing_run = run if frames is None else (lambda p_ih, p_hh, run=run: run(p_ih, p_hh, inp=frames()))
+            timing_run = run if frames is None else (lambda p_ih, p_hh, run=run, f=frames: run(p_ih, p_hh, inp=f()))
             if weight_dtype == torch.int8 and inp is not None:  # int8 runs on plans only: time it there
                 H, n_in = egru.hidden_size, (egru.input_size if k == 0 else egru.hidden_size)
 
