@@ -11,13 +11,39 @@ from evsparse import prune
 from evsparse.nn import EGRU, SparseLinear, SparseLinearRNN
 
 
+class Rig(list):
+    """The per-layer winners to hand out, in order; ``model_winners`` for the whole-model stage (empty:
+    the per-layer choice, its first candidate, wins) and ``model_results`` (per model stage, each
+    candidate's output of one stream step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.model_winners, self.model_results = [], []
+
+
+def is_model_stage(methods) -> bool:
+    first = next(iter(methods))
+    return isinstance(first, tuple) and isinstance(first[0], tuple)  # per group, its layouts
+
+
+def rigged_model_stage(rig, methods):
+    rig.model_results.append({c: fn(pool[0]).clone() for c, (fn, pool) in methods.items()})
+    winner = rig.model_winners.pop(0) if rig.model_winners else next(iter(methods))
+    if isinstance(winner, dict):  # explicit times, the rest slow
+        return {c: winner.get(c, 1.0) for c in methods}
+    return {c: (1e-6 if c == winner else 2e-6) for c in methods}
+
+
 @pytest.fixture
 def rigged_timer(monkeypatch):
     """Replaces the timer: every candidate runs once (its result kept by combination), and the
-    combination named next in ``winners`` gets the lowest time. Returns (winners, results)."""
-    winners, results = [], []
+    combination named next in ``winners`` gets the lowest time; the whole-model stage: see :class:`Rig`.
+    Returns (winners, results)."""
+    winners, results = Rig(), []
 
     def fake_time_interleaved(methods, rounds, sync=None):
+        if is_model_stage(methods):
+            return rigged_model_stage(winners, methods)
         winner = winners.pop(0)
         outs = {}
         for combo, (fn, inputs) in methods.items():
@@ -315,11 +341,14 @@ def test_egru_pace_ms_times_one_step_per_call(monkeypatch, weight_dtype):
     """EGRU.sparsify(layout="timed", pace_ms=...) times each layer with the paced timer, each call one step
     (a frame of the example, in turn), and keeps the rigged winner; the module equals the one built
     with those layouts."""
-    seen = []
+    seen, model_stage, rig = [], [], Rig()
     winners = [("sparse", "dense"), ("dense", "sparse")]
 
     def fake_time_paced(methods, interval_s, samples):
         assert interval_s == pytest.approx(5e-3)
+        if is_model_stage(methods):
+            model_stage.append(list(methods))
+            return {c: (v, v) for c, v in rigged_model_stage(rig, methods).items()}
         for fn, pool in methods.values():
             for _ in range(3):
                 out = fn(pool[0])
@@ -338,6 +367,10 @@ def test_egru_pace_ms_times_one_step_per_call(monkeypatch, weight_dtype):
     timed = egru.sparsify(masks, layout="timed", example_input=xs, weight_dtype=weight_dtype, pace_ms=5)
     assert timed.layouts == [("sparse", "dense"), ("dense", "sparse")]
     assert seen and set(seen) == {1}  # every timed call ran one step
+    # then whole models, paced too, each a stream step on a frame [B, in]: output [B, H]
+    assert len(model_stage) == 1 and model_stage[0][0] == (("sparse", "dense"), ("dense", "sparse"))
+    assert all(out.shape == (2, 16) for out in rig.model_results[0].values())
+    assert timed.model_choice.pace_s == pytest.approx(5e-3)
     again = egru.sparsify(masks, layout=timed.layouts, weight_dtype=weight_dtype)
     with torch.inference_mode():
         torch.testing.assert_close(timed(xs)[0], again(xs)[0], rtol=0, atol=0)
@@ -353,3 +386,83 @@ def test_egru_pace_ms_on_this_machine_and_its_errors():
         egru.sparsify(pace_ms=8)
     with pytest.raises(ValueError, match="pace_ms"):
         egru.sparsify(layout="timed", example_input=xs, pace_ms=0)
+
+
+def test_model_candidates_change_one_group_at_a_time():
+    start = (("sparse", "dense"), ("dense", "dense"))
+    cands = layout_timing.model_candidates(start)
+    assert cands[0] == start and len(cands) == len(set(cands))
+    # every combination of either layer with the other kept, plus all-sparse: 1 + 3 + 3 + 1
+    assert len(cands) == 8 and (("sparse", "sparse"), ("sparse", "sparse")) in cands
+    assert all(sum(a != b for a, b in zip(c, start)) <= 1 for c in cands[:-1])
+    s5 = (("dense",), ("dense", "sparse", "dense"), ("sparse",))
+    cands = layout_timing.model_candidates(s5)
+    for c in [(("sparse",), s5[1], s5[2]), (s5[0], ("dense",) * 3, s5[2]), (s5[0], ("sparse",) * 3, s5[2]),
+              (s5[0], ("sparse", "sparse", "dense"), s5[2]), (s5[0], ("dense", "sparse", "sparse"), s5[2]),
+              (("dense",), ("dense",) * 3, ("dense",)), (("sparse",), ("sparse",) * 3, ("sparse",))]:
+        assert c in cands
+    assert len(cands) == len(set(cands)) == 9
+
+
+def test_egru_model_stage_keeps_the_per_layer_choice_unless_a_model_is_clearly_faster(rigged_timer):
+    """After the per-layer choices, whole models are timed stepping their streams on the example's frames:
+    every candidate's step gives the same output; a model MARGIN faster replaces the per-layer choice, one
+    within the margin does not; the module kept equals the one built with its layouts."""
+    winners, _ = rigged_timer
+    egru = EGRU(16, 24, num_layers=2, thr_mean=0.05).eval()
+    masks = prune.global_magnitude(egru, sparsity=0.7)
+    xs = torch.randn(6, 3, 16)
+    start = (("sparse", "dense"), ("sparse", "sparse"))
+    dense = (("dense", "dense"), ("dense", "dense"))
+    for factor, expected in ((1.001, dense), (0.999, start)):
+        winners += [start[0], start[1]]
+        winners.model_winners.append({start: 1e-6 * (1 + layout_timing.MARGIN) * factor, dense: 1e-6})
+        timed = egru.sparsify(masks, layout="timed", example_input=xs)
+        assert tuple(tuple(p) for p in timed.layouts) == expected
+        choice = timed.model_choice
+        assert choice.layouts == expected and choice.pace_s is None and set(choice.seconds) >= {start, dense}
+        assert [c.layouts for c in timed.layout_choices] == list(start)  # the per-layer stage's record
+        assert "us *" in str(choice) and "hot" in str(choice)
+        outs = winners.model_results[-1]
+        first = next(iter(outs.values()))
+        assert first.shape == (3, 24)
+        for out in outs.values():  # one step of each model from the zero state, on the same frame
+            torch.testing.assert_close(out, first, rtol=1e-5, atol=1e-5)
+        again = egru.sparsify(masks, layout=timed.layouts)
+        with torch.inference_mode():
+            torch.testing.assert_close(timed(xs)[0], again(xs)[0], rtol=0, atol=0)
+    assert egru.sparsify(masks).model_choice is None
+
+
+def test_s5_model_stage_groups_weights_by_record(rigged_timer):
+    from evsparse.nn import S5Stack
+
+    torch.manual_seed(0)
+    m = S5Stack(20, 16, 8, 2, 5).eval()
+    masks = prune.erk_magnitude(m, 0.8)
+    x = torch.rand(4, 2, 20)
+    winners, _ = rigged_timer
+    per_record = [("sparse",), ("dense", "sparse", "dense"), ("sparse",) * 3, ("dense",)]
+    winners += per_record
+    pick = (("dense",), ("dense",) * 3, ("dense",) * 3, ("dense",))
+    winners.model_winners.append(pick)
+    packed = m.sparsify(masks, layout="timed", example_input=x)
+    assert packed.model_choice.layouts == pick and packed.layouts == ["dense"] * 8
+    assert next(iter(packed.model_choice.seconds)) == tuple(per_record)  # the per-layer choice first
+    assert [c.layouts for c in packed.layout_choices] == per_record
+    torch.testing.assert_close(packed(x)[0], m.sparsify(masks, layout="dense")(x)[0], rtol=0, atol=0)
+
+
+def test_s5_pace_ms_on_this_machine():
+    """S5Stack.sparsify(layout="timed", pace_ms=...): both stages on the real paced timer (a short interval
+    here); the module is correct and records the paced model choice."""
+    from evsparse.nn import S5Stack
+
+    torch.manual_seed(2)
+    m = S5Stack(10, 8, 6, 1, 4).eval()
+    x = torch.rand(5, 1, 10)
+    packed = m.sparsify(layout="timed", example_input=x, pace_ms=0.2)
+    assert packed.model_choice.pace_s == pytest.approx(2e-4)
+    torch.testing.assert_close(packed(x)[0], m(x)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="pace_ms"):
+        m.sparsify(pace_ms=8)

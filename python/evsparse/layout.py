@@ -24,7 +24,8 @@ from .functional import sparse_linear
 from .packed import PACKED_DTYPES, VALUE_DTYPES, PackedWeight
 from .timing import time_interleaved, time_paced
 
-__all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "LAYOUTS",
+__all__ = ["pack", "masked_weight", "auto_layout", "choose_layouts", "LayoutChoice", "choose_model_layouts",
+           "ModelLayoutChoice", "LAYOUTS",
            "AUTO_SPARSE_MAX_DENSITY", "AUTO_SPARSE_MAX_DENSITY_INT8", "AUTO_SPARSE_MAX_DENSITY_BLOCKS",
            "AUTO_SPARSE_MAX_DENSITY_BLOCKS_INT8", "block_fraction"]
 
@@ -213,3 +214,73 @@ def choose_layouts(weights: Sequence[torch.Tensor], run: Callable[..., object],
     if seconds[auto] <= seconds[best] * (1 + MARGIN):
         best = auto
     return [p[lay] for p, lay in zip(packed, best)], LayoutChoice(best, seconds)
+
+
+@dataclass(frozen=True)
+class ModelLayoutChoice:
+    """What the whole-model stage of ``layout="timed"`` chose (:func:`choose_model_layouts`):
+    ``layouts``, per group of weights (a layer, or an S5 record) their layouts; ``seconds``, the median
+    time of one stream step of every model timed; ``pace_s``, the interval of a paced timing (None: hot).
+    The choice is the fastest model, or the per-layer choice where that is within :data:`MARGIN` of it."""
+
+    layouts: tuple[tuple[str, ...], ...]
+    seconds: dict[tuple[tuple[str, ...], ...], float]
+    pace_s: Optional[float] = None
+
+    def __str__(self) -> str:
+        best = self.seconds[self.layouts]
+        def name(c):
+            return " | ".join("/".join(g) for g in c)
+        parts = [f"{name(c)} {s * 1e6:.1f} us{' *' if c == self.layouts else f' ({s / best:.2f}x)'}"
+                 for c, s in sorted(self.seconds.items(), key=lambda kv: kv[1])]
+        how = "hot" if self.pace_s is None else f"paced {self.pace_s * 1e3:g} ms"
+        return f"ModelLayoutChoice({how}: " + ", ".join(parts) + ")"
+
+
+def model_candidates(start: tuple[tuple[str, ...], ...]) -> list:
+    """The models the whole-model stage times: ``start`` (the per-layer choices), every model that changes
+    one group (all combinations of a group of up to two weights; for larger groups all-dense, all-sparse
+    and each single weight flipped), and the all-dense and all-sparse models. ``start`` first."""
+    flip = {"dense": "sparse", "sparse": "dense"}
+    out = [start]
+
+    def add(c):
+        if c not in out:
+            out.append(c)
+
+    for k, g in enumerate(start):
+        if len(g) <= 2:
+            alts = list(itertools.product(CANDIDATES, repeat=len(g)))
+        else:
+            alts = [(n,) * len(g) for n in CANDIDATES] + [g[:i] + (flip[g[i]],) + g[i + 1:] for i in range(len(g))]
+        for a in alts:
+            add(start[:k] + (tuple(a),) + start[k + 1:])
+    for n in CANDIDATES:
+        add(tuple((n,) * len(g) for g in start))
+    return out
+
+
+def choose_model_layouts(start: Sequence[Sequence[str]], build: Callable[[list], object], frames: list,
+                         batch_size: Optional[int], pace_s: Optional[float] = None,
+                         current: Optional[object] = None) -> tuple[object, ModelLayoutChoice]:
+    """The whole-model stage of ``layout="timed"`` (CPU): per-layer timing times a layer alone, which
+    does not see the other layers' weights share (and, paced, evict) the caches, so here whole models
+    are timed as they stream. ``start``: the per-layer choice, per group its layouts ("dense"/"sparse");
+    ``build(groups)``: the packed module with those layouts; ``frames``: its stream's inputs, one per
+    step, in turn; ``current``: the module already built for ``start`` (else built). Every model of
+    :func:`model_candidates` is timed stepping its stream (``module.stream(batch_size)``), hot in
+    interleaved rounds, or paced one step per ``pace_s`` (models taking turns, :data:`PACED_SAMPLES`
+    steps each), medians; ``start``'s is kept unless another is :data:`MARGIN` faster. Returns (the
+    chosen module, the :class:`ModelLayoutChoice`)."""
+    start = tuple(tuple(g) for g in start)
+    cands = model_candidates(start)
+    modules = {c: (current if c == start and current is not None else build([list(g) for g in c])) for c in cands}
+    methods = {c: (m.stream(batch_size=batch_size).step, frames) for c, m in modules.items()}
+    if pace_s is None:
+        seconds = time_interleaved(methods, ROUNDS)
+    else:
+        seconds = {c: med for c, (med, _p99) in time_paced(methods, pace_s, PACED_SAMPLES).items()}
+    best = min(cands, key=seconds.__getitem__)
+    if seconds[start] <= seconds[best] * (1 + MARGIN):
+        best = start
+    return modules[best], ModelLayoutChoice(best, seconds, pace_s)

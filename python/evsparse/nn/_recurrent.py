@@ -205,6 +205,7 @@ class PlanModule(PackedModule):
     _cached_args: Optional[list] = None
     _cached_stack_args: Optional[tuple] = None
     _plan_call: Optional[tuple] = None  # (arena, meta) when the CPU plan ops can run the step
+    model_choice: Optional[object] = None  # a ModelLayoutChoice where sparsify timed whole models
 
     def _init_plan(self, input_size: int, width: int, layers: list) -> None:
         arena, meta = plan.build(self._plan_kind, input_size, width, layers)

@@ -25,7 +25,7 @@ from torch import nn
 from .. import functional, plan
 from .._contract import EGRU_LAYER_ARGS
 from .._deprecation import alias_classmethod, moved
-from ..layout import pace_seconds
+from ..layout import choose_model_layouts, pace_seconds
 from ._recurrent import (ActivityLog, FrameCycle, PlanModule, Stream, accepts_unbatched, check_sequence_input, plan_runner,
                          checked_weight_masks, fast_op, op_args, pack_layer, per_layer_layouts, step_through_forward,
                          timing_example)
@@ -228,13 +228,15 @@ class EGRU(nn.Module):
         ``weight_masks`` maps parameter names (``weight_ih_l0``, ``weight_hh_l0``, ...) to masks; each
         weight is packed as ``weight * mask`` (see :func:`evsparse.pack`, also for ``layout``). With
         ``layout="timed"``, each layer runs its sequence op on ``example_input`` (a sequence like this
-        module's input) with every combination of layouts for its two weights, and keeps the fastest;
-        ``PackedEGRU.layout_choices`` holds the timings. A list of (input, recurrent) weight layout
+        module's input) with every combination of layouts for its two weights, and keeps the fastest
+        (``PackedEGRU.layout_choices`` holds the timings); then, on the CPU, whole models that change one
+        layer's layouts are timed stepping their streams on the frames of ``example_input`` and the
+        fastest is kept (``.model_choice``, see :func:`evsparse.layout.choose_model_layouts`). A list of (input, recurrent) weight layout
         pairs per layer (``.layouts`` of an earlier result) reproduces a choice. ``weight_dtype``: the
         packed weights' dtype (default float32; ``torch.int8`` quantises them per input column, see
         :func:`evsparse.pack`; biases and thresholds stay float32). ``pace_ms`` (with ``"timed"``): time
-        each layer as a stream runs it, one step (a frame of ``example_input``, in turn) every ``pace_ms``
-        milliseconds, instead of its whole sequence in a hot loop."""
+        each layer, then each model, as a stream runs it, one step (a frame of ``example_input``, in
+        turn) every ``pace_ms`` milliseconds, instead of in a hot loop."""
         return PackedEGRU.from_module(self, weight_masks, layout, example_input, weight_dtype, pace_ms)
 
     def load_evnn_state_dict(self, state_dict: Union[dict, Sequence[dict]]) -> None:
@@ -340,6 +342,7 @@ class PackedEGRU(PlanModule):
         inp = timing_example(example_input, layout, egru, "EGRU.sparsify")  # layer k's input when timed
         pace_s = pace_seconds(pace_ms, inp is not None, "EGRU.sparsify")
         layouts = per_layer_layouts(layout, egru.num_layers, "EGRU.sparsify")
+        example = inp
         layers, choices = [], []
         for k in range(egru.num_layers):
             w_ih, w_hh, b_ih, b_hh, thr = (p.detach() if p is not None else None for p in egru.layer_params(k))
@@ -375,6 +378,11 @@ class PackedEGRU(PlanModule):
             choices.append(choice)
         module = cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
         module.layout_choices = choices
+        if example is not None and example.device.type == "cpu":  # then whole models, as they stream
+            module, module.model_choice = choose_model_layouts(
+                module.layouts, lambda groups: cls.from_module(egru, weight_masks, groups, weight_dtype=weight_dtype),
+                list(example.unbind(0)), example.shape[1], pace_s, current=module)
+            module.layout_choices = choices
         return module
 
     from_egru = alias_classmethod("from_module", "PackedEGRU.from_egru", "PackedEGRU.from_module")

@@ -35,8 +35,9 @@ from torch import nn
 
 from .. import plan
 from ..functional import sparse_linear
-from ..layout import choose_layouts, pack
-from ._recurrent import (ActivityLog, PlanModule, Stream, accepts_unbatched, fast_op, plan_runner, step_through_forward,
+from ..layout import choose_layouts, choose_model_layouts, pace_seconds, pack
+from ._recurrent import (ActivityLog, FrameCycle, PlanModule, Stream, accepts_unbatched, fast_op, plan_runner,
+                         step_through_forward,
                          timing_example)
 from .linear_rnn import SCANS, _check_input, _initial_state, diagonal_scan
 
@@ -302,7 +303,8 @@ class S5Stack(nn.Module):
 
     def sparsify(self, weight_masks: Optional[dict] = None, layout: Union[str, Sequence[str]] = "auto",
                  weight_dtype: Optional[torch.dtype] = None,
-                 example_input: Optional[torch.Tensor] = None) -> "PackedS5Stack":
+                 example_input: Optional[torch.Tensor] = None,
+                 pace_ms: Optional[float] = None) -> "PackedS5Stack":
         """The inference module on one S5 plan (``torch.ops.evsparse.s5_plan_step``), float32:
         BatchNorm (its running statistics) folded into ``B`` and ``D``, the zero-order hold into ``B``
         and ``Lambda``, the conjugate-symmetric read-out's ``2 Re`` into ``C``. ``weight_masks``: masks
@@ -311,9 +313,12 @@ class S5Stack(nn.Module):
         plan order (encoder, then B, C, W2 per block, then decoder), as ``.layouts`` reports them.
         ``"timed"``: per record (encoder, block, decoder), every combination of its weights' layouts
         timed through the plan's sequence op on ``example_input`` ([T, B, input_size] float32; each
-        record on the previous one's output), the fastest kept (``.layout_choices``).
-        ``weight_dtype``: ``torch.int8`` quantises every packed weight per input column."""
-        return PackedS5Stack.from_module(self, weight_masks, layout, weight_dtype, example_input)
+        record on the previous one's output), the fastest kept (``.layout_choices``); then whole models
+        that change one record's layouts, timed stepping their streams on the frames of ``example_input``
+        (``.model_choice``, see :func:`evsparse.layout.choose_model_layouts`). ``pace_ms`` (with
+        ``"timed"``): time both stages as a stream runs, one step every ``pace_ms`` milliseconds, instead
+        of in a hot loop. ``weight_dtype``: ``torch.int8`` quantises every packed weight per input column."""
+        return PackedS5Stack.from_module(self, weight_masks, layout, weight_dtype, example_input, pace_ms)
 
     def extra_repr(self) -> str:
         return (f"{self.input_size}, d_model={self.d_model}, state_size={self.state_size}, "
@@ -411,7 +416,8 @@ class PackedS5Stack(PlanModule):
     def from_module(cls, model: S5Stack, weight_masks: Optional[dict] = None,
                     layout: Union[str, Sequence[str]] = "auto",
                     weight_dtype: Optional[torch.dtype] = None,
-                    example_input: Optional[torch.Tensor] = None) -> "PackedS5Stack":
+                    example_input: Optional[torch.Tensor] = None,
+                    pace_ms: Optional[float] = None) -> "PackedS5Stack":
         who = "S5Stack.sparsify"
         masks = dict(weight_masks or {})
         known = {"encoder_weight", "decoder_weight"} | {f"blocks.{k}.{n}" for k in range(model.num_layers)
@@ -432,6 +438,8 @@ class PackedS5Stack(PlanModule):
                 raise ValueError(f"{who}: layout as a list needs {n_weights} names of 'dense'/'sparse'/'auto' "
                                  f"(encoder, B, C, W2 per block, decoder), got {layout!r}")
         inp = timing_example(example_input, layout if isinstance(layout, str) else None, model, who)
+        pace_s = pace_seconds(pace_ms, inp is not None, who)
+        example = inp
 
         def masked(w: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
             w = w.detach().float().contiguous()
@@ -465,15 +473,20 @@ class PackedS5Stack(PlanModule):
                 return plan.PlanLayer(n_in, n_out, S_k, flags, pws, vectors, act)
 
             if layout == "timed":  # this record's layouts timed on its own input, then its output feeds the next
-                if flags & plan.LINEAR:  # a plan needs a block: a dense layer is timed as its product op
-                    def run(pw, inp=inp, bias=vectors[0], relu=bool(flags & plan.RELU)):
-                        y = sparse_linear(inp, pw, bias)
-                        return (F.relu(y) if relu else y),
-                else:
-                    run = plan_runner(plan.S5, n_in, model.state_size, make, lambda arena, meta, inp=inp, n_out=n_out:
-                                      torch.ops.evsparse.s5_plan_sequence(
-                                          inp, inp.new_zeros(1, inp.shape[1], model.state_size), arena, meta, n_out))
-                pws, choice = choose_layouts(weights, run, weight_dtype)
+                def record_run(next_input, bias=vectors[0], relu=bool(flags & plan.RELU), make=make, n_out=n_out):
+                    if flags & plan.LINEAR:  # a plan needs a block: a dense layer is timed as its product op
+                        def run(pw):
+                            y = sparse_linear(next_input(), pw, bias)
+                            return (F.relu(y) if relu else y),
+                        return run
+                    return plan_runner(plan.S5, n_in, model.state_size, make, lambda arena, meta: (
+                        torch.ops.evsparse.s5_plan_sequence(
+                            (x := next_input()), x.new_zeros(1, x.shape[1], model.state_size), arena, meta, n_out)))
+
+                run = record_run(lambda inp=inp: inp)
+                # paced: one step (a frame of the record's input, in turn) per timed call
+                timing_run = run if pace_s is None else record_run(FrameCycle(inp))
+                pws, choice = choose_layouts(weights, timing_run, weight_dtype, pace_s=pace_s)
                 inp = run(*pws)[0]
             else:
                 pws, choice = [pack(w, None, next(names_iter), weight_dtype=weight_dtype) for w in weights], None
@@ -481,6 +494,14 @@ class PackedS5Stack(PlanModule):
             choices.append(choice)
         module = cls(model.input_size, H, model.state_size, model.output_size, model.batch_first, records)
         module.layout_choices = choices
+        if example is not None:  # then whole models, as they stream (records: encoder, blocks, decoder)
+            sizes = [len(spec[4]) for spec in specs]
+            flat = module.layouts
+            groups = [tuple(flat[sum(sizes[:i]):sum(sizes[:i + 1])]) for i in range(len(sizes))]
+            module, module.model_choice = choose_model_layouts(
+                groups, lambda gs: cls.from_module(model, weight_masks, [n for g in gs for n in g], weight_dtype),
+                list(example.unbind(0)), example.shape[1], pace_s, current=module)
+            module.layout_choices = choices
         return module
 
     def _check_cpu(self, who: str) -> None:
