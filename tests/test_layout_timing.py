@@ -1,6 +1,7 @@
 """layout="timed": both layouts timed on an example input, the fastest kept (pack, SparseLinear, sparsify)."""
 
 import itertools
+import time
 
 import pytest
 import torch
@@ -466,3 +467,31 @@ def test_s5_pace_ms_on_this_machine():
     torch.testing.assert_close(packed(x)[0], m(x)[0], rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="pace_ms"):
         m.sparsify(pace_ms=8)
+
+
+def test_time_interleaved_opens_every_block_with_untimed_warmup_calls(monkeypatch):
+    """Each block of time_interleaved starts with BLOCK_WARMUP_CALLS untimed calls (the ops' threading
+    policy uses the workers only after a streak of back-to-back calls), bounded by BLOCK_WARMUP_SECONDS;
+    every method's median is still per timed call."""
+    from evsparse import timing
+
+    calls = {"a": 0, "b": 0}
+
+    def make(name):
+        def fn(_):
+            calls[name] += 1
+        return fn
+
+    rounds = 3
+    out = timing.time_interleaved({"a": (make("a"), [None] * 4), "b": (make("b"), [None] * 4)}, rounds)
+    assert set(out) == {"a", "b"} and all(v > 0 for v in out.values())
+    assert all(c >= 8 + rounds * (timing.BLOCK_WARMUP_CALLS + 1) for c in calls.values())  # 8: calibration
+    slow = {"n": 0}
+
+    def slow_fn(_):
+        slow["n"] += 1
+        time.sleep(0.005)
+
+    monkeypatch.setattr(timing, "BLOCK_WARMUP_SECONDS", 0.012)
+    timing.time_interleaved({"s": (slow_fn, [None])}, 1, block_seconds=1e-3)
+    assert slow["n"] <= 2 + 4 + 1  # calibration, a warm-up cut short after ~12 ms, one timed call

@@ -1,8 +1,16 @@
+"""sparse_linear at 10% x 15% with and without a competing busy process (one `while True` in another
+process), hot and paced, 2 threads and 1: the p99 a descheduled worker costs.
+
+    python benchmarks/ab/busy_process.py [INxOUT]   (default 1024x3072)
+"""
 import time, torch, statistics, subprocess, sys, evsparse
+from evsparse.bench.common import cpu_name
+inp, out = (int(v) for v in (sys.argv[1] if len(sys.argv) > 1 else "1024x3072").split("x"))
 torch.manual_seed(0)
-w = torch.randn(3072, 1024); mask = torch.rand(3072, 1024) < 0.15
+w = torch.randn(out, inp); mask = torch.rand(out, inp) < 0.15
 pw = evsparse.pack(w, mask)
-xs = [torch.randn(1, 1024) * (torch.rand(1, 1024) < 0.1) for _ in range(16)]
+xs = [torch.randn(1, inp) * (torch.rand(1, inp) < 0.1) for _ in range(16)]
+print(f"# {cpu_name()}, torch {torch.__version__}, {inp}x{out}, (median us, p99 us)")
 def run(n, gap):
     ts = []
     with torch.inference_mode():

@@ -12,6 +12,9 @@
 #include <cmath>
 #include <exception>
 #include <optional>
+#include <thread>
+
+#include <time.h>
 #include <type_traits>
 #include <vector>
 
@@ -29,11 +32,13 @@ constexpr int64_t kMinParallelMacs = 1 << 15;
 // The forward products split their work across threads only above these sizes. Measured on the
 // 2-core EPYC VM (2026-12-02, hot loop, batch 1, one thread vs two): the sparse layout gained nothing
 // at 47K touched nonzeros (1024x3072, 10% x 15%: 30.7 vs 30.5 us) and 1.36x at 189K; the dense
-// layout 1.24x at 315K MACs and 1.36x at 1.26M. Below that a split buys at most a few microseconds
-// and risks milliseconds: with one competing busy process the 1024x3072 product's p99 was 4.1 ms on
-// two threads (a descheduled worker holds the call at the join) and 0.12 ms on one.
+// layout 1.24x at 315K MACs and 1.36x at 1.26M. On the Intel Xeon VM (2026-12-04) the sparse split
+// gained 1.19-1.24x at 47K (in one run of four 1.03x), 1.00x at 24-29K and 0.83x at 12K, so its
+// threshold is 32K there. (It was 96K while a descheduled worker could hold a hot loop's calls at the
+// join: with one competing busy process the p99 was 4.1 ms on two threads and 0.12 ms on one; the
+// stall rule of cpu/threading_policy.h now answers that.)
 constexpr int64_t kMinParallelDenseMacs = int64_t(1) << 18;
-constexpr int64_t kMinParallelSparseNnz = int64_t(96) << 10;
+constexpr int64_t kMinParallelSparseNnz = int64_t(32) << 10;
 // Output slices are whole cache lines of float32 so threads never share a line.
 constexpr int64_t kSliceAlign = 16;
 
@@ -114,12 +119,53 @@ inline cpu::ThreadingClock& threading_clock() {
   return clock;
 }
 
-// The decision for one call; the guard records the call's end.
+// What the calling thread saw of its last parallel_for: its own pieces' time and its wait at the join
+// after them (0 if it ran none), for the policy's stall rule.
+struct JoinTimes {
+  int64_t own_piece = 0;
+  int64_t join_wait = 0;
+};
+inline JoinTimes& last_join() {
+  thread_local JoinTimes t;
+  return t;
+}
+
+// torch.get_num_threads(): the size of the pool parallel_for runs on.
+inline int64_t num_threads() {
+  uint32_t n = 1;
+  TORCH_CHECK(torch_get_num_threads(&n) == AOTI_TORCH_SUCCESS, "evsparse: torch_get_num_threads failed");
+  return n;
+}
+
+// CPU time of the calling thread (~0.16 us a read on the Xeon VM; read twice per call on the workers).
+inline int64_t thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The decision for one call; the guard records the call's end, with what a stall looks like from the
+// calling thread: its wait at the join, and the wall time it was not running (descheduled).
 struct WorkerChoice {
   bool on_workers;
-  ~WorkerChoice() { threading_clock().record(now_ns(), on_workers); }
+  int64_t wall0 = 0, cpu0 = 0;
+  ~WorkerChoice() {
+    const int64_t now = now_ns();
+    if (!on_workers) {
+      threading_clock().record(now, false);
+      return;
+    }
+    const JoinTimes j = last_join();
+    threading_clock().record(now, true, j.join_wait, j.own_piece, (now - wall0) - (thread_cpu_ns() - cpu0));
+  }
 };
-inline WorkerChoice choose_workers(int64_t macs) { return {threading_clock().decide(now_ns(), macs)}; }
+inline WorkerChoice choose_workers(int64_t macs) {
+  last_join() = {};
+  threading_clock().note_threads(num_threads());
+  const int64_t now = now_ns();
+  const bool on = threading_clock().decide(now, macs);
+  return on ? WorkerChoice{true, now, thread_cpu_ns()} : WorkerChoice{false};
+}
 
 // at::parallel_for, run by libtorch itself through its C entry point (torch_parallel_for, torch >=
 // 2.10). at::parallel_for is a header template that instantiates the OpenMP runtime in the caller, so
@@ -135,16 +181,26 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
     const Body* body;
     std::exception_ptr error;
     std::atomic<bool> failed{false};
+    std::thread::id caller;
+    int64_t own_ns = 0, own_end = 0;  // written by the calling thread only
   } ctx{&body, nullptr};
+  ctx.caller = std::this_thread::get_id();
   const auto call = [](int64_t b, int64_t e, void* p) {
     auto* c = static_cast<Ctx*>(p);
+    const bool mine = std::this_thread::get_id() == c->caller;
+    const int64_t t0 = mine ? now_ns() : 0;
     try {
       (*c->body)(b, e);
     } catch (...) {
       if (!c->failed.exchange(true)) c->error = std::current_exception();
     }
+    if (mine) {
+      c->own_end = now_ns();
+      c->own_ns += c->own_end - t0;
+    }
   };
   const AOTITorchError rc = torch_parallel_for(begin, end, grain, call, &ctx);
+  last_join() = {ctx.own_ns, ctx.own_end > 0 ? now_ns() - ctx.own_end : 0};
   if (ctx.error) std::rethrow_exception(ctx.error);
   TORCH_CHECK(rc == AOTI_TORCH_SUCCESS, "evsparse: torch_parallel_for failed");
 }
@@ -154,13 +210,6 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, const Body& body) {
 template <class Sig>
 c10::TypedOperatorHandle<Sig> op_handle(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "").typed<Sig>();
-}
-
-// torch.get_num_threads(): the size of the pool parallel_for runs on.
-inline int64_t num_threads() {
-  uint32_t n = 1;
-  TORCH_CHECK(torch_get_num_threads(&n) == AOTI_TORCH_SUCCESS, "evsparse: torch_get_num_threads failed");
-  return n;
 }
 
 // body(i0, i1) over [0, n): on the workers (parallel_for) or, as body(0, n), on this thread.

@@ -12,12 +12,21 @@ import torch
 __all__ = ["time_interleaved", "time_paced"]
 
 
+# Untimed calls that open every block: the CPU ops' threading policy (csrc/cpu/threading_policy.h)
+# uses the workers from the 33rd back-to-back threadable call on, so a block that started cold would
+# time a mid-size product on one thread, which no loop of it does (2048x6144 at 10% x 15%: ~90 us a
+# call for the first 32 calls after a pause, then ~48). At most BLOCK_WARMUP_SECONDS of them.
+BLOCK_WARMUP_CALLS = 33
+BLOCK_WARMUP_SECONDS = 0.02
+
+
 def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, block_seconds: float = 2e-3,
                      sync: Optional[Callable[[], None]] = None) -> dict:
     """Median seconds per call of each method, timed in interleaved blocks.
 
     Each round runs every method for one block of calls (about ``block_seconds``, inputs rotating),
-    so a method is timed in its steady state (its weights warm in cache as in a step loop) while the
+    so a method is timed in its steady state (its weights warm in cache as in a step loop, its
+    threads in use: each block opens with up to :data:`BLOCK_WARMUP_CALLS` untimed calls) while the
     rounds alternate methods so that machine noise is shared between them. ``sync`` (e.g.
     ``torch.cuda.synchronize``) is called before and after every block, so asynchronous work is in
     the block's time.
@@ -42,6 +51,11 @@ def time_interleaved(methods: dict[str, tuple[Callable, list]], rounds: int, blo
             for name in names:
                 fn, inputs = methods[name]
                 n, k = calls[name], len(inputs)
+                warm_until = time.perf_counter() + BLOCK_WARMUP_SECONDS
+                for i in range(BLOCK_WARMUP_CALLS):
+                    fn(inputs[(r + i) % k])
+                    if time.perf_counter() > warm_until:
+                        break
                 sync()
                 t0 = time.perf_counter_ns()
                 for i in range(n):

@@ -489,6 +489,79 @@ void run_threading_policy_trials() {
   // Work big enough to pay for a wake-up always goes to the workers.
   t += 8 * ms;
   check(c.decide(t, kWakeWorthMacs), "threading: big work not threaded", "-", 0);
+  c.record(t + 20 * us, true);
+  // A hot loop on the workers whose join stalls (a descheduled worker): the next kBackoffNs stay on the
+  // calling thread, even for big work; an uneven but unstalled join, or a long wait after a long own
+  // piece, does not count.
+  ThreadingClock h;
+  h.note_threads(2);
+  t = 5000 * ms;
+  const auto hot_call = [&](int64_t wait, int64_t own) {
+    const bool w = h.decide(t, 300'000);
+    h.record(t + own + wait, w, w ? wait : 0, w ? own : 0);
+    t += own + wait + 5 * us;
+    return w;
+  };
+  for (int i = 0; i <= kWakeAfterCalls; ++i) hot_call(i == kWakeAfterCalls ? 30 * ms : 10 * us, 20 * us);
+  check(!h.backing_off(t), "threading: the first call on new threads judged", "-", 0);
+  check(hot_call(10 * us, 20 * us), "threading: hot loop not on the workers", "-", 0);
+  check(hot_call(kStallNs / 2, 20 * us) && !h.backing_off(t), "threading: a short join wait counted", "-", 0);
+  check(hot_call(3 * kStallNs, 2 * kStallNs) && !h.backing_off(t), "threading: a long own piece's wait counted",
+        "-", 0);
+  {  // the caller descheduled mid-call (not at the join) is a stall too
+    ThreadingClock d;
+    d.note_threads(2);
+    int64_t u = 100 * ms;
+    for (int i = 0; i <= kWakeAfterCalls; ++i, u += 30 * us) d.record(u + 20 * us, d.decide(u, 300'000));
+    check(d.decide(u, 300'000), "threading: hot loop not on the workers", "-", 2);
+    d.record(u + 11 * ms, true, 5 * us, 11 * ms, kStallNs / 2);
+    check(!d.backing_off(u + 11 * ms + us), "threading: a short deschedule counted", "-", 0);
+    u += 12 * ms;
+    for (int i = 0; i <= kWakeAfterCalls; ++i, u += 30 * us) d.record(u + 20 * us, d.decide(u, 300'000));
+    check(d.decide(u, 300'000), "threading: hot loop not on the workers", "-", 3);
+    d.record(u + 11 * ms, true, 5 * us, 11 * ms, 10 * ms);
+    check(d.backing_off(u + 11 * ms + us), "threading: a descheduled caller did not pause the workers", "-", 0);
+  }
+  check(hot_call(12 * ms, 20 * us), "threading: hot loop not on the workers", "-", 1);
+  check(h.backing_off(t), "threading: a stalled join did not pause the workers", "-", 0);
+  const int64_t stalled_at = t;
+  int threaded = 0;
+  while (t < stalled_at + kBackoffNs - 100 * us) {
+    threaded += hot_call(10 * us, 20 * us);
+    threaded += h.decide(t, kWakeWorthMacs);
+  }
+  check(threaded == 0, "threading: workers used during the pause", "-", threaded);
+  t = stalled_at + kBackoffNs + us;
+  check(hot_call(10 * us, 20 * us), "threading: the pause did not end", "-", 0);
+  // A second stall soon after doubles the pause; each further one doubles it again, up to kMaxBackoffNs.
+  int64_t pause = kBackoffNs;
+  for (int k = 0; k < 8; ++k) {
+    for (int i = 0; i <= kWakeAfterCalls; ++i) hot_call(10 * us, 20 * us);  // the loop goes on after the pause
+    check(hot_call(12 * ms, 20 * us), "threading: hot loop not on the workers after the pause", "-", k);
+    pause = std::min(2 * pause, kMaxBackoffNs);
+    check(h.backing_off(t + pause - 2 * ms) && !h.backing_off(t + pause + ms), "threading: the pause did not double",
+          "-", k);
+    t += pause + us;
+  }
+  // Waking sleeping workers (big work after a gap) may take milliseconds without contention: not judged.
+  t += 100 * ms;
+  check(h.decide(t, kWakeWorthMacs), "threading: big work not threaded", "-", 1);
+  h.record(t + 6 * ms, true, 5 * ms, 1 * ms, 5 * ms);
+  check(!h.backing_off(t + 6 * ms + us), "threading: a slow wake-up counted as a stall", "-", 0);
+  t += 7 * ms;
+  // A new pool size ends a pause (and its first call is not judged).
+  for (int i = 0; i <= kWakeAfterCalls; ++i) hot_call(10 * us, 20 * us);
+  check(hot_call(12 * ms, 20 * us) && h.backing_off(t), "threading: a stall did not pause the workers", "-", 2);
+  h.note_threads(3);
+  check(!h.backing_off(t), "threading: a new pool size did not end the pause", "-", 0);
+  check(hot_call(30 * ms, 20 * us) && !h.backing_off(t), "threading: the first call on a new pool size judged",
+        "-", 0);
+  // Much later, a stall starts again from kBackoffNs; and without stalls the workers stay in use.
+  t += 10 * kMaxBackoffNs;
+  for (int i = 0; i <= kWakeAfterCalls; ++i) hot_call(10 * us, 20 * us);
+  check(hot_call(12 * ms, 20 * us), "threading: hot loop not on the workers much later", "-", 0);
+  check(h.backing_off(t + kBackoffNs - 2 * ms) && !h.backing_off(t + kBackoffNs + ms),
+        "threading: a stall long after the last did not start from kBackoffNs", "-", 0);
 }
 
 int main() {
