@@ -17,18 +17,19 @@
 // Stalls. A worker the OS has descheduled holds the call at the join for a whole time slice. With one
 // competing busy process on the 2-core Xeon VM a hot loop of sparse_linear at 2048x6144 (10% x 15%) had
 // a median of 46 us and a p99 of 12.0 ms on two threads, 157 us on one (benchmarks/ab/busy_process.py).
-// Not only at the join: libgomp's workers spin after a parallel region (GOMP_SPINCOUNT, 300K pauses, ~11
-// ms on this CPU), so with the busy process three threads compete for two vCPUs and the caller itself
-// is descheduled mid-piece; calls of 9-15 ms then came in runs of ten or more. The caller cannot take back
-// a piece a worker has started, so the policy learns instead: a call on the workers whose caller waited
-// at the join more than kStallNs (and more than twice its own piece), or was descheduled for more than
-// kStallNs of it (wall time less its thread's CPU time), was stalled, and the calls of the next
-// kBackoffNs stay on the calling thread (the workers then fall asleep: two threads for two vCPUs). A stall soon after such a pause (within
-// kBackoffNs of its end) doubles the pause, up to kMaxBackoffNs; a later one starts again from
-// kBackoffNs. So under lasting contention stalls come at most once per pause (seconds), and without it
-// the pauses end and the workers return. Only calls that found the workers awake are judged: waking
-// sleeping ones takes milliseconds on a VM without any contention (the rules above keep that rare). The first call on the workers after the pool changed size
-// (torch.set_num_threads; also the process's first) starts new threads and is not judged.
+// Not only at the join: libgomp's workers spin after a parallel region (GOMP_SPINCOUNT, 300K pauses,
+// ~11 ms on this CPU), so with the busy process three threads compete for two vCPUs and the caller
+// itself is descheduled mid-piece; calls of 9-15 ms then came in runs of ten or more. The caller cannot
+// take back a piece a worker has started, so the policy learns instead: a call on the workers whose
+// caller waited at the join more than kStallNs (and more than twice its own piece), or was descheduled
+// for more than kStallNs of it (wall time less its thread's CPU time), was stalled, and the calls of
+// the next kBackoffNs stay on the calling thread (the workers then fall asleep: two threads for two
+// vCPUs). A stall soon after such a pause (within kBackoffNs of its end) doubles the pause, up to
+// kMaxBackoffNs; a later one starts again from kBackoffNs. So under lasting contention stalls come at
+// most once per pause (seconds), and without it the pauses end and the workers return. Only calls that
+// found the workers awake are judged: waking sleeping ones takes milliseconds on a VM without any
+// contention (the rules above keep that rare). The first call on the workers after the pool changed
+// size (torch.set_num_threads; also the process's first) starts new threads and is not judged.
 #pragma once
 
 #include <algorithm>

@@ -13,10 +13,10 @@
 #include <exception>
 #include <optional>
 #include <thread>
-
-#include <time.h>
 #include <type_traits>
 #include <vector>
+
+#include <time.h>  // clock_gettime (POSIX)
 
 #include "../cpu/kernels.h"
 #include "../cpu/threading_policy.h"
