@@ -39,6 +39,8 @@ constexpr int64_t kMinParallelMacs = 1 << 15;
 // stall rule of cpu/threading_policy.h now answers that.)
 constexpr int64_t kMinParallelDenseMacs = int64_t(1) << 18;
 constexpr int64_t kMinParallelSparseNnz = int64_t(32) << 10;
+// The column-group split's partial sums: added on the calling thread up to this many outputs.
+constexpr int64_t kMaxSerialSum = 16384;
 // Output slices are whole cache lines of float32 so threads never share a line.
 constexpr int64_t kSliceAlign = 16;
 
@@ -290,7 +292,10 @@ void for_each_column_group(int64_t B, int64_t out, const ActiveSet<A>& act, cons
         kernel(b, cut[t], cut[t + 1], t == 0 ? bias : nullptr, t == 0 ? yb : part + (t - 1) * out);
       }
     });
-    run_pieces(on_workers, out, std::max<int64_t>(kSliceAlign, out / threads), [&](int64_t o0, int64_t o1) {
+    // Summed on this thread up to kMaxSerialSum outputs: a second parallel region cost more than the
+    // adds (1024x3072 at 10% x 15%: 1.4 us serial against 2.0 us split, per call, Intel Xeon).
+    const int64_t grain = std::max<int64_t>(kSliceAlign, out / threads);
+    run_pieces(on_workers && out > kMaxSerialSum, out, grain, [&](int64_t o0, int64_t o1) {
       for (int64_t t = 1; t < threads; ++t) {
         const A* src = part + (t - 1) * out;
         for (int64_t o = o0; o < o1; ++o) yb[o] += src[o];
