@@ -495,3 +495,21 @@ def test_time_interleaved_opens_every_block_with_untimed_warmup_calls(monkeypatc
     monkeypatch.setattr(timing, "BLOCK_WARMUP_SECONDS", 0.012)
     timing.time_interleaved({"s": (slow_fn, [None])}, 1, block_seconds=1e-3)
     assert slow["n"] <= 2 + 4 + 1  # calibration, a warm-up cut short after ~12 ms, one timed call
+
+
+def test_model_stage_is_skipped_for_models_too_large_to_time_side_by_side(rigged_timer, monkeypatch):
+    """Every candidate module is alive during the model stage: above MODEL_STAGE_MAX_BYTES together it is
+    skipped (model_choice None) and the per-layer choice kept, without timing whole models."""
+    winners, _ = rigged_timer
+    egru = EGRU(16, 24, num_layers=2, thr_mean=0.05).eval()
+    masks = prune.global_magnitude(egru, sparsity=0.7)
+    xs = torch.randn(6, 1, 16)
+    start = [("sparse", "dense"), ("dense", "sparse")]
+    one = egru.sparsify(masks, layout=start)
+    size = sum(b.numel() * b.element_size() for b in one.buffers())
+    monkeypatch.setattr(layout_timing, "MODEL_STAGE_MAX_BYTES", int(size * 2.5))  # room for two models
+    winners += start
+    winners.model_winners.append((("dense", "dense"), ("dense", "dense")))  # would win, if timed
+    timed = egru.sparsify(masks, layout="timed", example_input=xs)
+    assert timed.model_choice is None and timed.layouts == start and winners.model_results == []
+    assert [c.layouts for c in timed.layout_choices] == start

@@ -260,9 +260,14 @@ def model_candidates(start: tuple[tuple[str, ...], ...]) -> list:
     return out
 
 
+# The whole-model stage keeps every candidate module alive at once (they are timed side by side): it is
+# skipped when their packed weights would take more than this many bytes together.
+MODEL_STAGE_MAX_BYTES = 512 << 20
+
+
 def choose_model_layouts(start: Sequence[Sequence[str]], build: Callable[[list], object], frames: list,
                          batch_size: Optional[int], pace_s: Optional[float] = None,
-                         current: Optional[object] = None) -> tuple[object, ModelLayoutChoice]:
+                         current: Optional[object] = None) -> tuple[object, Optional[ModelLayoutChoice]]:
     """The whole-model stage of ``layout="timed"`` (CPU): per-layer timing times a layer alone, which
     does not see the other layers' weights share (and, paced, evict) the caches, so here whole models
     are timed as they stream. ``start``: the per-layer choice, per group its layouts ("dense"/"sparse");
@@ -271,10 +276,17 @@ def choose_model_layouts(start: Sequence[Sequence[str]], build: Callable[[list],
     :func:`model_candidates` is timed stepping its stream (``module.stream(batch_size)``), hot in
     interleaved rounds, or paced one step per ``pace_s`` (models taking turns, :data:`PACED_SAMPLES`
     steps each), medians; ``start``'s is kept unless another is :data:`MARGIN` faster. Returns (the
-    chosen module, the :class:`ModelLayoutChoice`)."""
+    chosen module, the :class:`ModelLayoutChoice`), or (``start``'s module, None) without timing when the
+    candidates' buffers would exceed :data:`MODEL_STAGE_MAX_BYTES` together (a large model)."""
     start = tuple(tuple(g) for g in start)
     cands = model_candidates(start)
-    modules = {c: (current if c == start and current is not None else build([list(g) for g in c])) for c in cands}
+    modules, total = {}, 0
+    for c in cands:  # built one by one, so a model too large for the stage stops it early
+        m = current if c == start and current is not None else build([list(g) for g in c])
+        modules[c] = m
+        total += sum(b.numel() * b.element_size() for b in m.buffers())
+        if total > MODEL_STAGE_MAX_BYTES:
+            return modules[start], None
     methods = {c: (m.stream(batch_size=batch_size).step, frames) for c, m in modules.items()}
     if pace_s is None:
         seconds = time_interleaved(methods, ROUNDS)
