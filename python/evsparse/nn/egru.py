@@ -231,8 +231,8 @@ class EGRU(nn.Module):
         module's input) with every combination of layouts for its two weights, and keeps the fastest
         (``PackedEGRU.layout_choices`` holds the timings); then, on the CPU, whole models that change one
         layer's layouts are timed stepping their streams on the frames of ``example_input`` and the
-        fastest is kept (``.model_choice``, see :func:`evsparse.layout.choose_model_layouts`). A list of (input, recurrent) weight layout
-        pairs per layer (``.layouts`` of an earlier result) reproduces a choice. ``weight_dtype``: the
+        fastest is kept (``.model_choice``, see :func:`evsparse.layout.choose_model_layouts`). A list of
+        (input, recurrent) weight layout pairs per layer (``.layouts`` of an earlier result) reproduces a choice. ``weight_dtype``: the
         packed weights' dtype (default float32; ``torch.int8`` quantises them per input column, see
         :func:`evsparse.pack`; biases and thresholds stay float32). ``pace_ms`` (with ``"timed"``): time
         each layer, then each model, as a stream runs it, one step (a frame of ``example_input``, in
@@ -377,12 +377,11 @@ class PackedEGRU(PlanModule):
             layers.append((p_ih, p_hh, b_ih, b_hh, thr))
             choices.append(choice)
         module = cls(egru.input_size, egru.hidden_size, egru.batch_first, layers)
-        module.layout_choices = choices
         if example is not None and example.device.type == "cpu":  # then whole models, as they stream
             module, module.model_choice = choose_model_layouts(
                 module.layouts, lambda groups: cls.from_module(egru, weight_masks, groups, weight_dtype=weight_dtype),
                 list(example.unbind(0)), example.shape[1], pace_s, current=module)
-            module.layout_choices = choices
+        module.layout_choices = choices
         return module
 
     from_egru = alias_classmethod("from_module", "PackedEGRU.from_egru", "PackedEGRU.from_module")

@@ -493,15 +493,13 @@ class PackedS5Stack(PlanModule):
             records.append(make(*pws))
             choices.append(choice)
         module = cls(model.input_size, H, model.state_size, model.output_size, model.batch_first, records)
-        module.layout_choices = choices
         if example is not None:  # then whole models, as they stream (records: encoder, blocks, decoder)
-            sizes = [len(spec[4]) for spec in specs]
-            flat = module.layouts
-            groups = [tuple(flat[sum(sizes[:i]):sum(sizes[:i + 1])]) for i in range(len(sizes))]
+            flat = iter(module.layouts)
+            groups = [tuple(next(flat) for _ in spec[4]) for spec in specs]  # (spec[4]: a record's weights)
             module, module.model_choice = choose_model_layouts(
                 groups, lambda gs: cls.from_module(model, weight_masks, [n for g in gs for n in g], weight_dtype),
                 list(example.unbind(0)), example.shape[1], pace_s, current=module)
-            module.layout_choices = choices
+        module.layout_choices = choices
         return module
 
     def _check_cpu(self, who: str) -> None:
